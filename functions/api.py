@@ -1,0 +1,22 @@
+"""Lambda entry point for the HTTP API (API Gateway HTTP API, payload v2)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
+from aws_lambda_powertools.logging import correlation_paths
+
+from meterbill.api.app import build_app
+from meterbill.bootstrap import default_container
+
+logger = Logger()
+metrics = Metrics()
+app = build_app(APIGatewayHttpResolver, default_container)
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, log_event=False)
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return app.resolve(event, context)

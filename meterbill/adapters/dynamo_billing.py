@@ -1,0 +1,239 @@
+"""Billing table (single-table design): catalog, usage buckets, invoices, counters, keys.
+
+Item layout (pk / sk):
+  METER#<code> / METER        gsi1: METERS / <code>
+  PLAN#<code>  / PLAN         gsi1: PLANS  / <code>
+  CUS#<id>     / PROFILE      gsi1: CUSTOMERS / <id>     gsi2: DUE / <next period end>#<id>
+  CUS#<id>     / LATE#<period start>      late usage marker (re-rating work list)
+  U#<customer> / <bucket start:012d>#<meter>#<group>   usage bucket (no GSI: 1 write)
+  INV#<id>     / INVOICE      gsi1: CUSINV#<customer> / <period start>   gsi2: INVOICES / <number>
+  COUNTER#invoice / COUNTER   gapless invoice sequence
+  KEY#<sha256> / KEY          API key (hash only)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from meterbill.adapters.dynamo_codec import decode_cursor, encode_cursor, from_item, to_item
+from meterbill.services.errors import Conflict
+
+BATCH_GET = 100
+
+
+def _conditional_failed(exc: ClientError) -> bool:
+    code = exc.response.get("Error", {}).get("Code")
+    return code in ("ConditionalCheckFailedException", "TransactionCanceledException")
+
+
+class DynamoBillingStore:
+    def __init__(self, client: Any, table: str) -> None:
+        self._c = client
+        self._t = table
+
+    # -- generic helpers -------------------------------------------------------------
+    def _get(self, pk: str, sk: str, consistent: bool = True) -> dict[str, Any] | None:
+        resp = self._c.get_item(TableName=self._t, Key={"pk": {"S": pk}, "sk": {"S": sk}},
+                                ConsistentRead=consistent)
+        return from_item(resp["Item"]) if "Item" in resp else None
+
+    def _put(self, doc: Mapping[str, Any], condition: str | None = None,
+             values: Mapping[str, Any] | None = None) -> None:
+        kwargs: dict[str, Any] = {"TableName": self._t, "Item": to_item(doc)}
+        if condition:
+            kwargs["ConditionExpression"] = condition
+        if values:
+            kwargs["ExpressionAttributeValues"] = to_item(values)
+        try:
+            self._c.put_item(**kwargs)
+        except ClientError as exc:
+            if _conditional_failed(exc):
+                raise Conflict("the item changed concurrently; retry") from exc
+            raise
+
+    def _query_index(self, index: str, pk: str, limit: int, cursor: str | None,
+                     sk_max: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
+        cond = f"{index}pk = :p"
+        values: dict[str, Any] = {":p": {"S": pk}}
+        if sk_max is not None:
+            cond += f" AND {index}sk <= :m"
+            values[":m"] = {"S": sk_max}
+        kwargs: dict[str, Any] = {"TableName": self._t, "IndexName": index,
+                                  "KeyConditionExpression": cond,
+                                  "ExpressionAttributeValues": values, "Limit": limit}
+        start = decode_cursor(cursor)
+        if start:
+            kwargs["ExclusiveStartKey"] = start
+        resp = self._c.query(**kwargs)
+        return [from_item(i) for i in resp.get("Items", [])], encode_cursor(resp.get("LastEvaluatedKey"))
+
+    def _batch_get(self, keys: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for i in range(0, len(keys), BATCH_GET):
+            request = {self._t: {"Keys": [{"pk": {"S": p}, "sk": {"S": s}} for p, s in keys[i:i + BATCH_GET]],
+                                 "ConsistentRead": True}}
+            while request:
+                resp = self._c.batch_get_item(RequestItems=request)
+                out.extend(from_item(it) for it in resp["Responses"].get(self._t, []))
+                request = resp.get("UnprocessedKeys") or {}
+        return out
+
+    # -- catalog ---------------------------------------------------------------------
+    def put_catalog(self, kind: str, code: str, doc: Mapping[str, Any],
+                    expected_version: int | None) -> None:
+        """kind: METER | PLAN. Optimistic concurrency on ``version``."""
+        item = {**doc, "pk": f"{kind}#{code}", "sk": kind, "gsi1pk": f"{kind}S", "gsi1sk": code}
+        if expected_version is None:
+            self._put(item, "attribute_not_exists(pk)")
+        else:
+            self._put(item, "version = :v", {":v": expected_version})
+
+    def get_catalog(self, kind: str, code: str) -> dict[str, Any] | None:
+        return self._get(f"{kind}#{code}", kind)
+
+    def list_catalog(self, kind: str, limit: int = 100, cursor: str | None = None
+                     ) -> tuple[list[dict[str, Any]], str | None]:
+        return self._query_index("gsi1", f"{kind}S", limit, cursor)
+
+    def all_catalog(self, kind: str) -> list[dict[str, Any]]:
+        items, cursor = self.list_catalog(kind, 1000)
+        while cursor:
+            more, cursor = self.list_catalog(kind, 1000, cursor)
+            items.extend(more)
+        return items
+
+    # -- customers -------------------------------------------------------------------
+    def put_customer(self, doc: Mapping[str, Any], expected_version: int | None) -> None:
+        item = {**doc, "pk": f"CUS#{doc['id']}", "sk": "PROFILE", "gsi1pk": "CUSTOMERS",
+                "gsi1sk": doc["id"], "gsi2pk": "DUE", "gsi2sk": f"{doc['next_close']}#{doc['id']}"}
+        if expected_version is None:
+            self._put(item, "attribute_not_exists(pk)")
+        else:
+            self._put(item, "version = :v", {":v": expected_version})
+
+    def get_customer(self, customer_id: str) -> dict[str, Any] | None:
+        return self._get(f"CUS#{customer_id}", "PROFILE")
+
+    def get_customers(self, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        found = self._batch_get([(f"CUS#{i}", "PROFILE") for i in ids])
+        return {d["id"]: d for d in found}
+
+    def list_customers(self, limit: int, cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
+        return self._query_index("gsi1", "CUSTOMERS", limit, cursor)
+
+    def due_customers(self, as_of_iso: str, limit: int = 100, cursor: str | None = None
+                      ) -> tuple[list[dict[str, Any]], str | None]:
+        return self._query_index("gsi2", "DUE", limit, cursor, sk_max=as_of_iso + "~")
+
+    def mark_late(self, customer_id: str, period_start_iso: str, at_iso: str) -> None:
+        self._c.update_item(TableName=self._t,
+                            Key={"pk": {"S": f"CUS#{customer_id}"}, "sk": {"S": f"LATE#{period_start_iso}"}},
+                            UpdateExpression="SET updated_at = :a ADD late_batches :one",
+                            ExpressionAttributeValues={":a": {"S": at_iso}, ":one": {"N": "1"}})
+
+    def late_markers(self, customer_id: str) -> list[dict[str, Any]]:
+        resp = self._c.query(TableName=self._t, KeyConditionExpression="pk = :p AND begins_with(sk, :s)",
+                             ExpressionAttributeValues={":p": {"S": f"CUS#{customer_id}"}, ":s": {"S": "LATE#"}})
+        return [from_item(i) for i in resp.get("Items", [])]
+
+    def first_usage_bucket(self, customer_id: str) -> int | None:
+        resp = self._c.query(TableName=self._t, KeyConditionExpression="pk = :p",
+                             ExpressionAttributeValues={":p": {"S": f"U#{customer_id}"}},
+                             Limit=1, ProjectionExpression="bs")
+        items = resp.get("Items", [])
+        return int(items[0]["bs"]["N"]) if items else None
+
+    # -- usage buckets ---------------------------------------------------------------
+    def get_buckets(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
+        return {(d["pk"], d["sk"]): d for d in self._batch_get(keys)}
+
+    def put_bucket(self, doc: Mapping[str, Any], expected_version: int | None) -> bool:
+        """False when another writer got there first (re-read and re-apply)."""
+        try:
+            if expected_version is None:
+                self._put(doc, "attribute_not_exists(pk)")
+            else:
+                self._put(doc, "v = :v", {":v": expected_version})
+        except Conflict:
+            return False
+        return True
+
+    def query_buckets(self, customer_id: str, start_s: int, end_s: int) -> list[dict[str, Any]]:
+        """Buckets whose start lies in [start_s, end_s)."""
+        items: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self._t, "KeyConditionExpression": "pk = :p AND sk BETWEEN :a AND :b",
+            "ExpressionAttributeValues": {":p": {"S": f"U#{customer_id}"}, ":a": {"S": f"{start_s:012d}"},
+                                          ":b": {"S": f"{end_s - 1:012d}~"}}}
+        while True:
+            resp = self._c.query(**kwargs)
+            items.extend(from_item(i) for i in resp.get("Items", []))
+            if "LastEvaluatedKey" not in resp:
+                return items
+            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+
+    # -- invoices --------------------------------------------------------------------
+    def invoice_counter(self) -> int:
+        doc = self._get("COUNTER#invoice", "COUNTER")
+        return int(doc["n"]) if doc else 0
+
+    def commit_invoice(self, invoice: Mapping[str, Any], number_seq: int,
+                       customer_id: str, customer_version: int, customer_changes: Mapping[str, Any]) -> None:
+        """Atomically: store the invoice (once), take sequence number ``number_seq`` (gapless),
+        and advance the customer's closed-through mark. All or nothing."""
+        prev = number_seq - 1
+        counter_update: dict[str, Any] = {
+            "TableName": self._t, "Key": {"pk": {"S": "COUNTER#invoice"}, "sk": {"S": "COUNTER"}},
+            "UpdateExpression": "SET n = :n",
+            "ExpressionAttributeValues": {":n": {"N": str(number_seq)}},
+        }
+        if prev == 0:
+            counter_update["ConditionExpression"] = "attribute_not_exists(n) OR n = :z"
+            counter_update["ExpressionAttributeValues"][":z"] = {"N": "0"}
+        else:
+            counter_update["ConditionExpression"] = "n = :prev"
+            counter_update["ExpressionAttributeValues"][":prev"] = {"N": str(prev)}
+        names = {f"#k{i}": k for i, k in enumerate(customer_changes)}
+        values = {f":v{i}": v for i, v in enumerate(customer_changes.values())}
+        sets = ", ".join(f"#k{i} = :v{i}" for i in range(len(customer_changes)))
+        customer_update = {
+            "TableName": self._t, "Key": {"pk": {"S": f"CUS#{customer_id}"}, "sk": {"S": "PROFILE"}},
+            "UpdateExpression": f"SET {sets}, version = :nv",
+            "ConditionExpression": "version = :cv",
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": {**to_item(values), ":nv": {"N": str(customer_version + 1)},
+                                          ":cv": {"N": str(customer_version)}},
+        }
+        item = {**invoice, "pk": f"INV#{invoice['id']}", "sk": "INVOICE",
+                "gsi1pk": f"CUSINV#{customer_id}", "gsi1sk": invoice["period"]["start"],
+                "gsi2pk": "INVOICES", "gsi2sk": f"{number_seq:012d}"}
+        try:
+            self._c.transact_write_items(TransactItems=[
+                {"Put": {"TableName": self._t, "Item": to_item(item),
+                         "ConditionExpression": "attribute_not_exists(pk)"}},
+                {"Update": counter_update},
+                {"Update": customer_update},
+            ])
+        except ClientError as exc:
+            if _conditional_failed(exc):
+                raise Conflict("invoice, sequence or customer changed concurrently") from exc
+            raise
+
+    def get_invoice(self, invoice_id: str) -> dict[str, Any] | None:
+        return self._get(f"INV#{invoice_id}", "INVOICE")
+
+    def list_invoices(self, customer_id: str | None, limit: int, cursor: str | None
+                      ) -> tuple[list[dict[str, Any]], str | None]:
+        if customer_id:
+            return self._query_index("gsi1", f"CUSINV#{customer_id}", limit, cursor)
+        return self._query_index("gsi2", "INVOICES", limit, cursor)
+
+    # -- api keys --------------------------------------------------------------------
+    def put_key(self, digest: str, doc: Mapping[str, Any]) -> None:
+        self._put({**doc, "pk": f"KEY#{digest}", "sk": "KEY"}, "attribute_not_exists(pk)")
+
+    def get_key(self, digest: str) -> dict[str, Any] | None:
+        return self._get(f"KEY#{digest}", "KEY", consistent=False)

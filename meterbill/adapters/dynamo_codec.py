@@ -1,0 +1,69 @@
+"""DynamoDB attribute-value encoding shared by the adapters (exact decimals, no floats)."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+
+_ser = TypeSerializer()
+_de = TypeDeserializer()
+
+
+def scalar_av(value: Any) -> dict[str, Any]:
+    """Fast path for flat event properties (str, int, Decimal, bool, None)."""
+    t = type(value)
+    if t is str:
+        return {"S": value}
+    if t is bool:
+        return {"BOOL": value}
+    if t is int:
+        return {"N": str(value)}
+    if t is Decimal:
+        return {"N": format(value, "f") if value.is_finite() else str(value)}
+    if value is None:
+        return {"NULL": True}
+    raise TypeError(f"unsupported property value {type(value).__name__}")
+
+
+def av_scalar(av: Mapping[str, Any]) -> Any:
+    if "S" in av:
+        return av["S"]
+    if "N" in av:
+        n = av["N"]
+        return int(n) if n.lstrip("-").isdigit() else Decimal(n)
+    if "BOOL" in av:
+        return av["BOOL"]
+    if "NULL" in av:
+        return None
+    raise TypeError(f"unsupported attribute value {av!r}")
+
+
+def to_item(doc: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: _ser.serialize(v) for k, v in doc.items() if v is not None}
+
+
+def from_item(item: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: _de.deserialize(v) for k, v in item.items()}
+
+
+def encode_cursor(key: Mapping[str, Any] | None) -> str | None:
+    if not key:
+        return None
+    return base64.urlsafe_b64encode(json.dumps(key, separators=(",", ":")).encode()).decode()
+
+
+def decode_cursor(cursor: str | None) -> dict[str, Any] | None:
+    if not cursor:
+        return None
+    try:
+        value = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+    except (ValueError, TypeError):
+        from meterbill.domain.errors import InvalidField
+
+        raise InvalidField("cursor", "is not a cursor returned by this API") from None
+    return value

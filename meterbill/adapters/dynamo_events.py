@@ -1,0 +1,96 @@
+"""Raw event store: one item per event id in the events table (its stream feeds aggregation).
+
+Writes use BatchWriteItem (25 items per call, ~1 WCU per event): an item keyed by the event
+id overwrites itself, so a retried write can never create a second copy.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from meterbill.adapters.dynamo_codec import av_scalar, scalar_av
+from meterbill.domain.events import Event
+
+BATCH_WRITE = 25
+BATCH_GET = 100
+
+
+class DynamoEventStore:
+    def __init__(self, client: Any, table: str, *, max_attempts: int = 8,
+                 sleep: Any = time.sleep) -> None:
+        self._client = client
+        self._table = table
+        self._max_attempts = max_attempts
+        self._sleep = sleep
+
+    def existing(self, ids: Sequence[str]) -> dict[str, str]:
+        """id -> content digest for the ids already stored (strongly consistent reads)."""
+        found: dict[str, str] = {}
+        for start in range(0, len(ids), BATCH_GET):
+            keys = [{"id": {"S": i}} for i in ids[start:start + BATCH_GET]]
+            request = {self._table: {"Keys": keys, "ProjectionExpression": "id, h",
+                                     "ConsistentRead": True}}
+            attempt = 0
+            while request:
+                resp = self._client.batch_get_item(RequestItems=request)
+                for item in resp.get("Responses", {}).get(self._table, []):
+                    found[item["id"]["S"]] = item["h"]["S"]
+                request = resp.get("UnprocessedKeys") or {}
+                attempt = self._backoff(attempt, bool(request))
+        return found
+
+    def put(self, events: Iterable[tuple[Event, str]], accepted_at_ms: int) -> set[str]:
+        """Store events (with a flag: '' | 'pending' | 'late'). Returns ids NOT stored."""
+        failed: set[str] = set()
+        batch: list[dict[str, Any]] = []
+        at = str(accepted_at_ms)
+        for event, flag in events:
+            item = {"id": {"S": event.id}, "c": {"S": event.customer}, "t": {"S": event.type},
+                    "ts": {"N": str(event.ts_ms)}, "h": {"S": event.digest}, "at": {"N": at},
+                    "p": {"M": {k: scalar_av(v) for k, v in event.properties.items()}}}
+            if flag:
+                item["f"] = {"S": flag}
+            batch.append({"PutRequest": {"Item": item}})
+            if len(batch) == BATCH_WRITE:
+                failed |= self._write(batch)
+                batch = []
+        if batch:
+            failed |= self._write(batch)
+        return failed
+
+    def _write(self, requests: list[dict[str, Any]]) -> set[str]:
+        pending = {self._table: requests}
+        attempt = 0
+        while pending:
+            if attempt >= self._max_attempts:
+                return {r["PutRequest"]["Item"]["id"]["S"] for r in pending[self._table]}
+            resp = self._client.batch_write_item(RequestItems=pending)
+            pending = resp.get("UnprocessedItems") or {}
+            attempt = self._backoff(attempt, bool(pending))
+        return set()
+
+    def _backoff(self, attempt: int, again: bool) -> int:
+        if again:
+            self._sleep(min(0.05 * 2 ** attempt, 1.0))
+        return attempt + 1
+
+    def get(self, event_id: str) -> dict[str, Any] | None:
+        resp = self._client.get_item(TableName=self._table, Key={"id": {"S": event_id}},
+                                     ConsistentRead=True)
+        item = resp.get("Item")
+        return image_to_event_dict(item) if item else None
+
+
+def image_to_event(image: dict[str, Any]) -> Event:
+    return Event(image["id"]["S"], image["c"]["S"], image["t"]["S"], int(image["ts"]["N"]),
+                 {k: av_scalar(v) for k, v in image.get("p", {}).get("M", {}).items()},
+                 image["h"]["S"])
+
+
+def image_to_event_dict(image: dict[str, Any]) -> dict[str, Any]:
+    e = image_to_event(image)
+    return {"id": e.id, "customer": e.customer, "type": e.type, "timestamp": e.timestamp,
+            "properties": dict(e.properties), "accepted_at_ms": int(image["at"]["N"]),
+            "flag": image.get("f", {}).get("S")}

@@ -1,0 +1,50 @@
+"""Build the HTTP application around the shared Router, for Lambda or for a local ASGI server."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.api_gateway import ApiGatewayResolver
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+
+from meterbill import __version__
+from meterbill.api import errors
+from meterbill.api.routes import router
+from meterbill.bootstrap import Container
+
+R = TypeVar("R", bound=ApiGatewayResolver)
+
+
+def build_app(resolver_cls: type[R], provider: Callable[[], Container]) -> R:
+    app = resolver_cls(enable_validation=True)
+
+    def inject(app: Any, next_middleware: Callable[..., Response]) -> Response:
+        app.append_context(container=provider())
+        return next_middleware(app)
+
+    app.use(middlewares=[inject])
+    app.include_router(router)
+    app.enable_swagger(path="/v1/docs", title="meterbill API", version=__version__,
+                       description="Usage-based billing: meters, plans, customers, events, invoices. "
+                                   "Authorization: Bearer <api key>. Amounts are decimal strings.")
+
+    @app.get("/v1/openapi.json", include_in_schema=False)
+    def openapi() -> Response:
+        return Response(200, "application/json", app.get_openapi_json_schema(title="meterbill API",
+                                                                             version=__version__))
+
+    @app.exception_handler(RequestValidationError)
+    def on_validation(exc: RequestValidationError) -> Response:
+        return errors.from_validation(exc)
+
+    @app.exception_handler(Exception)
+    def on_error(exc: Exception) -> Response:
+        return errors.from_exception(exc)
+
+    @app.not_found
+    def not_found(exc: Exception) -> Response:
+        return errors.error_response(404, "not_found", "no such route")
+
+    return app

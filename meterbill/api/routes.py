@@ -1,0 +1,164 @@
+"""HTTP routes (v1). Each handler: parse -> one service call -> map the result.
+
+The same Router is served by API Gateway (Lambda) and by HttpResolverLocal (uvicorn)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.api_gateway import Router
+from aws_lambda_powertools.event_handler.openapi.params import Body, Query
+
+from meterbill.api.schemas import BillingRunIn, CustomerIn, MeterIn, PlanIn, dump
+from meterbill.bootstrap import Container
+from meterbill.domain.instants import parse_instant
+from meterbill.domain.invoices import public_view
+
+router = Router()
+HIDDEN = {"pk", "sk", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk", "next_close"}
+
+
+def container() -> Container:
+    return router.context["container"]
+
+
+def require(scope: str) -> Callable[..., Response]:
+    def check(app: Any, next_middleware: Callable[..., Response]) -> Response:
+        container().keys.authorize(app.current_event.headers.get("authorization"), scope)
+        return next_middleware(app)
+
+    check.__name__ = f"require_{scope}"
+    return check
+
+
+READ, INGEST, ADMIN = [require("read")], [require("ingest")], [require("admin")]
+
+
+def plain(value: Any) -> Any:
+    """DynamoDB numbers come back as Decimal: integers -> int, others -> exact string."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else format(value, "f")
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items() if k not in HIDDEN}
+    if isinstance(value, list | tuple | set):
+        return [plain(v) for v in sorted(value)] if isinstance(value, set) else [plain(v) for v in value]
+    return value
+
+
+def page(items: list[dict[str, Any]], cursor: str | None) -> dict[str, Any]:
+    return {"data": [plain(i) for i in items], "next_cursor": cursor}
+
+
+Limit = Annotated[int, Query(ge=1, le=100)]
+Cursor = Annotated[str | None, Query()]
+
+
+@router.get("/v1/health")
+def health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+# -- meters / plans ------------------------------------------------------------------
+@router.put("/v1/meters/<code>", middlewares=ADMIN)
+def put_meter(code: str, body: Annotated[MeterIn, Body()]) -> dict[str, Any]:
+    return plain(container().catalog.put_meter(code, dump(body)))
+
+
+@router.get("/v1/meters/<code>", middlewares=READ)
+def get_meter(code: str) -> dict[str, Any]:
+    return plain(container().catalog.get_meter(code))
+
+
+@router.get("/v1/meters", middlewares=READ)
+def list_meters(limit: Limit = 50, cursor: Cursor = None) -> dict[str, Any]:
+    return page(*container().catalog.list("METER", limit, cursor))
+
+
+@router.put("/v1/plans/<code>", middlewares=ADMIN)
+def put_plan(code: str, body: Annotated[PlanIn, Body()]) -> dict[str, Any]:
+    return plain(container().catalog.put_plan(code, dump(body)))
+
+
+@router.get("/v1/plans/<code>", middlewares=READ)
+def get_plan(code: str) -> dict[str, Any]:
+    return plain(container().catalog.get_plan_doc(code))
+
+
+@router.get("/v1/plans", middlewares=READ)
+def list_plans(limit: Limit = 50, cursor: Cursor = None) -> dict[str, Any]:
+    return page(*container().catalog.list("PLAN", limit, cursor))
+
+
+# -- customers -----------------------------------------------------------------------
+@router.put("/v1/customers/<customer_id>", middlewares=ADMIN)
+def put_customer(customer_id: str, body: Annotated[CustomerIn, Body()]) -> dict[str, Any]:
+    return plain(container().catalog.put_customer(customer_id, dump(body)))
+
+
+@router.get("/v1/customers/<customer_id>", middlewares=READ)
+def get_customer(customer_id: str) -> dict[str, Any]:
+    return plain(container().catalog.get_customer(customer_id))
+
+
+@router.get("/v1/customers", middlewares=READ)
+def list_customers(limit: Limit = 50, cursor: Cursor = None) -> dict[str, Any]:
+    return page(*container().billing_store.list_customers(limit, cursor))
+
+
+@router.get("/v1/customers/<customer_id>/usage", middlewares=READ)
+def customer_usage(customer_id: str, from_: Annotated[str | None, Query(alias="from")] = None,
+                   to: Cursor = None, meter: Cursor = None, window: Annotated[str, Query()] = "day",
+                   group_by: Annotated[bool, Query()] = False) -> dict[str, Any]:
+    return container().usage.series(customer_id, from_, to, meter, window, group_by)
+
+
+# -- events --------------------------------------------------------------------------
+@router.post("/v1/events", middlewares=INGEST,
+             description="1 to 1,000 events as {\"events\": [...]}, or CloudEvents "
+                         "(application/cloudevents+json, application/cloudevents-batch+json). "
+                         "Each event is accepted or rejected on its own; rejected ones are listed "
+                         "with index, id, field and problem. 200: all accepted; 207: some rejected; "
+                         "422: none accepted.")
+def post_events() -> Response | tuple[dict[str, Any], int]:
+    event = router.current_event
+    result = container().ingest.ingest(event.decoded_body, event.headers.get("content-type"))
+    body = result.as_dict()
+    ok = result.accepted + result.duplicates
+    return body, (200 if not result.errors else 207 if ok else 422)
+
+
+@router.get("/v1/events/<event_id>", middlewares=READ)
+def get_event(event_id: str) -> dict[str, Any]:
+    from meterbill.services.errors import NotFound
+
+    found = container().events_store.get(event_id)
+    if found is None:
+        raise NotFound(f"event '{event_id}' has not been accepted", field="id")
+    found["timestamp"] = found["timestamp"].isoformat().replace("+00:00", "Z")
+    return plain(found)
+
+
+# -- billing -------------------------------------------------------------------------
+@router.post("/v1/billing-runs", middlewares=ADMIN)
+def billing_run(body: Annotated[BillingRunIn, Body()]) -> dict[str, Any]:
+    as_of = parse_instant(body.as_of, "as_of") if body.as_of else None
+    return container().billing.run(as_of).as_dict()
+
+
+@router.get("/v1/invoices/<invoice_id>", middlewares=READ)
+def get_invoice(invoice_id: str) -> dict[str, Any]:
+    from meterbill.services.errors import NotFound
+
+    doc = container().billing_store.get_invoice(invoice_id)
+    if doc is None:
+        raise NotFound(f"invoice '{invoice_id}' does not exist", field="id")
+    return plain(public_view(doc))
+
+
+@router.get("/v1/invoices", middlewares=READ)
+def list_invoices(customer: Cursor = None, limit: Limit = 50, cursor: Cursor = None) -> dict[str, Any]:
+    items, nxt = container().billing_store.list_invoices(customer, limit, cursor)
+    return page([public_view(i) for i in items], nxt)

@@ -1,0 +1,77 @@
+"""Request bodies (pydantic): they shape the OpenAPI document and reject wrong JSON types early.
+Amounts are decimal strings; deep rules (tiers ascending, currency known…) live in the domain."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Amount = Field(pattern=r"^-?\d+(\.\d+)?$", description="decimal string, e.g. \"12.34\"")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class MeterIn(Strict):
+    event_type: str = Field(min_length=1, max_length=128, examples=["llm.completion"])
+    aggregation: Literal["count", "sum", "max", "min", "unique_count", "latest"]
+    property: str | None = Field(default=None, examples=["output_tokens"])
+    filter: dict[str, list[str | int | bool]] | None = None
+    group_by: list[str] | None = None
+    name: str | None = None
+    unit: str | None = None
+
+
+class TierIn(Strict):
+    up_to: str | None = Field(pattern=r"^\d+(\.\d+)?$")
+    unit_amount: str = Amount
+    flat_amount: str | None = Field(default=None, pattern=r"^\d+(\.\d+)?$")
+
+
+class ChargeIn(BaseModel):
+    # extra model-specific properties are allowed; each charge model validates its own
+    model_config = ConfigDict(extra="allow")
+    meter: str
+    model: str = Field(examples=["graduated"])
+    display_name: str | None = None
+    unit_amount: str | None = Field(default=None, pattern=r"^\d+(\.\d+)?$")
+    tiers: list[TierIn] | None = None
+
+
+class PlanIn(Strict):
+    currency: str = Field(min_length=3, max_length=3, examples=["USD"])
+    interval: Literal["hour", "day", "week", "month", "quarter", "year"] = "month"
+    base_fee: str = Field(default="0", pattern=r"^\d+(\.\d+)?$")
+    name: str | None = None
+    charges: list[ChargeIn] = []
+
+
+class AddressIn(Strict):
+    line1: str | None = None
+    line2: str | None = None
+    city: str | None = None
+    state: str | None = None
+    postal_code: str | None = None
+    country: str | None = Field(default=None, min_length=2, max_length=2)
+
+
+class CustomerIn(Strict):
+    name: str = Field(min_length=1)
+    email: str | None = None
+    plan: str
+    started_at: str | None = None
+    billing_anchor: str | None = None
+    timezone: str = "UTC"
+    payment_terms_days: int = Field(default=30, ge=0, le=365)
+    address: AddressIn | None = None
+    metadata: dict[str, str] | None = None
+
+
+class BillingRunIn(Strict):
+    as_of: str | None = Field(default=None, description="close periods that ended at or before this instant; default now")
+
+
+def dump(model: BaseModel) -> dict[str, Any]:
+    return model.model_dump(exclude_unset=True)

@@ -1,0 +1,71 @@
+"""Composition root: the one place where real adapters are built and wired into services."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+from meterbill.adapters.dynamo_billing import DynamoBillingStore
+from meterbill.adapters.dynamo_events import DynamoEventStore
+from meterbill.config import Settings
+from meterbill.ports import Clock
+from meterbill.services.aggregation import AggregationService
+from meterbill.services.billing import BillingService
+from meterbill.services.catalog import CatalogService
+from meterbill.services.ingest import IngestService
+from meterbill.services.keys import KeyService
+from meterbill.services.usage import UsageService
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass(frozen=True)
+class Container:
+    settings: Settings
+    clock: Clock
+    events_store: DynamoEventStore
+    billing_store: DynamoBillingStore
+    catalog: CatalogService
+    ingest: IngestService
+    aggregation: AggregationService
+    billing: BillingService
+    usage: UsageService
+    keys: KeyService
+
+
+def dynamodb_client(settings: Settings) -> Any:
+    config = Config(retries={"max_attempts": 5, "mode": "standard"}, connect_timeout=3, read_timeout=10,
+                    max_pool_connections=16, tcp_keepalive=True)
+    return boto3.session.Session().client("dynamodb", region_name=settings.region,
+                                          endpoint_url=settings.dynamodb_endpoint, config=config)
+
+
+def bootstrap(settings: Settings | None = None, *, client: Any = None, clock: Clock | None = None,
+              cache_ttl_s: float = 10.0) -> Container:
+    settings = settings or Settings.from_env()
+    client = client or dynamodb_client(settings)
+    clock = clock or utc_now
+    events = DynamoEventStore(client, settings.events_table)
+    store = DynamoBillingStore(client, settings.billing_table)
+    catalog = CatalogService(store, clock, cache_ttl_s=cache_ttl_s)
+    return Container(
+        settings=settings, clock=clock, events_store=events, billing_store=store, catalog=catalog,
+        ingest=IngestService(events, catalog, clock),
+        aggregation=AggregationService(store, catalog, clock),
+        billing=BillingService(store, catalog, clock, settings.invoice_prefix),
+        usage=UsageService(store, catalog, clock),
+        keys=KeyService(store, clock),
+    )
+
+
+@functools.cache
+def default_container() -> Container:
+    """Built once per cold start (Lambda) or process (local server)."""
+    return bootstrap()

@@ -1,0 +1,53 @@
+"""`meterbill` command: run the local stack, run the demo, manage API keys."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+
+def _keys_create(args: argparse.Namespace) -> int:
+    from meterbill.local import stack
+
+    state = stack.read_state()
+    if not os.environ.get("METERBILL_DYNAMODB_ENDPOINT") and state.get("dynamodb_endpoint") and not args.aws:
+        stack.prepare_environment(state["dynamodb_endpoint"])  # the running local stack
+    from meterbill.bootstrap import bootstrap
+
+    key, doc = bootstrap().keys.create(args.scope, name=args.name or "")
+    print(json.dumps({"key": key, "scopes": doc["scopes"], "name": doc["name"],
+                      "note": "store this key now: only its SHA-256 digest is kept"}, indent=2))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="meterbill", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("run", help="start meterbill locally (moto server + HTTP API + timers)")
+    demo = sub.add_parser("demo", help="against a running local stack: meter, plan, customer, events, invoice")
+    demo.add_argument("--url", help="API base URL (default: the running local stack)")
+    demo.add_argument("--key", help="admin API key (default: METERBILL_ADMIN_KEY or the local stack's)")
+    demo.add_argument("--events", type=int, default=3000)
+    keys = sub.add_parser("keys", help="API keys")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    create = keys_sub.add_parser("create", help="create an API key (printed once)")
+    create.add_argument("--scope", action="append", required=True, choices=["ingest", "read", "admin"])
+    create.add_argument("--name")
+    create.add_argument("--aws", action="store_true", help="use AWS (ignore the local stack)")
+    args = parser.parse_args(argv)
+    if args.command == "run":
+        from meterbill.local.runner import run
+
+        run()
+        return 0
+    if args.command == "demo":
+        from meterbill.local.demo import demo as run_demo
+
+        return run_demo(args.url, args.key, args.events)
+    return _keys_create(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,202 @@
+"""Metered events: parse and validate one batch, event by event (pure, no clock).
+
+Accepting is all-or-nothing per event, never per batch: every event either yields an
+``Event`` or an ``EventError`` naming its index, id, field and problem.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+MAX_BATCH = 1000
+MAX_ID = 128
+MAX_PROPERTIES = 100
+MAX_STRING = 1024
+FUTURE_TOLERANCE_MS = 5 * 60 * 1000
+EARLIEST_MS = 946_684_800_000  # 2000-01-01T00:00:00Z: older timestamps are almost surely unit bugs
+
+EVENT_FIELDS = ("id", "customer", "type", "timestamp", "properties")
+CLOUDEVENT_FIELDS = ("specversion", "id", "source", "type", "subject", "time", "data",
+                     "datacontenttype", "dataschema")
+
+Scalar = str | int | Decimal | bool | None
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    id: str
+    customer: str
+    type: str
+    ts_ms: int
+    properties: Mapping[str, Scalar]
+    digest: str  # content hash: same id + same digest = a harmless retry
+
+    @property
+    def timestamp(self) -> datetime:
+        from datetime import timezone
+
+        return datetime.fromtimestamp(self.ts_ms / 1000, tz=timezone.utc)
+
+
+@dataclass(frozen=True, slots=True)
+class EventError:
+    index: int
+    id: str | None
+    field: str
+    code: str
+    message: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "id": self.id, "field": self.field,
+                "code": self.code, "message": self.message}
+
+
+class _Reject(Exception):
+    def __init__(self, field: str, code: str, message: str) -> None:
+        self.field, self.code, self.message = field, code, message
+
+
+def _text(obj: Mapping[str, Any], key: str, label: str) -> str:
+    value = obj.get(key)
+    if value is None:
+        raise _Reject(label, "required", "is required")
+    if type(value) is not str:
+        raise _Reject(label, "invalid_type", "must be a string")
+    if not 0 < len(value) <= MAX_ID:
+        raise _Reject(label, "invalid_length", f"must be 1 to {MAX_ID} characters")
+    if not value.isprintable() or value != value.strip():
+        raise _Reject(label, "invalid_characters",
+                      "must be printable with no leading/trailing whitespace")
+    return value
+
+
+def parse_timestamp_ms(value: Any, label: str) -> int:
+    if value is None:
+        raise _Reject(label, "required", "is required")
+    if type(value) is not str:
+        raise _Reject(label, "invalid_type",
+                      "must be an RFC 3339 string such as \"2026-10-01T12:00:00Z\"")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise _Reject(label, "invalid_timestamp",
+                      f"'{value[:40]}' is not an RFC 3339 timestamp") from None
+    if parsed.tzinfo is None:
+        raise _Reject(label, "missing_timezone",
+                      "must include a UTC offset or 'Z' (e.g. 2026-10-01T12:00:00Z)")
+    return int(parsed.timestamp() * 1000) if parsed.microsecond == 0 else (
+        int(parsed.timestamp()) * 1000 + parsed.microsecond // 1000)
+
+
+def _properties(value: Any, label: str) -> dict[str, Scalar]:
+    if value is None:
+        return {}
+    if type(value) is not dict:
+        raise _Reject(label, "invalid_type", "must be an object")
+    if len(value) > MAX_PROPERTIES:
+        raise _Reject(label, "too_many_properties", f"may hold at most {MAX_PROPERTIES} keys")
+    for key, item in value.items():
+        t = type(item)
+        if t is str:
+            if len(item) > MAX_STRING:
+                raise _Reject(f"{label}.{key}", "too_long", f"must be at most {MAX_STRING} characters")
+        elif t is float:  # only reachable when a caller parsed JSON without parse_float=Decimal
+            raise _Reject(f"{label}.{key}", "invalid_type", "must not be a binary float")
+        elif t is Decimal:
+            if not item.is_finite():
+                raise _Reject(f"{label}.{key}", "invalid_number", "must be a finite number")
+        elif t not in (int, bool) and item is not None:
+            raise _Reject(f"{label}.{key}", "invalid_type",
+                          "must be a string, number, boolean or null (nested values are not supported)")
+        if not key or len(key) > MAX_ID:
+            raise _Reject(label, "invalid_key", f"keys must be 1 to {MAX_ID} characters")
+    return value
+
+
+def canonical_scalar(value: Scalar) -> str:
+    """Type-tagged canonical text of a property value (1 and "1" differ; 1.0 == 1)."""
+    if value is None:
+        return "z:"
+    if value is True or value is False:
+        return "b:true" if value else "b:false"
+    if isinstance(value, int | Decimal):
+        d = Decimal(value)
+        return "n:" + (format(d.normalize(), "f") if d else "0")
+    return "s:" + value
+
+
+def digest(customer: str, type_: str, ts_ms: int, properties: Mapping[str, Scalar]) -> str:
+    parts = [customer, type_, str(ts_ms)]
+    for key in sorted(properties):
+        parts.append(key)
+        parts.append(canonical_scalar(properties[key]))
+    return hashlib.blake2b("\x1f".join(parts).encode(), digest_size=12).hexdigest()
+
+
+def _one(raw: Any, cloud: bool, now_ms: int) -> Event:
+    if type(raw) is not dict:
+        raise _Reject("", "invalid_type", "each event must be a JSON object")
+    allowed = CLOUDEVENT_FIELDS if cloud else EVENT_FIELDS
+    for key in raw:
+        if key not in allowed:
+            raise _Reject(key, "unknown_field", "is not a known field; expected one of: "
+                          + ", ".join(allowed))
+    event_id = _text(raw, "id", "id")
+    if cloud:
+        customer = _text(raw, "subject", "subject")
+        ts_ms = parse_timestamp_ms(raw.get("time"), "time")
+        props = _properties(raw.get("data"), "data")
+        if raw.get("specversion") != "1.0":
+            raise _Reject("specversion", "unsupported", "must be \"1.0\"")
+        _text(raw, "source", "source")
+    else:
+        customer = _text(raw, "customer", "customer")
+        ts_ms = parse_timestamp_ms(raw.get("timestamp"), "timestamp")
+        props = _properties(raw.get("properties"), "properties")
+    type_ = _text(raw, "type", "type")
+    ts_label = "time" if cloud else "timestamp"
+    if ts_ms > now_ms + FUTURE_TOLERANCE_MS:
+        raise _Reject(ts_label, "future_timestamp",
+                      "is more than 5 minutes in the future; check the sender's clock")
+    if ts_ms < EARLIEST_MS:
+        raise _Reject(ts_label, "too_old", "is before 2000-01-01; timestamps are RFC 3339, not epoch numbers")
+    return Event(event_id, customer, type_, ts_ms, props, digest(customer, type_, ts_ms, props))
+
+
+def parse_batch(raws: Iterable[Any], now_ms: int, *, cloud: bool = False
+                ) -> tuple[list[tuple[int, Event]], list[EventError]]:
+    """Validate each event on its own. Returns (index, event) pairs and per-event errors.
+
+    A repeated id inside one batch: an identical repeat is dropped silently (it is the same
+    event); a different payload under an already-seen id is rejected.
+    """
+    good: list[tuple[int, Event]] = []
+    errors: list[EventError] = []
+    seen: dict[str, str] = {}
+    for index, raw in enumerate(raws):
+        try:
+            event = _one(raw, cloud, now_ms)
+        except _Reject as exc:
+            raw_id = raw.get("id") if type(raw) is dict else None
+            errors.append(EventError(index, raw_id if type(raw_id) is str else None,
+                                     exc.field, exc.code, exc.message))
+            continue
+        previous = seen.get(event.id)
+        if previous is None:
+            seen[event.id] = event.digest
+            good.append((index, event))
+        elif previous != event.digest:
+            errors.append(EventError(index, event.id, "id", "id_conflict",
+                                     "this id appears earlier in the batch with a different payload"))
+    return good, errors
+
+
+def loads(body: str | bytes) -> Any:
+    """JSON with exact decimals: numbers with a fraction or exponent become Decimal."""
+    return json.loads(body, parse_float=Decimal)

@@ -1,0 +1,73 @@
+"""Invoice documents: deterministic ids, numbering, due dates, JSON-ready shape (pure)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any
+
+from meterbill.domain.charges import TierLine
+from meterbill.domain.instants import iso
+from meterbill.domain.money import format_amount
+from meterbill.domain.periods import Period
+from meterbill.domain.rating import Line, Rated
+
+
+def invoice_id(customer_id: str, period: Period) -> str:
+    """Same customer + same period start -> same id, whichever run creates it."""
+    digest = hashlib.blake2b(f"{customer_id}\x1f{period.key}".encode(), digest_size=10).hexdigest()
+    return f"in_{digest}"
+
+
+def invoice_number(prefix: str, seq: int) -> str:
+    return f"{prefix}{seq:06d}"
+
+
+def _dec(value: Any) -> str | None:
+    return None if value is None else format(value, "f")
+
+
+def _tier(t: TierLine, currency: str) -> dict[str, Any]:
+    return {"tier": t.index + 1, "from": _dec(t.lower), "up_to": _dec(t.upper), "units": _dec(t.units),
+            "unit_amount": _dec(t.unit_amount), "flat_amount": _dec(t.flat_amount),
+            "amount": _dec(t.amount)}
+
+
+def _line(line: Line, currency: str, period: Period) -> dict[str, Any]:
+    doc: dict[str, Any] = {"type": line.kind, "description": line.description,
+                           "amount": format_amount(line.amount, currency),
+                           "amount_unrounded": _dec(line.amount_unrounded),
+                           "period": {"start": iso(period.start), "end": iso(period.end)}}
+    if line.meter is not None:
+        doc.update(meter=line.meter, quantity=_dec(line.quantity), unit_amount=_dec(line.unit_amount),
+                   tiers=[_tier(t, currency) for t in line.tiers])
+    if line.proration is not None:
+        doc["proration"] = _dec(line.proration)
+    return doc
+
+
+def build_invoice(*, invoice_id: str, number: str, customer: Mapping[str, Any], plan_code: str,
+                  plan_version: int, period: Period, rated: Rated, created_at: str) -> dict[str, Any]:
+    terms = int(customer.get("payment_terms_days", 30))
+    issued = period.end
+    currency = rated.currency
+    return {
+        "id": invoice_id, "number": number, "status": "final",
+        "customer_id": customer["id"],
+        "customer": {"id": customer["id"], "name": customer["name"], "email": customer.get("email"),
+                     "address": dict(customer.get("address") or {})},
+        "plan": plan_code, "plan_version": plan_version, "currency": currency,
+        "period": {"start": iso(period.start), "end": iso(period.end)},
+        "issued_at": iso(issued), "due_at": iso(issued + timedelta(days=terms)),
+        "payment_terms_days": terms,
+        "lines": [_line(ln, currency, period) for ln in rated.lines],
+        "subtotal": format_amount(rated.subtotal, currency),
+        "total": format_amount(rated.total, currency),
+        "created_at": created_at,
+    }
+
+
+def public_view(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """Drop storage keys from a stored invoice item."""
+    return {k: v for k, v in doc.items() if k not in ("pk", "sk", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk")}

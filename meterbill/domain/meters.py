@@ -1,0 +1,216 @@
+"""Meters: which events count, and how they aggregate into time buckets (pure).
+
+Usage is pre-aggregated as events arrive into ``BUCKET_SECONDS`` buckets per
+customer / meter / dimension group, so closing a period reads buckets, never events.
+15 minutes is the coarsest width that still splits exactly at every real time zone's
+local midnight (+05:30, +05:45 …), which periods and time-of-use pricing need.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from meterbill.domain.errors import InvalidField
+from meterbill.domain.events import Event, Scalar, canonical_scalar
+
+BUCKET_SECONDS = 900
+AGGREGATIONS = ("count", "sum", "max", "min", "unique_count", "latest")
+NUMERIC = frozenset({"sum", "max", "min", "latest"})
+CODE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.")
+
+
+def check_code(code: object, field_name: str = "code") -> str:
+    if type(code) is not str or not 0 < len(code) <= 64 or not set(code) <= CODE_CHARS:
+        raise InvalidField(field_name, "must be 1-64 characters of letters, digits, '_', '-' or '.'")
+    return code
+
+
+@dataclass(frozen=True, slots=True)
+class Meter:
+    code: str
+    event_type: str
+    aggregation: str
+    property: str | None = None
+    filter: tuple[tuple[str, frozenset[str]], ...] = ()
+    group_by: tuple[str, ...] = ()
+    name: str | None = None
+    unit: str | None = None
+
+    def semantics(self) -> tuple[Any, ...]:
+        """What decides the numbers; it may not change once usage has been recorded."""
+        return (self.event_type, self.aggregation, self.property, self.filter, self.group_by)
+
+
+def parse_meter(code: str, raw: Mapping[str, Any]) -> Meter:
+    check_code(code)
+    event_type = raw.get("event_type")
+    if type(event_type) is not str or not 0 < len(event_type) <= 128:
+        raise InvalidField("event_type", "is required: the event type this meter counts (1-128 characters)")
+    aggregation = raw.get("aggregation")
+    if aggregation not in AGGREGATIONS:
+        raise InvalidField("aggregation", f"must be one of: {', '.join(AGGREGATIONS)}")
+    prop = raw.get("property")
+    if aggregation == "count":
+        if prop is not None:
+            raise InvalidField("property", "must be omitted for aggregation 'count'")
+    elif type(prop) is not str or not prop:
+        raise InvalidField("property", f"is required for aggregation '{aggregation}'")
+    flt = raw.get("filter") or {}
+    if type(flt) is not dict:
+        raise InvalidField("filter", "must be an object of property -> list of accepted values")
+    pairs = []
+    for key, values in sorted(flt.items()):
+        if type(values) is not list or not values:
+            raise InvalidField(f"filter.{key}", "must be a non-empty list of accepted values")
+        for v in values:
+            if type(v) not in (str, int, bool) and not isinstance(v, Decimal):
+                raise InvalidField(f"filter.{key}", "values must be strings, numbers or booleans")
+        pairs.append((key, frozenset(canonical_scalar(v) for v in values)))
+    group_by = raw.get("group_by") or []
+    if type(group_by) is not list or not all(type(g) is str and g for g in group_by):
+        raise InvalidField("group_by", "must be a list of property names")
+    if len(set(group_by)) != len(group_by) or len(group_by) > 5:
+        raise InvalidField("group_by", "must name at most 5 distinct properties")
+    for key in ("name", "unit"):
+        if raw.get(key) is not None and type(raw.get(key)) is not str:
+            raise InvalidField(key, "must be a string")
+    return Meter(code, event_type, aggregation, prop, tuple(pairs), tuple(group_by),
+                 raw.get("name"), raw.get("unit"))
+
+
+def meter_to_dict(m: Meter) -> dict[str, Any]:
+    return {"code": m.code, "event_type": m.event_type, "aggregation": m.aggregation,
+            "property": m.property,
+            "filter": {k: [from_canonical(x) for x in sorted(v)] for k, v in m.filter},
+            "group_by": list(m.group_by), "name": m.name, "unit": m.unit}
+
+
+def from_canonical(text: str) -> Scalar:
+    """Inverse of events.canonical_scalar."""
+    tag, value = text[:2], text[2:]
+    if tag == "n:":
+        return int(value) if value.lstrip("-").isdigit() else Decimal(value)
+    if tag == "b:":
+        return value == "true"
+    return None if tag == "z:" else value
+
+
+def to_number(value: Scalar) -> Decimal | None:
+    t = type(value)
+    if t is int or t is Decimal:
+        return Decimal(value)  # type: ignore[arg-type]
+    if t is str:
+        try:
+            d = Decimal(value)  # type: ignore[arg-type]
+        except InvalidOperation:
+            return None
+        return d if d.is_finite() else None
+    return None
+
+
+def matches(meter: Meter, event: Event) -> bool:
+    if event.type != meter.event_type:
+        return False
+    props = event.properties
+    for key, accepted in meter.filter:
+        if key not in props or canonical_scalar(props[key]) not in accepted:
+            return False
+    return True
+
+
+def problem_for(meter: Meter, event: Event) -> str | None:
+    """Why this event cannot be aggregated by ``meter`` (None when it can)."""
+    if meter.aggregation == "count":
+        return None
+    value = event.properties.get(meter.property)  # type: ignore[arg-type]
+    if value is None:
+        return f"is required by meter '{meter.code}' ({meter.aggregation})"
+    if meter.aggregation in NUMERIC and to_number(value) is None:
+        return f"must be a number for meter '{meter.code}' ({meter.aggregation})"
+    return None
+
+
+def group_key(meter: Meter, event: Event) -> str:
+    if not meter.group_by:
+        return ""
+    props = event.properties
+    return json.dumps([canonical_scalar(props.get(d)) for d in meter.group_by], separators=(",", ":"))
+
+
+def group_values(meter: Meter, key: str) -> dict[str, str | None]:
+    if not key:
+        return {}
+    values = json.loads(key)
+    return {dim: (None if v == "z:" else v[2:]) for dim, v in zip(meter.group_by, values)}
+
+
+@dataclass(slots=True)
+class BucketState:
+    """Aggregation state of one bucket; mergeable, so buckets roll up into any window."""
+
+    count: int = 0
+    sum: Decimal = Decimal(0)
+    max: Decimal | None = None
+    min: Decimal | None = None
+    latest: tuple[int, str, Decimal] | None = None  # (ts_ms, event id, value)
+    uniques: set[str] = field(default_factory=set)
+
+    def add(self, meter: Meter, event: Event) -> None:
+        self.count += 1
+        agg = meter.aggregation
+        if agg == "count":
+            return
+        raw = event.properties.get(meter.property)  # type: ignore[arg-type]
+        if agg == "unique_count":
+            self.uniques.add(canonical_scalar(raw))
+            return
+        value = to_number(raw)
+        if value is None:
+            raise ValueError(f"event {event.id}: property {meter.property} is not numeric")
+        if agg == "sum":
+            self.sum += value
+        elif agg == "max":
+            self.max = value if self.max is None or value > self.max else self.max
+        elif agg == "min":
+            self.min = value if self.min is None or value < self.min else self.min
+        else:
+            candidate = (event.ts_ms, event.id, value)
+            if self.latest is None or candidate[:2] > self.latest[:2]:
+                self.latest = candidate
+
+    def merge(self, other: BucketState) -> None:
+        self.count += other.count
+        self.sum += other.sum
+        if other.max is not None and (self.max is None or other.max > self.max):
+            self.max = other.max
+        if other.min is not None and (self.min is None or other.min < self.min):
+            self.min = other.min
+        if other.latest is not None and (self.latest is None or other.latest[:2] > self.latest[:2]):
+            self.latest = other.latest
+        self.uniques |= other.uniques
+
+
+def quantity(aggregation: str, states: Iterable[BucketState]) -> Decimal:
+    total = BucketState()
+    for s in states:
+        total.merge(s)
+    if aggregation == "count":
+        return Decimal(total.count)
+    if aggregation == "sum":
+        return total.sum
+    if aggregation == "max":
+        return total.max if total.max is not None else Decimal(0)
+    if aggregation == "min":
+        return total.min if total.min is not None else Decimal(0)
+    if aggregation == "unique_count":
+        return Decimal(len(total.uniques))
+    return total.latest[2] if total.latest is not None else Decimal(0)
+
+
+def bucket_start(ts_ms: int) -> int:
+    """Epoch seconds of the start of the bucket holding ``ts_ms``."""
+    return ts_ms // 1000 // BUCKET_SECONDS * BUCKET_SECONDS

@@ -1,0 +1,71 @@
+"""`meterbill run`: start the whole product locally on its embedded default stack."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import threading
+from typing import Any
+
+from meterbill.local import stack
+
+log = logging.getLogger("meterbill.local")
+
+
+def _loop(stop: threading.Event, every: float, work: Any, name: str) -> None:
+    while not stop.wait(every):
+        try:
+            work()
+        except Exception:  # keep the local stack alive; the error is logged
+            log.exception("%s failed", name)
+
+
+def run() -> None:
+    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"), format="%(asctime)s %(name)s %(message)s")
+    port = int(os.environ.get("METERBILL_PORT", "8000"))
+    close_every = float(os.environ.get("METERBILL_CLOSE_EVERY", "60"))
+    moto_port = int(os.environ.get("METERBILL_MOTO_PORT") or stack.free_port())
+    endpoint = f"http://127.0.0.1:{moto_port}"
+    moto = stack.start_moto(moto_port)
+    stop = threading.Event()
+    try:
+        stack.prepare_environment(endpoint)
+        stack.create_tables(endpoint)
+        import uvicorn
+        from aws_lambda_powertools.event_handler import HttpResolverLocal
+
+        from functions import aggregator, close_periods
+        from meterbill.api.app import build_app
+        from meterbill.bootstrap import default_container
+
+        container = default_container()
+        admin_key = os.environ.get("METERBILL_ADMIN_KEY") or f"mb_{secrets.token_urlsafe(24)}"
+        container.keys.create(["admin"], name="local admin", secret=admin_key)
+        poller = stack.StreamPoller(endpoint, container.settings.events_table, aggregator.handler)
+
+        def close_tick() -> None:
+            poller.drain()  # what Lambda's stream mapping would have applied by now
+            summary = close_periods.handler({"source": "local-timer"}, stack.LambdaContext("close"))
+            if summary["invoices_created"]:
+                log.info("closed periods: %s", summary)
+
+        threads = [threading.Thread(target=_loop, args=(stop, 0.25, poller.drain, "stream poller"), daemon=True)]
+        if close_every > 0:
+            threads.append(threading.Thread(target=_loop, args=(stop, close_every, close_tick, "close"), daemon=True))
+        for t in threads:
+            t.start()
+        url = f"http://127.0.0.1:{port}"
+        stack.write_state({"api_url": url, "dynamodb_endpoint": endpoint,
+                           "admin_key": None if os.environ.get("METERBILL_ADMIN_KEY") else admin_key})
+        print(f"meterbill is running at {url}  (API docs: {url}/v1/docs)", flush=True)
+        if not os.environ.get("METERBILL_ADMIN_KEY"):
+            print(f"admin API key (generated): {admin_key}", flush=True)
+        print(f"periods close every {close_every:g} s" if close_every > 0 else "period timer off", flush=True)
+        print("try:  meterbill demo        stop: Ctrl-C", flush=True)
+        uvicorn.run(build_app(HttpResolverLocal, default_container), host="127.0.0.1", port=port,
+                    log_level="warning")
+    finally:
+        stop.set()
+        stack.stop_process(moto)
+        print("meterbill stopped", flush=True)

@@ -1,0 +1,203 @@
+"""Catalog: meters, plans and customers (validation in the domain, storage via the port)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from meterbill.domain.errors import InvalidField
+from meterbill.domain.instants import from_ms, iso, parse_instant
+from meterbill.domain.meters import Meter, check_code, meter_to_dict, parse_meter
+from meterbill.domain.periods import period_containing
+from meterbill.domain.plans import Plan, parse_plan
+from meterbill.ports import BillingStore, Clock
+from meterbill.services.cache import TTLMap, TTLValue
+from meterbill.services.errors import Conflict, NotFound
+
+CUSTOMER_FIELDS = ("name", "email", "plan", "started_at", "billing_anchor", "timezone",
+                   "payment_terms_days", "address", "metadata")
+ADDRESS_FIELDS = ("line1", "line2", "city", "state", "postal_code", "country")
+
+
+class CatalogService:
+    def __init__(self, store: BillingStore, clock: Clock, *, cache_ttl_s: float = 10.0) -> None:
+        self._store = store
+        self._clock = clock
+        self._meters = TTLValue(self._load_meters, cache_ttl_s)
+        self._plans = TTLMap(self._load_plans, cache_ttl_s)
+        self._customers = TTLMap(self._store.get_customers, cache_ttl_s)
+
+    # -- meters ----------------------------------------------------------------------
+    def put_meter(self, code: str, raw: Mapping[str, Any]) -> dict[str, Any]:
+        meter = parse_meter(code, raw)
+        current = self._store.get_catalog("METER", code)
+        now = iso(self._clock())
+        doc = {**meter_to_dict(meter), "created_at": now, "updated_at": now, "version": 1}
+        if current is not None:
+            if parse_meter(code, current).semantics() != meter.semantics():
+                raise Conflict(f"meter '{code}' already exists with a different event_type, aggregation, "
+                               "property, filter or group_by; recorded usage would no longer match. "
+                               "Create a new meter code instead", field="code")
+            doc.update(created_at=current["created_at"], version=int(current["version"]) + 1)
+        self._store.put_catalog("METER", code, doc, None if current is None else int(current["version"]))
+        self._meters.invalidate()
+        return doc
+
+    def get_meter(self, code: str) -> dict[str, Any]:
+        doc = self._store.get_catalog("METER", check_code(code))
+        if doc is None:
+            raise NotFound(f"meter '{code}' does not exist", field="code")
+        return doc
+
+    def list(self, kind: str, limit: int, cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
+        return self._store.list_catalog(kind, limit, cursor)
+
+    def _load_meters(self) -> dict[str, Meter]:
+        return {d["code"]: parse_meter(d["code"], d) for d in self._store.all_catalog("METER")}
+
+    def meters(self) -> dict[str, Meter]:
+        return self._meters.get()
+
+    def meters_by_type(self) -> dict[str, list[Meter]]:
+        by_type: dict[str, list[Meter]] = {}
+        for m in self.meters().values():
+            by_type.setdefault(m.event_type, []).append(m)
+        return by_type
+
+    # -- plans -----------------------------------------------------------------------
+    def put_plan(self, code: str, raw: Mapping[str, Any]) -> dict[str, Any]:
+        plan = parse_plan(code, raw)
+        meters = self._load_meters()
+        for i, charge in enumerate(plan.charges):
+            if charge.meter not in meters:
+                raise InvalidField(f"charges[{i}].meter", f"meter '{charge.meter}' does not exist; create it first")
+        current = self._store.get_catalog("PLAN", code)
+        now = iso(self._clock())
+        doc = {**raw, "code": code, "currency": plan.currency, "interval": plan.interval,
+               "created_at": now, "updated_at": now, "version": 1}
+        if current is not None:
+            if current["currency"] != plan.currency:
+                raise Conflict(f"plan '{code}' is billed in {current['currency']}; a plan's currency "
+                               "cannot change", field="currency")
+            doc.update(created_at=current["created_at"], version=int(current["version"]) + 1)
+        self._store.put_catalog("PLAN", code, doc, None if current is None else int(current["version"]))
+        self._plans.invalidate(code)
+        return doc
+
+    def get_plan_doc(self, code: str) -> dict[str, Any]:
+        doc = self._store.get_catalog("PLAN", check_code(code))
+        if doc is None:
+            raise NotFound(f"plan '{code}' does not exist", field="plan")
+        return doc
+
+    def _load_plans(self, codes: list[str]) -> dict[str, Plan]:
+        out = {}
+        for code in codes:
+            doc = self._store.get_catalog("PLAN", code)
+            if doc is not None:
+                out[code] = parse_plan(code, doc)
+        return out
+
+    def plan(self, code: str) -> Plan:
+        found = self._plans.get_many({code})
+        if code not in found:
+            raise NotFound(f"plan '{code}' does not exist", field="plan")
+        return found[code]
+
+    # -- customers -------------------------------------------------------------------
+    def customers(self, ids: set[str]) -> dict[str, dict[str, Any]]:
+        """Cached profile lookup for hot paths (ingest, aggregation)."""
+        return self._customers.get_many(ids)
+
+    def get_customer(self, customer_id: str) -> dict[str, Any]:
+        doc = self._store.get_customer(customer_id)
+        if doc is None:
+            raise NotFound(f"customer '{customer_id}' does not exist", field="id")
+        return doc
+
+    def put_customer(self, customer_id: str, raw: Mapping[str, Any]) -> dict[str, Any]:
+        check_id(customer_id)
+        unknown = sorted(set(raw) - set(CUSTOMER_FIELDS) - {"id"})
+        if unknown:
+            raise InvalidField(unknown[0], "is not a known field; expected one of: " + ", ".join(CUSTOMER_FIELDS))
+        current = self._store.get_customer(customer_id)
+        now = self._clock()
+        name = raw.get("name")
+        if type(name) is not str or not name.strip():
+            raise InvalidField("name", "is required: the customer's legal or display name")
+        email = raw.get("email")
+        if email is not None and (type(email) is not str or "@" not in email or len(email) > 254):
+            raise InvalidField("email", "must be an e-mail address")
+        plan_code = raw.get("plan")
+        if type(plan_code) is not str:
+            raise InvalidField("plan", "is required: the code of an existing plan")
+        plan = self.plan(plan_code)
+        tz = raw.get("timezone", "UTC")
+        terms = raw.get("payment_terms_days", 30)
+        if type(terms) is not int or not 0 <= terms <= 365:
+            raise InvalidField("payment_terms_days", "must be a whole number of days from 0 to 365")
+        address = _address(raw.get("address"))
+        metadata = raw.get("metadata") or {}
+        if type(metadata) is not dict or not all(type(v) is str for v in metadata.values()):
+            raise InvalidField("metadata", "must be an object of string values")
+        if "started_at" in raw:
+            started = parse_instant(raw["started_at"], "started_at")
+        elif current is not None:
+            started = parse_instant(current["started_at"], "started_at")
+        else:
+            started = self._default_start(customer_id, now)
+        anchor = parse_instant(raw["billing_anchor"], "billing_anchor") if "billing_anchor" in raw else (
+            parse_instant(current["billing_anchor"], "billing_anchor") if current else started)
+        first = period_containing(anchor, plan.interval, tz, started)  # validates tz + interval
+        doc: dict[str, Any] = {
+            "id": customer_id, "name": name, "email": email, "plan": plan_code, "currency": plan.currency,
+            "started_at": iso(started), "billing_anchor": iso(anchor), "timezone": tz,
+            "payment_terms_days": terms, "address": address, "metadata": metadata,
+            "created_at": iso(now), "updated_at": iso(now), "version": 1,
+            "closed_through": "", "next_close": iso(first.end)}
+        if current is None:
+            self._store.put_customer(doc, None)
+        else:
+            if current.get("closed_through"):
+                for key in ("started_at", "billing_anchor", "timezone", "currency"):
+                    if doc[key] != current[key]:
+                        raise Conflict(f"'{key}' cannot change once the customer has been invoiced",
+                                       field=key)
+            doc.update(created_at=current["created_at"], version=int(current["version"]) + 1,
+                       closed_through=current["closed_through"])
+            if current["closed_through"]:
+                closed = parse_instant(current["closed_through"], "closed_through")
+                doc["next_close"] = iso(period_containing(anchor, plan.interval, tz, closed).end)
+            self._store.put_customer(doc, int(current["version"]))
+        self._customers.invalidate(customer_id)
+        return doc
+
+    def _default_start(self, customer_id: str, now: datetime) -> datetime:
+        """Usage sent before the customer existed (pending) is billed: start at the first of it."""
+        first = self._store.first_usage_bucket(customer_id)
+        if first is not None and first * 1000 < now.timestamp() * 1000:
+            return from_ms(first * 1000)
+        return now
+
+
+def check_id(customer_id: str) -> str:
+    if not 0 < len(customer_id) <= 128 or not customer_id.isprintable():
+        raise InvalidField("id", "must be 1-128 printable characters")
+    return customer_id
+
+
+def _address(value: Any) -> dict[str, str]:
+    if value is None:
+        return {}
+    if type(value) is not dict:
+        raise InvalidField("address", "must be an object with " + ", ".join(ADDRESS_FIELDS))
+    for key, item in value.items():
+        if key not in ADDRESS_FIELDS:
+            raise InvalidField(f"address.{key}", "is not a known field; expected one of: " + ", ".join(ADDRESS_FIELDS))
+        if type(item) is not str:
+            raise InvalidField(f"address.{key}", "must be a string")
+    country = value.get("country")
+    if country is not None and (len(country) != 2 or not country.isalpha() or not country.isupper()):
+        raise InvalidField("address.country", "must be an ISO 3166-1 alpha-2 code such as \"US\"")
+    return dict(value)

@@ -1,0 +1,33 @@
+"""Service-layer errors. The HTTP mapping lives in one place: meterbill.api.errors."""
+
+from __future__ import annotations
+
+from meterbill.domain.errors import DomainError, InvalidField
+
+__all__ = ["ServiceError", "NotFound", "Conflict", "Unauthorized", "Forbidden", "InvalidField",
+           "DomainError"]
+
+
+class ServiceError(Exception):
+    code = "service_error"
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+class NotFound(ServiceError):
+    code = "not_found"
+
+
+class Conflict(ServiceError):
+    code = "conflict"
+
+
+class Unauthorized(ServiceError):
+    code = "unauthorized"
+
+
+class Forbidden(ServiceError):
+    code = "forbidden"

@@ -1,0 +1,139 @@
+"""Ingest: validate a batch event by event, drop exact repeats, store the rest durably.
+
+An event is accepted only once it is in DynamoDB; anything not stored is reported per event.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from meterbill.domain.events import MAX_BATCH, Event, EventError, loads, parse_batch
+from meterbill.domain.instants import parse_instant, to_ms
+from meterbill.domain.meters import matches, problem_for
+from meterbill.ports import Clock, EventStore
+from meterbill.services.catalog import CatalogService
+from meterbill.services.errors import InvalidField
+
+JSON = "application/json"
+CE_ONE = "application/cloudevents+json"
+CE_BATCH = "application/cloudevents-batch+json"
+
+
+@dataclass(slots=True)
+class IngestResult:
+    received: int
+    accepted: int = 0            # newly stored by this request
+    duplicates: int = 0          # already stored with identical content: counted once, harmless
+    pending: list[str] = field(default_factory=list)   # ids stored for customers that do not exist yet
+    late: list[str] = field(default_factory=list)      # ids stored for periods already invoiced
+    errors: list[EventError] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"received": self.received, "accepted": self.accepted, "duplicates": self.duplicates,
+                "rejected": len(self.errors), "pending": self.pending, "late": self.late,
+                "errors": [e.as_dict() for e in sorted(self.errors, key=lambda e: e.index)]}
+
+
+def parse_body(body: str | bytes | None, content_type: str | None) -> tuple[list[Any], bool]:
+    """Request-level parsing: returns (raw events, is_cloudevents)."""
+    media = (content_type or JSON).split(";")[0].strip().lower()
+    if not body:
+        raise InvalidField("body", "is empty; send {\"events\": [...]} with 1 to 1000 events")
+    try:
+        doc = loads(body)
+    except ValueError as exc:
+        raise InvalidField("body", f"is not valid JSON ({exc.args[0][:80]})") from None
+    if media == CE_ONE:
+        return [doc], True
+    if media == CE_BATCH:
+        if type(doc) is not list:
+            raise InvalidField("body", "must be a JSON array of CloudEvents")
+        events, cloud = doc, True
+    elif media in (JSON, "text/plain", ""):
+        if type(doc) is not dict or "events" not in doc:
+            raise InvalidField("events", "is required: {\"events\": [...]}")
+        extra = sorted(set(doc) - {"events"})
+        if extra:
+            raise InvalidField(extra[0], "is not a known field; expected only 'events'")
+        events, cloud = doc["events"], False
+        if type(events) is not list:
+            raise InvalidField("events", "must be a list")
+    else:
+        raise InvalidField("content-type", f"'{media}' is not supported; use {JSON}, {CE_ONE} or {CE_BATCH}")
+    if not 0 < len(events) <= MAX_BATCH:
+        raise InvalidField("events", f"must hold 1 to {MAX_BATCH} events (got {len(events)})")
+    return events, cloud
+
+
+class IngestService:
+    def __init__(self, events: EventStore, catalog: CatalogService, clock: Clock) -> None:
+        self._events = events
+        self._catalog = catalog
+        self._clock = clock
+
+    def ingest(self, body: str | bytes | None, content_type: str | None) -> IngestResult:
+        raws, cloud = parse_body(body, content_type)
+        now_ms = to_ms(self._clock())
+        good, errors = parse_batch(raws, now_ms, cloud=cloud)
+        result = IngestResult(received=len(raws), errors=errors)
+        good = self._check_meters(good, result)
+        if not good:
+            return result
+        stored = self._events.existing([e.id for _, e in good])
+        fresh: list[tuple[int, Event]] = []
+        for index, event in good:
+            digest = stored.get(event.id)
+            if digest is None:
+                fresh.append((index, event))
+            elif digest == event.digest:
+                result.duplicates += 1
+            else:
+                result.errors.append(EventError(index, event.id, "id", "id_conflict",
+                                                "an event with this id was already accepted with a different "
+                                                "payload; event ids are permanent"))
+        if not fresh:
+            return result
+        customers = self._catalog.customers({e.customer for _, e in fresh})
+        flagged = []
+        for _, event in fresh:
+            profile = customers.get(event.customer)
+            if profile is None:
+                flag = "pending"
+                result.pending.append(event.id)
+            elif profile.get("closed_through") and event.ts_ms < to_ms(
+                    parse_instant(profile["closed_through"], "closed_through")):
+                flag = "late"
+                result.late.append(event.id)
+            else:
+                flag = ""
+            flagged.append((event, flag))
+        failed = self._events.put(flagged, now_ms)
+        for index, event in fresh:
+            if event.id in failed:
+                result.errors.append(EventError(index, event.id, "", "storage_unavailable",
+                                                "could not be stored right now; retry this event (same id)"))
+        result.accepted = len(fresh) - len(failed)
+        if failed:
+            result.pending = [i for i in result.pending if i not in failed]
+            result.late = [i for i in result.late if i not in failed]
+        return result
+
+    def _check_meters(self, good: list[tuple[int, Event]], result: IngestResult) -> list[tuple[int, Event]]:
+        by_type = self._catalog.meters_by_type()
+        kept = []
+        for index, event in good:
+            meters = by_type.get(event.type)
+            problem = None
+            if meters:
+                for meter in meters:
+                    if matches(meter, event):
+                        why = problem_for(meter, event)
+                        if why:
+                            problem = (f"properties.{meter.property}", why)
+                            break
+            if problem:
+                result.errors.append(EventError(index, event.id, problem[0], "invalid_for_meter", problem[1]))
+            else:
+                kept.append((index, event))
+        return kept

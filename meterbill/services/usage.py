@@ -1,0 +1,67 @@
+"""Usage queries: aggregated series per meter, rolled up from buckets into hour/day windows."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime, timedelta
+from typing import Any
+
+from meterbill.domain.instants import iso, parse_instant
+from meterbill.domain.meters import BucketState, group_values, quantity
+from meterbill.domain.periods import period_containing
+from meterbill.ports import BillingStore, Clock
+from meterbill.services.aggregation import state_from_doc
+from meterbill.services.catalog import CatalogService
+from meterbill.services.errors import InvalidField
+
+WINDOWS = ("hour", "day")
+MAX_WINDOWS = 24 * 93
+
+
+class UsageService:
+    def __init__(self, store: BillingStore, catalog: CatalogService, clock: Clock) -> None:
+        self._store = store
+        self._catalog = catalog
+        self._clock = clock
+
+    def series(self, customer_id: str, start: str | None, end: str | None, meter: str | None,
+               window: str = "day", group: bool = False) -> dict[str, Any]:
+        customer = self._catalog.get_customer(customer_id)
+        if window not in WINDOWS:
+            raise InvalidField("window", "must be 'hour' or 'day'")
+        to = parse_instant(end, "to") if end else self._clock()
+        frm = parse_instant(start, "from") if start else to - timedelta(days=30)
+        if frm >= to:
+            raise InvalidField("from", "must be before 'to'")
+        tz = customer["timezone"]
+        midnight = datetime(2000, 1, 1, tzinfo=__import__("zoneinfo").ZoneInfo(tz))
+        if (to - frm) / timedelta(hours=1 if window == "hour" else 24) > MAX_WINDOWS:
+            raise InvalidField("from", f"the range holds more than {MAX_WINDOWS} {window} windows")
+        meters = self._catalog.meters()
+        if meter is not None and meter not in meters:
+            raise InvalidField("meter", f"meter '{meter}' does not exist")
+        cells: dict[tuple[str, str, str], list[BucketState]] = defaultdict(list)
+        windows: dict[str, str] = {}
+        for doc in self._store.query_buckets(customer_id, int(frm.timestamp()) // 900 * 900,
+                                             int(to.timestamp())):
+            if meter is not None and doc["m"] != meter:
+                continue
+            p = period_containing(midnight, window, tz, datetime.fromtimestamp(int(doc["bs"]), tz=frm.tzinfo))
+            start_iso = iso(p.start)
+            windows[start_iso] = iso(p.end)
+            cells[(doc["m"], start_iso, doc.get("g", "") if group else "")].append(state_from_doc(doc))
+        series: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for (code, w_start, g), states in sorted(cells.items()):
+            m = meters.get(code)
+            if m is None:
+                continue
+            point: dict[str, Any] = {"start": w_start, "end": windows[w_start],
+                                     "value": format(quantity(m.aggregation, states), "f"),
+                                     "events": sum(s.count for s in states)}
+            if group:
+                point["group"] = group_values(m, g)
+            series[code].append(point)
+        return {"customer": customer_id, "from": iso(frm), "to": iso(to), "window": window,
+                "timezone": tz,
+                "meters": [{"meter": code, "aggregation": meters[code].aggregation, "points": pts}
+                           for code, pts in series.items()]}

@@ -1,0 +1,383 @@
+"""Checks on template.yaml (the SAM stack) and infra/template.py (the helpers
+that read it for local runs)."""
+
+from __future__ import annotations
+
+import ast
+import copy
+import importlib
+import shutil
+import subprocess
+import textwrap
+from pathlib import Path
+
+import boto3
+import pytest
+
+from infra.template import (
+    TABLE_ENV,
+    TEMPLATE_PATH,
+    create_tables,
+    function_environment,
+    function_handlers,
+    load_template,
+    table_specs,
+    ttl_attributes,
+)
+
+REPO_ROOT = TEMPLATE_PATH.parent
+FUNCTIONS_DIR = REPO_ROOT / "functions"
+REGION = "us-east-1"
+
+
+@pytest.fixture(scope="module")
+def template() -> dict:
+    return load_template()
+
+
+@pytest.fixture
+def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fake credentials and region, so nothing can reach a real account."""
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_ENDPOINT_URL",
+                 "AWS_ENDPOINT_URL_DYNAMODB"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    monkeypatch.setenv("AWS_REGION", REGION)
+    # moto + DynamoDB streams: account-id based endpoints break in-process mocking.
+    monkeypatch.setenv("AWS_ACCOUNT_ID_ENDPOINT_MODE", "disabled")
+
+
+def _resources_of_type(template: dict, resource_type: str) -> dict[str, dict]:
+    return {k: v for k, v in template["Resources"].items() if v.get("Type") == resource_type}
+
+
+# ------------------------------------------------------------------ cfn-lint
+
+
+def test_cfn_lint_reports_nothing() -> None:
+    from cfnlint.api import lint_file
+
+    matches = lint_file(TEMPLATE_PATH)
+    assert not matches, "cfn-lint findings:\n" + "\n".join(
+        f"  {m.rule.id} {m.message} ({Path(m.filename or '').name}:{m.linenumber})" for m in matches
+    )
+
+
+# ------------------------------------------------------------ SAM translator
+
+
+class _StubManagedPolicyLoader:
+    """Stands in for the IAM-backed loader; SAM only asks it for policies
+    referenced *by name* in `Policies`, which this template does not do."""
+
+    POLICIES = {
+        "AWSLambdaBasicExecutionRole": "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole",
+        "AWSLambdaDynamoDBExecutionRole": "arn:aws:iam::aws:policy/service-role/AWSLambdaDynamoDBExecutionRole",
+        "AWSXrayWriteOnlyAccess": "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess",
+        "AWSXRayDaemonWriteAccess": "arn:aws:iam::aws:policy/AWSXRayDaemonWriteAccess",
+    }
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def load(self) -> dict[str, str]:
+        self.calls += 1
+        return dict(self.POLICIES)
+
+
+@pytest.fixture(scope="module")
+def translated() -> dict:
+    from samtranslator.translator.transform import transform
+
+    sam = copy.deepcopy(load_template())  # also proves load_template yields what SAM accepts
+    # `sam package` replaces local CodeUri with an S3 location before the transform runs.
+    for resource in _resources_of_type(sam, "AWS::Serverless::Function").values():
+        resource["Properties"]["CodeUri"] = "s3://meterbill-artifacts/meterbill.zip"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AWS_DEFAULT_REGION", REGION)
+        return transform(sam, {}, _StubManagedPolicyLoader())
+
+
+def test_sam_translates(translated: dict) -> None:
+    resources = translated["Resources"]
+    assert not any(r["Type"].startswith("AWS::Serverless::") for r in resources.values())
+    for name in ("ApiFunction", "AggregatorFunction", "ClosePeriodsFunction"):
+        assert resources[name]["Type"] == "AWS::Lambda::Function"
+    assert resources["HttpApi"]["Type"] == "AWS::ApiGatewayV2::Api"
+
+
+def test_translated_stream_mapping(translated: dict) -> None:
+    mappings = _resources_of_type(translated, "AWS::Lambda::EventSourceMapping")
+    assert len(mappings) == 1, mappings
+    props = next(iter(mappings.values()))["Properties"]
+    assert props["FunctionName"] == {"Ref": "AggregatorFunction"}
+    assert props["EventSourceArn"] == {"Fn::GetAtt": ["EventsTable", "StreamArn"]}
+    assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert props["StartingPosition"] == "TRIM_HORIZON"
+    assert props["ParallelizationFactor"] == 1
+    # Usage is never dropped: unlimited retries, no age limit.
+    assert props["MaximumRetryAttempts"] == -1
+    assert props["MaximumRecordAgeInSeconds"] == -1
+    # SAM grants the stream-read permissions itself.
+    role = translated["Resources"]["AggregatorFunctionRole"]["Properties"]
+    assert any(str(arn).endswith("/AWSLambdaDynamoDBExecutionRole") for arn in role["ManagedPolicyArns"])
+
+
+def test_translated_schedule(translated: dict) -> None:
+    schedules = _resources_of_type(translated, "AWS::Scheduler::Schedule")
+    assert len(schedules) == 1, schedules
+    props = next(iter(schedules.values()))["Properties"]
+    assert props["ScheduleExpression"] == {"Ref": "CloseSchedule"}
+    assert props["Target"]["Arn"] == {"Fn::GetAtt": ["ClosePeriodsFunction", "Arn"]}
+    assert "RetryPolicy" in props["Target"]
+    closer = translated["Resources"]["ClosePeriodsFunction"]["Properties"]
+    assert closer["ReservedConcurrentExecutions"] == 1
+
+
+def test_policies_are_inline_and_scoped(translated: dict) -> None:
+    """No wildcard actions/resources in our own statements, no SAM policy templates."""
+    raw = load_template()
+    for name, resource in _resources_of_type(raw, "AWS::Serverless::Function").items():
+        policies = resource["Properties"].get("Policies", [])
+        assert policies, f"{name} has no Policies"
+        for policy in policies:
+            assert isinstance(policy, dict) and set(policy) == {"Statement"}, f"{name}: {policy!r}"
+            for statement in policy["Statement"]:
+                actions = statement["Action"]
+                actions = [actions] if isinstance(actions, str) else actions
+                assert all(a.startswith("dynamodb:") and "*" not in a for a in actions), (name, actions)
+                resources = statement["Resource"]
+                resources = resources if isinstance(resources, list) else [resources]
+                assert "*" not in resources, name
+
+
+# -------------------------------------------------------------------- handlers
+
+
+def _defines_handler(path: Path) -> bool:
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == "handler":
+            return True
+        if isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            if any(isinstance(t, ast.Name) and t.id == "handler" for t in targets):
+                return True
+        if isinstance(node, ast.ImportFrom) and any((a.asname or a.name) == "handler" for a in node.names):
+            return True
+    return False
+
+
+@pytest.mark.parametrize("function", ["ApiFunction", "AggregatorFunction", "ClosePeriodsFunction"])
+def test_handler_resolves(function: str, template: dict, aws_env: None,
+                          monkeypatch: pytest.MonkeyPatch) -> None:
+    handler = function_handlers(template)[function]
+    module_name, _, attr = handler.rpartition(".")
+    assert module_name and attr, f"{function}: Handler {handler!r} is not module.attr"
+    module_file = REPO_ROOT.joinpath(*module_name.split(".")).with_suffix(".py")
+    if not module_file.exists():
+        pytest.skip(f"{function}: {module_file.relative_to(REPO_ROOT)} not written yet")
+    # What Lambda would provide, so module-level setup can run.
+    for logical_id, env_name in TABLE_ENV.items():
+        monkeypatch.setenv(env_name, f"test-{logical_id}")
+    monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "meterbill")
+    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "meterbill")
+    monkeypatch.setenv("METERBILL_INVOICE_PREFIX", "INV-")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        missing = (exc.name or "").partition(".")[0]
+        if missing and not (REPO_ROOT / missing).is_dir():
+            # A third-party runtime dependency is absent from this environment,
+            # which is a setup problem (`pip install -e .`), not a template one.
+            pytest.skip(f"{function}: dependency {missing!r} not installed ({exc})")
+        raise
+    assert callable(getattr(module, attr, None)), f"{function}: {handler} is not a callable"
+
+
+def test_every_function_module_is_deployed(template: dict) -> None:
+    referenced = {h.rpartition(".")[0] for h in function_handlers(template).values()}
+    modules = [p for p in sorted(FUNCTIONS_DIR.glob("*.py")) if p.name != "__init__.py"]
+    unreferenced = [
+        f"functions.{p.stem}" for p in modules if _defines_handler(p) and f"functions.{p.stem}" not in referenced
+    ]
+    assert not unreferenced, f"modules with a handler but no function in template.yaml: {unreferenced}"
+
+
+# ---------------------------------------------------------------- environment
+
+
+def test_functions_name_their_tables(template: dict) -> None:
+    environments = function_environment(template)
+    assert set(environments) == {"ApiFunction", "AggregatorFunction", "ClosePeriodsFunction"}
+    for function, env in environments.items():
+        for logical_id, env_name in TABLE_ENV.items():
+            assert env.get(env_name) == {"Ref": logical_id}, f"{function}: {env_name} = {env.get(env_name)!r}"
+            assert template["Resources"][logical_id]["Type"] == "AWS::DynamoDB::Table"
+
+
+def test_log_group_per_function(template: dict) -> None:
+    groups = {
+        props["LogGroupName"]["Fn::Sub"]: props
+        for props in (r["Properties"] for r in _resources_of_type(template, "AWS::Logs::LogGroup").values())
+    }
+    for function in function_handlers(template):
+        props = groups.get(f"/aws/lambda/${{{function}}}")
+        assert props is not None, f"no log group for {function}"
+        assert props["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+
+
+def test_parameters_are_used(template: dict) -> None:
+    body = repr({k: v for k, v in template.items() if k != "Parameters"})
+    for name in template["Parameters"]:
+        assert repr({"Ref": name}) in body, f"parameter {name} is never referenced"
+
+
+# ----------------------------------------------------------- template loader
+
+
+def test_load_template_long_forms(tmp_path: Path) -> None:
+    path = tmp_path / "t.yaml"
+    path.write_text(textwrap.dedent("""\
+        AWSTemplateFormatVersion: 2010-09-09
+        Conditions:
+          IsProd: !Equals [!Ref Stage, prod]
+          NotProd: !Not [!Condition IsProd]
+        Resources:
+          R:
+            Properties:
+              A: !Ref X
+              B: !GetAtt T.StreamArn
+              C: !GetAtt [T, Arn]
+              D: !Sub ${T.Arn}/index/*
+              E: !Sub [ "${a}-x", { a: !Ref Y } ]
+              F: !If [IsProd, 1, !Ref AWS::NoValue]
+              G: !Join ["", [a, !Select [0, !Split [",", "p,q"]]]]
+              H: !FindInMap [M, !Ref AWS::Region, k]
+              I: !GetAZs ''
+        """), encoding="utf-8")
+    t = load_template(path)
+    assert t["AWSTemplateFormatVersion"] == "2010-09-09"
+    assert t["Conditions"] == {
+        "IsProd": {"Fn::Equals": [{"Ref": "Stage"}, "prod"]},
+        "NotProd": {"Fn::Not": [{"Condition": "IsProd"}]},
+    }
+    assert t["Resources"]["R"]["Properties"] == {
+        "A": {"Ref": "X"},
+        "B": {"Fn::GetAtt": ["T", "StreamArn"]},
+        "C": {"Fn::GetAtt": ["T", "Arn"]},
+        "D": {"Fn::Sub": "${T.Arn}/index/*"},
+        "E": {"Fn::Sub": ["${a}-x", {"a": {"Ref": "Y"}}]},
+        "F": {"Fn::If": ["IsProd", 1, {"Ref": "AWS::NoValue"}]},
+        "G": {"Fn::Join": ["", ["a", {"Fn::Select": [0, {"Fn::Split": [",", "p,q"]}]}]]},
+        "H": {"Fn::FindInMap": ["M", {"Ref": "AWS::Region"}, "k"]},
+        "I": {"Fn::GetAZs": ""},
+    }
+
+
+def test_table_specs_follow_template(template: dict) -> None:
+    specs = table_specs(template)
+    assert set(specs) == {"EventsTable", "BillingTable"}
+    for logical_id, spec in specs.items():
+        props = template["Resources"][logical_id]["Properties"]
+        assert "TableName" not in spec
+        assert spec["KeySchema"] == props["KeySchema"]
+        assert spec["AttributeDefinitions"] == props["AttributeDefinitions"]
+        assert spec["BillingMode"] == props["BillingMode"]
+    assert specs["EventsTable"]["StreamSpecification"] == {"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"}
+    assert "StreamSpecification" not in specs["BillingTable"]
+    assert [g["IndexName"] for g in specs["BillingTable"]["GlobalSecondaryIndexes"]] == ["gsi1", "gsi2"]
+    assert ttl_attributes(template) == {"BillingTable": "expires_at"}
+
+
+# ------------------------------------------------------- create_tables (moto)
+
+
+def _key_schema(schema: list[dict]) -> dict[str, str]:
+    return {k["AttributeName"]: k["KeyType"] for k in schema}
+
+
+def test_create_tables_matches_template(template: dict, aws_env: None) -> None:
+    from moto import mock_aws
+
+    names = {logical_id: f"mb-test-{logical_id}" for logical_id in TABLE_ENV}
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name=REGION)
+        create_tables(client, names, template)
+        client.put_item(TableName=names["EventsTable"], Item={"id": {"S": "evt-1"}})
+        create_tables(client, names)  # idempotent; default template is template.yaml
+        assert sorted(client.list_tables()["TableNames"]) == sorted(names.values())
+        # Not recreated: the item written in between survives.
+        assert "Item" in client.get_item(TableName=names["EventsTable"], Key={"id": {"S": "evt-1"}})
+
+        for logical_id, table_name in names.items():
+            props = template["Resources"][logical_id]["Properties"]
+            table = client.describe_table(TableName=table_name)["Table"]
+            assert table["TableStatus"] == "ACTIVE"
+            assert _key_schema(table["KeySchema"]) == _key_schema(props["KeySchema"])
+            assert {(a["AttributeName"], a["AttributeType"]) for a in table["AttributeDefinitions"]} == {
+                (a["AttributeName"], a["AttributeType"]) for a in props["AttributeDefinitions"]
+            }
+            assert table["BillingModeSummary"]["BillingMode"] == props["BillingMode"]
+
+            declared_gsis = {g["IndexName"]: g for g in props.get("GlobalSecondaryIndexes", [])}
+            actual_gsis = {g["IndexName"]: g for g in table.get("GlobalSecondaryIndexes", [])}
+            assert set(actual_gsis) == set(declared_gsis)
+            for index_name, declared in declared_gsis.items():
+                assert _key_schema(actual_gsis[index_name]["KeySchema"]) == _key_schema(declared["KeySchema"])
+                assert actual_gsis[index_name]["Projection"]["ProjectionType"] == declared["Projection"]["ProjectionType"]
+
+            declared_stream = props.get("StreamSpecification")
+            if declared_stream:
+                assert table["StreamSpecification"] == {
+                    "StreamEnabled": True, "StreamViewType": declared_stream["StreamViewType"]}
+                assert table["LatestStreamArn"]
+            else:
+                assert not table.get("StreamSpecification", {}).get("StreamEnabled", False)
+
+            ttl = client.describe_time_to_live(TableName=table_name)["TimeToLiveDescription"]
+            declared_ttl = props.get("TimeToLiveSpecification")
+            if declared_ttl and declared_ttl.get("Enabled"):
+                assert ttl["TimeToLiveStatus"] == "ENABLED"
+                assert ttl["AttributeName"] == declared_ttl["AttributeName"]
+            else:
+                assert ttl["TimeToLiveStatus"] == "DISABLED"
+
+        # The stream is readable (what the local aggregator will poll).
+        events = client.describe_table(TableName=names["EventsTable"])["Table"]
+        streams = boto3.client("dynamodbstreams", region_name=REGION)
+        description = streams.describe_stream(StreamArn=events["LatestStreamArn"])["StreamDescription"]
+        assert description["StreamViewType"] == "NEW_AND_OLD_IMAGES"
+
+
+def test_create_tables_rejects_unknown_table(template: dict, aws_env: None) -> None:
+    from moto import mock_aws
+
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name=REGION)
+        with pytest.raises(KeyError):
+            create_tables(client, {"NoSuchTable": "x"}, template)
+        assert client.list_tables()["TableNames"] == []
+
+
+# ------------------------------------------------------------ sam-build.mk
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+@pytest.mark.parametrize("function", ["ApiFunction", "AggregatorFunction", "ClosePeriodsFunction"])
+def test_sam_build_targets(function: str, tmp_path: Path) -> None:
+    """Each SAM makefile target installs the project from the repo root into ARTIFACTS_DIR."""
+    makefile = tmp_path / "Makefile"
+    makefile.write_text(f"include {REPO_ROOT / 'infra' / 'sam-build.mk'}\n", encoding="utf-8")
+    artifacts = tmp_path / "artifacts"
+    result = subprocess.run(
+        ["make", "-n", "-f", str(makefile), f"build-{function}", f"ARTIFACTS_DIR={artifacts}"],
+        cwd=tmp_path, capture_output=True, text=True, check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    recipe = " ".join(result.stdout.replace("\\\n", " ").split())
+    assert f'cd "{REPO_ROOT}"' in recipe
+    assert "pip install --no-compile" in recipe
+    assert f'-t "{artifacts}" .' in recipe
