@@ -122,7 +122,7 @@ def customer_usage(customer_id: str, from_: Annotated[str | None, Query(alias="f
                          "Each event is accepted or rejected on its own; rejected ones are listed "
                          "with index, id, field and problem. 200: all accepted; 207: some rejected; "
                          "422: none accepted.")
-def post_events() -> Response | tuple[dict[str, Any], int]:
+def post_events() -> tuple[dict[str, Any], int]:
     event = router.current_event
     result = container().ingest.ingest(event.decoded_body, event.headers.get("content-type"))
     body = result.as_dict()

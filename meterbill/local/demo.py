@@ -91,7 +91,7 @@ def demo(url: str | None, key: str | None, n_events: int) -> int:
                                                        {"up_to": None, "unit_amount": "0.00001"}]}]})
     rng = random.Random(run)
     events = [{"id": f"{customer}-{i}", "customer": customer, "type": "llm.completion",
-               "timestamp": f"2026-10-{1 + i % 31:02d}T{i % 24:02d}:{i % 60:02d}:00Z",
+               "timestamp": f"2026-10-{1 + i % 31:02d}T{9 + i % 8:02d}:{i % 60:02d}:{i % 47:02d}Z",
                "properties": {"output_tokens": rng.randint(1, 200), "model": rng.choice(["small", "large"])}}
               for i in range(n_events)]
     tokens = sum(e["properties"]["output_tokens"] for e in events)

@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 from meterbill.adapters.dynamo_events import image_to_event
 from meterbill.domain.events import Event
-from meterbill.domain.instants import iso, parse_instant, to_ms
-from meterbill.domain.meters import BucketState, Meter, bucket_start, matches, problem_for
+from meterbill.domain.instants import from_ms, iso, parse_instant, to_ms
+from meterbill.domain.meters import BucketState, Meter, bucket_start, group_key, matches, problem_for
 from meterbill.domain.periods import period_containing
 from meterbill.ports import BillingStore, Clock
 from meterbill.services.catalog import CatalogService
@@ -27,6 +28,7 @@ from meterbill.services.errors import NotFound
 log = logging.getLogger(__name__)
 MARKER_TTL_S = 7 * 24 * 3600
 MAX_CONFLICT_RETRIES = 8
+WRITERS = 16
 
 
 def seq_key(seq: str) -> tuple[int, str]:
@@ -88,8 +90,6 @@ class AggregationService:
                     log.warning("event %s not aggregated by meter %s: %s", event.id, meter.code,
                                 problem_for(meter, event))
                     continue
-                from meterbill.domain.meters import group_key
-
                 g = group_key(meter, event)
                 key = (f"U#{event.customer}", f"{bucket_start(event.ts_ms):012d}#{meter.code}#{g}")
                 contributions[key].append((seq, event, meter))
@@ -97,8 +97,14 @@ class AggregationService:
             return out
         now = self._clock()
         current = self._store.get_buckets(list(contributions))
-        for key, items in contributions.items():
-            self._apply_bucket(key, items, current.get(key), batch_id, now.timestamp(), out)
+        # Buckets are independent items: write them concurrently (I/O bound). Any failure
+        # propagates, and the whole batch is retried; applied buckets skip themselves.
+        with ThreadPoolExecutor(max_workers=WRITERS) as pool:
+            for future in [pool.submit(self._apply_bucket, key, items, current.get(key), batch_id,
+                                       now.timestamp()) for key, items in contributions.items()]:
+                written, skipped = future.result()
+                out.buckets_written += written
+                out.skipped_already_applied += skipped
         self._mark_late(contributions, now)
         return out
 
@@ -116,15 +122,15 @@ class AggregationService:
         return None
 
     def _apply_bucket(self, key: tuple[str, str], items: list[tuple[str, Event, Meter]],
-                      doc: dict[str, Any] | None, batch_id: str, now_s: float, out: BatchOutcome) -> None:
+                      doc: dict[str, Any] | None, batch_id: str, now_s: float) -> tuple[int, int]:
+        """Returns (buckets written, contributions skipped as already applied)."""
         for _ in range(MAX_CONFLICT_RETRIES):
             markers: dict[str, str] = dict(doc.get("ap", {})) if doc else {}
             done = markers.get(batch_id)
             done_seq = seq_key(done.split("|")[0]) if done else None
             todo = [it for it in items if done_seq is None or seq_key(it[0]) > done_seq]
-            out.skipped_already_applied += len(items) - len(todo)
             if not todo:
-                return
+                return 0, len(items)
             state = state_from_doc(doc) if doc else BucketState()
             for _, event, meter in todo:
                 state.add(meter, event)
@@ -136,8 +142,7 @@ class AggregationService:
                        "g": key[1].split("#", 2)[2], "bs": int(key[1][:12]),
                        **state_to_doc(state), "ap": markers, "v": (version or 0) + 1}
             if self._store.put_bucket(new_doc, version):
-                out.buckets_written += 1
-                return
+                return 1, len(items) - len(todo)
             doc = self._store.get_buckets([key]).get(key)  # another writer won: re-read, re-apply
         raise RuntimeError(f"bucket {key} kept changing concurrently; batch will be retried")
 
@@ -158,8 +163,6 @@ class AggregationService:
                     plan = self._catalog.plan(profile["plan"])
                 except NotFound:
                     continue
-                from meterbill.domain.instants import from_ms
-
                 period = period_containing(parse_instant(profile["billing_anchor"], "billing_anchor"),
                                            plan.interval, profile["timezone"], from_ms(bs * 1000))
                 self._store.mark_late(customer, iso(period.start), iso(now))

@@ -413,11 +413,13 @@ TZS = [
     "Pacific/Chatham",
 ]
 ZONES = [ZoneInfo(name) for name in TZS]
+# Real instants only: a wall time inside a DST gap is not an instant, and PEP 495 makes such
+# (or a repeated fall-back hour) compares unequal to every other zone's datetimes; use UTC.
 instants = st.datetimes(
     min_value=datetime(1990, 1, 1),
     max_value=datetime(2060, 12, 31),
     timezones=st.sampled_from(ZONES),
-)
+).map(lambda d: d.astimezone(timezone.utc))
 
 
 @settings(max_examples=300, deadline=None)
