@@ -38,6 +38,5 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         metrics.add_metric("EventsNotAggregatable", MetricUnit.Count, outcome.invalid)
     if outcome.conflicts:
         metrics.add_metric("EventIdConflicts", MetricUnit.Count, outcome.conflicts)
-    logger.info("stream batch applied", extra={"outcome": outcome.__dict__ if hasattr(outcome, "__dict__")
-                                               else {k: getattr(outcome, k) for k in outcome.__slots__}})
+    logger.info("stream batch applied", extra={"outcome": outcome.as_dict()})
     return {"batchItemFailures": []}

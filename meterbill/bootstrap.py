@@ -11,7 +11,7 @@ import boto3
 from botocore.config import Config
 
 from meterbill.adapters.dynamo_billing import DynamoBillingStore
-from meterbill.adapters.dynamo_events import DynamoEventStore
+from meterbill.adapters.dynamo_events import DynamoEventStore, decode_stream
 from meterbill.config import Settings
 from meterbill.ports import Clock
 from meterbill.services.aggregation import AggregationService
@@ -58,7 +58,7 @@ def bootstrap(settings: Settings | None = None, *, client: Any = None, clock: Cl
     return Container(
         settings=settings, clock=clock, events_store=events, billing_store=store, catalog=catalog,
         ingest=IngestService(events, catalog, clock),
-        aggregation=AggregationService(store, catalog, clock),
+        aggregation=AggregationService(store, catalog, clock, decode_stream),
         billing=BillingService(store, catalog, clock, settings.invoice_prefix),
         usage=UsageService(store, catalog, clock),
         keys=KeyService(store, clock),

@@ -3,12 +3,52 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
 from meterbill.domain.events import Event
+from meterbill.domain.meters import BucketState
 
 Clock = Callable[[], datetime]
+BucketKey = tuple[str, int, str, str]  # (customer, bucket start epoch s, meter code, group key)
+
+
+@dataclass(slots=True)
+class StoredBucket:
+    key: BucketKey
+    state: BucketState
+    markers: dict[str, str] = field(default_factory=dict)  # stream batch id -> "max seq|epoch s"
+    version: int | None = None                             # None: not stored yet
+
+    @property
+    def customer(self) -> str:
+        return self.key[0]
+
+    @property
+    def start_s(self) -> int:
+        return self.key[1]
+
+    @property
+    def meter(self) -> str:
+        return self.key[2]
+
+    @property
+    def group(self) -> str:
+        return self.key[3]
+
+
+@dataclass(frozen=True, slots=True)
+class StreamChange:
+    """One record of the raw-events stream, decoded by the adapter."""
+
+    seq: str
+    kind: str                    # INSERT | MODIFY | REMOVE
+    event: Event | None          # the new image as an Event (INSERT/MODIFY)
+    old_digest: str | None = None
+
+
+StreamDecoder = Callable[[Sequence[Mapping[str, Any]]], list[StreamChange]]
 
 
 class EventStore(Protocol):
@@ -30,9 +70,9 @@ class BillingStore(Protocol):
                       ) -> tuple[list[dict[str, Any]], str | None]: ...
     def mark_late(self, customer_id: str, period_start_iso: str, at_iso: str) -> None: ...
     def first_usage_bucket(self, customer_id: str) -> int | None: ...
-    def get_buckets(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]: ...
-    def put_bucket(self, doc: Mapping[str, Any], expected_version: int | None) -> bool: ...
-    def query_buckets(self, customer_id: str, start_s: int, end_s: int) -> list[dict[str, Any]]: ...
+    def get_buckets(self, keys: Sequence[BucketKey]) -> dict[BucketKey, StoredBucket]: ...
+    def put_bucket(self, bucket: StoredBucket, expected_version: int | None) -> bool: ...
+    def query_buckets(self, customer_id: str, start_s: int, end_s: int) -> list[StoredBucket]: ...
     def invoice_counter(self) -> int: ...
     def commit_invoice(self, invoice: Mapping[str, Any], number_seq: int, customer_id: str,
                        customer_version: int, customer_changes: Mapping[str, Any]) -> None: ...

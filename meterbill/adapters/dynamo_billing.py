@@ -14,14 +14,43 @@ Item layout (pk / sk):
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from decimal import Decimal
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from meterbill.adapters.dynamo_codec import decode_cursor, encode_cursor, from_item, to_item
+from meterbill.domain.meters import BucketState
+from meterbill.ports import BucketKey, StoredBucket
 from meterbill.services.errors import Conflict
 
 BATCH_GET = 100
+
+
+def bucket_pk_sk(key: BucketKey) -> tuple[str, str]:
+    customer, start_s, meter, group = key
+    return f"U#{customer}", f"{start_s:012d}#{meter}#{group}"
+
+
+def bucket_from_doc(doc: Mapping[str, Any]) -> StoredBucket:
+    latest = (int(doc["lt"]), str(doc["li"]), Decimal(doc["lv"])) if "lt" in doc else None
+    state = BucketState(count=int(doc.get("n", 0)), sum=Decimal(doc.get("s", 0)), max=doc.get("mx"),
+                        min=doc.get("mn"), latest=latest, uniques=set(doc.get("u", ())))
+    key = (doc["pk"][2:], int(doc["bs"]), doc["m"], doc.get("g", ""))
+    return StoredBucket(key, state, dict(doc.get("ap", {})), int(doc["v"]))
+
+
+def bucket_to_doc(bucket: StoredBucket) -> dict[str, Any]:
+    pk, sk = bucket_pk_sk(bucket.key)
+    st = bucket.state
+    doc: dict[str, Any] = {"pk": pk, "sk": sk, "bs": bucket.start_s, "m": bucket.meter, "g": bucket.group,
+                           "n": st.count, "s": st.sum, "mx": st.max, "mn": st.min,
+                           "ap": bucket.markers, "v": bucket.version}
+    if st.latest is not None:
+        doc.update(lt=st.latest[0], li=st.latest[1], lv=st.latest[2])
+    if st.uniques:
+        doc["u"] = set(st.uniques)
+    return doc
 
 
 def _conditional_failed(exc: ClientError) -> bool:
@@ -147,30 +176,31 @@ class DynamoBillingStore:
         return int(items[0]["bs"]["N"]) if items else None
 
     # -- usage buckets ---------------------------------------------------------------
-    def get_buckets(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
-        return {(d["pk"], d["sk"]): d for d in self._batch_get(keys)}
+    def get_buckets(self, keys: Sequence[BucketKey]) -> dict[BucketKey, StoredBucket]:
+        found = (bucket_from_doc(d) for d in self._batch_get([bucket_pk_sk(k) for k in keys]))
+        return {b.key: b for b in found}
 
-    def put_bucket(self, doc: Mapping[str, Any], expected_version: int | None) -> bool:
+    def put_bucket(self, bucket: StoredBucket, expected_version: int | None) -> bool:
         """False when another writer got there first (re-read and re-apply)."""
         try:
             if expected_version is None:
-                self._put(doc, "attribute_not_exists(pk)")
+                self._put(bucket_to_doc(bucket), "attribute_not_exists(pk)")
             else:
-                self._put(doc, "v = :v", {":v": expected_version})
+                self._put(bucket_to_doc(bucket), "v = :v", {":v": expected_version})
         except Conflict:
             return False
         return True
 
-    def query_buckets(self, customer_id: str, start_s: int, end_s: int) -> list[dict[str, Any]]:
+    def query_buckets(self, customer_id: str, start_s: int, end_s: int) -> list[StoredBucket]:
         """Buckets whose start lies in [start_s, end_s)."""
-        items: list[dict[str, Any]] = []
+        items: list[StoredBucket] = []
         kwargs: dict[str, Any] = {
             "TableName": self._t, "KeyConditionExpression": "pk = :p AND sk BETWEEN :a AND :b",
             "ExpressionAttributeValues": {":p": {"S": f"U#{customer_id}"}, ":a": {"S": f"{start_s:012d}"},
                                           ":b": {"S": f"{end_s - 1:012d}~"}}}
         while True:
             resp = self._c.query(**kwargs)
-            items.extend(from_item(i) for i in resp.get("Items", []))
+            items.extend(bucket_from_doc(from_item(i)) for i in resp.get("Items", []))
             if "LastEvaluatedKey" not in resp:
                 return items
             kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]

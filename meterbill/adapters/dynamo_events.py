@@ -7,11 +7,12 @@ id overwrites itself, so a retried write can never create a second copy.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from meterbill.adapters.dynamo_codec import av_scalar, scalar_av
 from meterbill.domain.events import Event
+from meterbill.ports import StreamChange
 
 BATCH_WRITE = 25
 BATCH_GET = 100
@@ -83,7 +84,19 @@ class DynamoEventStore:
         return image_to_event_dict(item) if item else None
 
 
-def image_to_event(image: dict[str, Any]) -> Event:
+def decode_stream(records: Sequence[Mapping[str, Any]]) -> list[StreamChange]:
+    """Lambda / DynamoDB Streams records of the events table -> StreamChange."""
+    out = []
+    for rec in records:
+        data = rec["dynamodb"]
+        new, old = data.get("NewImage"), data.get("OldImage")
+        out.append(StreamChange(data["SequenceNumber"], rec["eventName"],
+                                image_to_event(new) if new else None,
+                                old["h"]["S"] if old else None))
+    return out
+
+
+def image_to_event(image: Mapping[str, Any]) -> Event:
     return Event(image["id"]["S"], image["c"]["S"], image["t"]["S"], int(image["ts"]["N"]),
                  {k: av_scalar(v) for k, v in image.get("p", {}).get("M", {}).items()},
                  image["h"]["S"])

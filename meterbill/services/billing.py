@@ -22,7 +22,6 @@ from meterbill.domain.periods import Period, closed_periods, full_period, period
 from meterbill.domain.plans import Plan
 from meterbill.domain.rating import rate
 from meterbill.ports import BillingStore, Clock
-from meterbill.services.aggregation import state_from_doc
 from meterbill.services.catalog import CatalogService
 from meterbill.services.errors import Conflict, InvalidField, NotFound
 
@@ -93,9 +92,9 @@ class BillingService:
     def rate_period(self, customer: dict[str, Any], plan: Plan, period: Period) -> Any:
         meters = self._catalog.meters()
         states: dict[str, list[Any]] = defaultdict(list)
-        for doc in self._store.query_buckets(customer["id"], int(period.start.timestamp()),
-                                             int(period.end.timestamp())):
-            states[doc["m"]].append(state_from_doc(doc))
+        for bucket in self._store.query_buckets(customer["id"], int(period.start.timestamp()),
+                                                int(period.end.timestamp())):
+            states[bucket.meter].append(bucket.state)
         quantities: dict[str, Decimal] = {}
         for charge in plan.charges:
             meter = meters.get(charge.meter)

@@ -95,14 +95,15 @@ class IngestService:
         if not fresh:
             return result
         customers = self._catalog.customers({e.customer for _, e in fresh})
+        closed_ms = {cid: to_ms(parse_instant(p["closed_through"], "closed_through")) if p.get("closed_through")
+                     else 0 for cid, p in customers.items()}
         flagged = []
         for _, event in fresh:
-            profile = customers.get(event.customer)
-            if profile is None:
+            closed = closed_ms.get(event.customer)
+            if closed is None:
                 flag = "pending"
                 result.pending.append(event.id)
-            elif profile.get("closed_through") and event.ts_ms < to_ms(
-                    parse_instant(profile["closed_through"], "closed_through")):
+            elif event.ts_ms < closed:
                 flag = "late"
                 result.late.append(event.id)
             else:

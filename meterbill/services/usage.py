@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from meterbill.domain.instants import iso, parse_instant
-from meterbill.domain.meters import BucketState, group_values, quantity
+from meterbill.domain.instants import from_ms, iso, parse_instant
+from meterbill.domain.meters import BUCKET_SECONDS, BucketState, group_values, quantity
 from meterbill.domain.periods import period_containing
 from meterbill.ports import BillingStore, Clock
-from meterbill.services.aggregation import state_from_doc
 from meterbill.services.catalog import CatalogService
 from meterbill.services.errors import InvalidField
 
@@ -34,7 +34,7 @@ class UsageService:
         if frm >= to:
             raise InvalidField("from", "must be before 'to'")
         tz = customer["timezone"]
-        midnight = datetime(2000, 1, 1, tzinfo=__import__("zoneinfo").ZoneInfo(tz))
+        midnight = datetime(2000, 1, 1, tzinfo=ZoneInfo(tz))
         if (to - frm) / timedelta(hours=1 if window == "hour" else 24) > MAX_WINDOWS:
             raise InvalidField("from", f"the range holds more than {MAX_WINDOWS} {window} windows")
         meters = self._catalog.meters()
@@ -42,14 +42,14 @@ class UsageService:
             raise InvalidField("meter", f"meter '{meter}' does not exist")
         cells: dict[tuple[str, str, str], list[BucketState]] = defaultdict(list)
         windows: dict[str, str] = {}
-        for doc in self._store.query_buckets(customer_id, int(frm.timestamp()) // 900 * 900,
-                                             int(to.timestamp())):
-            if meter is not None and doc["m"] != meter:
+        for bucket in self._store.query_buckets(customer_id, int(frm.timestamp()) // BUCKET_SECONDS * BUCKET_SECONDS,
+                                                int(to.timestamp())):
+            if meter is not None and bucket.meter != meter:
                 continue
-            p = period_containing(midnight, window, tz, datetime.fromtimestamp(int(doc["bs"]), tz=frm.tzinfo))
+            p = period_containing(midnight, window, tz, from_ms(bucket.start_s * 1000))
             start_iso = iso(p.start)
             windows[start_iso] = iso(p.end)
-            cells[(doc["m"], start_iso, doc.get("g", "") if group else "")].append(state_from_doc(doc))
+            cells[(bucket.meter, start_iso, bucket.group if group else "")].append(bucket.state)
         series: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for (code, w_start, g), states in sorted(cells.items()):
             m = meters.get(code)

@@ -1,0 +1,85 @@
+"""Import contract: dependencies point inward only (see docs/architecture.md).
+
+folder                      layer            may import (inside this repo)
+meterbill/domain            domain           meterbill.domain only; standard library only
+meterbill/ports.py          ports            domain
+meterbill/services          services         domain, ports, services
+meterbill/adapters          adapters         domain, ports, services.errors
+meterbill/api               entry (HTTP)     services, domain, bootstrap
+meterbill/bootstrap.py      composition root everything in meterbill
+functions/                  entry (Lambda)   meterbill.api, meterbill.bootstrap
+meterbill/local, cli        local tooling    anything
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+STDLIB = set(sys.stdlib_module_names) | {"__future__"}
+
+RULES: dict[str, tuple[str, ...]] = {
+    "meterbill/domain": ("meterbill.domain",),
+    "meterbill/ports.py": ("meterbill.domain",),
+    "meterbill/services": ("meterbill.domain", "meterbill.ports", "meterbill.services"),
+    "meterbill/adapters": ("meterbill.domain", "meterbill.ports", "meterbill.services.errors",
+                           "meterbill.adapters"),
+    "meterbill/api": ("meterbill.api", "meterbill.services", "meterbill.domain", "meterbill.bootstrap",
+                      "meterbill.ports", "meterbill.__init__", "meterbill"),
+    "functions": ("meterbill.api", "meterbill.bootstrap"),
+}
+THIRD_PARTY_ALLOWED = {
+    "meterbill/domain": set(),            # pure: no boto3, no pydantic, no clock, no env
+    "meterbill/ports.py": set(),
+    "meterbill/services": set(),
+}
+FORBIDDEN_CALLS_IN_DOMAIN = ("datetime.now", "datetime.utcnow", "time.time", "os.environ", "os.getenv",
+                             "date.today", "random.")
+
+
+def modules(prefix: str) -> list[Path]:
+    path = ROOT / prefix
+    return [path] if path.suffix == ".py" else sorted(path.rglob("*.py"))
+
+
+def imports(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.add(node.module)
+    return found
+
+
+CASES = [(prefix, p) for prefix in RULES for p in modules(prefix)]
+
+
+@pytest.mark.parametrize(("prefix", "path"), CASES, ids=[str(p.relative_to(ROOT)) for _, p in CASES])
+def test_imports_point_inward(prefix: str, path: Path) -> None:
+    allowed = RULES[prefix]
+    for name in imports(path):
+        top = name.split(".")[0]
+        if top in ("meterbill", "functions", "infra", "integrations"):
+            assert any(name == a or name.startswith(a + ".") for a in allowed), \
+                f"{path.relative_to(ROOT)} imports {name}; {prefix} may import only {allowed}"
+        elif prefix in THIRD_PARTY_ALLOWED:
+            assert top in STDLIB, f"{path.relative_to(ROOT)} imports third-party '{name}'; {prefix} must stay pure"
+
+
+@pytest.mark.parametrize("path", modules("meterbill/domain"), ids=lambda p: p.name)
+def test_domain_reads_no_clock_and_no_environment(path: Path) -> None:
+    text = path.read_text()
+    for call in FORBIDDEN_CALLS_IN_DOMAIN:
+        assert call not in text, f"{path.name} uses {call}: the domain gets time and config passed in"
+
+
+def test_every_charge_model_module_is_registered() -> None:
+    from meterbill.domain.charges import REGISTRY
+
+    files = {p.stem for p in (ROOT / "meterbill/domain/charges").glob("*.py") if p.stem != "__init__"}
+    assert files == set(REGISTRY), "one charge model per module, each in the registry"
