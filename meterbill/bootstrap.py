@@ -57,7 +57,7 @@ def bootstrap(settings: Settings | None = None, *, client: Any = None, clock: Cl
     catalog = CatalogService(store, clock, cache_ttl_s=cache_ttl_s)
     return Container(
         settings=settings, clock=clock, events_store=events, billing_store=store, catalog=catalog,
-        ingest=IngestService(events, catalog, clock),
+        ingest=IngestService(events, catalog, clock, store),
         aggregation=AggregationService(store, catalog, clock, decode_stream),
         billing=BillingService(store, catalog, clock, settings.invoice_prefix),
         usage=UsageService(store, catalog, clock),

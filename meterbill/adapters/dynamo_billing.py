@@ -5,6 +5,7 @@ Item layout (pk / sk):
   PLAN#<code>  / PLAN         gsi1: PLANS  / <code>
   CUS#<id>     / PROFILE      gsi1: CUSTOMERS / <id>     gsi2: DUE / <next period end>#<id>
   CUS#<id>     / LATE#<period start>      late usage marker (re-rating work list)
+  PENDING#<customer> / PENDING  gsi1: PENDING / <customer>   usage for a customer not created yet
   U#<customer> / <bucket start:012d>#<meter>#<group>   usage bucket (no GSI: 1 write)
   INV#<id>     / INVOICE      gsi1: CUSINV#<customer> / <period start>   gsi2: INVOICES / <number>
   COUNTER#invoice / COUNTER   gapless invoice sequence
@@ -156,6 +157,21 @@ class DynamoBillingStore:
     def due_customers(self, as_of_iso: str, limit: int = 100, cursor: str | None = None
                       ) -> tuple[list[dict[str, Any]], str | None]:
         return self._query_index("gsi2", "DUE", limit, cursor, sk_max=as_of_iso + "~")
+
+    def note_pending(self, customer_id: str, events: int, first_ms: int, last_ms: int, at_iso: str) -> None:
+        """Usage arrived for a customer that does not exist yet (one write per customer per batch)."""
+        self._c.update_item(
+            TableName=self._t, Key={"pk": {"S": f"PENDING#{customer_id}"}, "sk": {"S": "PENDING"}},
+            UpdateExpression="SET customer = :c, gsi1pk = :g, gsi1sk = :c, last_seen = :a, "
+                             "first_event_ms = if_not_exists(first_event_ms, :f) ADD events :n",
+            ExpressionAttributeValues={":c": {"S": customer_id}, ":g": {"S": "PENDING"}, ":a": {"S": at_iso},
+                                       ":f": {"N": str(first_ms)}, ":n": {"N": str(events)}})
+
+    def clear_pending(self, customer_id: str) -> None:
+        self._c.delete_item(TableName=self._t, Key={"pk": {"S": f"PENDING#{customer_id}"}, "sk": {"S": "PENDING"}})
+
+    def list_pending(self, limit: int, cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
+        return self._query_index("gsi1", "PENDING", limit, cursor)
 
     def mark_late(self, customer_id: str, period_start_iso: str, at_iso: str) -> None:
         self._c.update_item(TableName=self._t,

@@ -108,6 +108,13 @@ def list_customers(limit: Limit = 50, cursor: Cursor = None) -> dict[str, Any]:
     return page(*container().billing_store.list_customers(limit, cursor))
 
 
+@router.get("/v1/pending-customers", middlewares=READ,
+            description="Customers that sent usage before they were created: their events are kept "
+                        "and will be billed once the customer exists.")
+def list_pending(limit: Limit = 50, cursor: Cursor = None) -> dict[str, Any]:
+    return page(*container().billing_store.list_pending(limit, cursor))
+
+
 @router.get("/v1/customers/<customer_id>/usage", middlewares=READ)
 def customer_usage(customer_id: str, from_: Annotated[str | None, Query(alias="from")] = None,
                    to: Cursor = None, meter: Cursor = None, window: Annotated[str, Query()] = "day",

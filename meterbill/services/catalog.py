@@ -158,6 +158,7 @@ class CatalogService:
             "closed_through": "", "next_close": iso(first.end)}
         if current is None:
             self._store.put_customer(doc, None)
+            self._store.clear_pending(customer_id)
         else:
             if current.get("closed_through"):
                 for key in ("started_at", "billing_anchor", "timezone", "currency"):

@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from meterbill.domain.events import MAX_BATCH, Event, EventError, loads, parse_batch
-from meterbill.domain.instants import parse_instant, to_ms
+from meterbill.domain.instants import from_ms, iso, parse_instant, to_ms
 from meterbill.domain.meters import matches, problem_for
-from meterbill.ports import Clock, EventStore
+from meterbill.ports import BillingStore, Clock, EventStore
 from meterbill.services.catalog import CatalogService
 from meterbill.services.errors import InvalidField
 
@@ -67,10 +67,11 @@ def parse_body(body: str | bytes | None, content_type: str | None) -> tuple[list
 
 
 class IngestService:
-    def __init__(self, events: EventStore, catalog: CatalogService, clock: Clock) -> None:
+    def __init__(self, events: EventStore, catalog: CatalogService, clock: Clock, store: BillingStore) -> None:
         self._events = events
         self._catalog = catalog
         self._clock = clock
+        self._store = store
 
     def ingest(self, body: str | bytes | None, content_type: str | None) -> IngestResult:
         raws, cloud = parse_body(body, content_type)
@@ -118,7 +119,19 @@ class IngestService:
         if failed:
             result.pending = [i for i in result.pending if i not in failed]
             result.late = [i for i in result.late if i not in failed]
+        if result.pending:
+            self._note_pending([e for e, flag in flagged if flag == "pending" and e.id not in failed], now_ms)
         return result
+
+    def _note_pending(self, events: list[Event], now_ms: int) -> None:
+        """Make usage for unknown customers visible (GET /v1/pending-customers)."""
+        spans: dict[str, list[int]] = {}
+        for e in events:
+            span = spans.setdefault(e.customer, [0, e.ts_ms, e.ts_ms])
+            span[0] += 1
+            span[1], span[2] = min(span[1], e.ts_ms), max(span[2], e.ts_ms)
+        for customer, (count, first, last) in spans.items():
+            self._store.note_pending(customer, count, first, last, iso(from_ms(now_ms)))
 
     def _check_meters(self, good: list[tuple[int, Event]], result: IngestResult) -> list[tuple[int, Event]]:
         by_type = self._catalog.meters_by_type()

@@ -99,9 +99,13 @@ def test_unknown_customer_is_pending_then_counted(container: Any, catalog: Any, 
                                        ev("p2", customer="newco", ts="2026-10-02T00:00:00Z", tokens=50)), None)
     assert res.pending == ["p1", "p2"] and res.accepted == 2
     assert container.events_store.get("p1")["flag"] == "pending"
+    pending = container.billing_store.list_pending(10, None)[0]
+    assert [(p["customer"], int(p["events"]), int(p["first_event_ms"])) for p in pending] == [
+        ("newco", 2, 1790899200000)]  # 2026-10-02T00:00:00Z
     drain()
     doc = container.catalog.put_customer("newco", {"name": "New Co", "plan": "pro"})
     assert doc["started_at"] == "2026-10-02T00:00:00Z"  # starts with its first pending usage
+    assert container.billing_store.list_pending(10, None)[0] == []
     container.catalog.put_customer("newco", {"name": "New Co", "plan": "pro", "started_at": OCT,
                                              "billing_anchor": OCT})
     close(container)
