@@ -158,7 +158,7 @@ class DynamoBillingStore:
                       ) -> tuple[list[dict[str, Any]], str | None]:
         return self._query_index("gsi2", "DUE", limit, cursor, sk_max=as_of_iso + "~")
 
-    def note_pending(self, customer_id: str, events: int, first_ms: int, last_ms: int, at_iso: str) -> None:
+    def note_pending(self, customer_id: str, events: int, first_ms: int, at_iso: str) -> None:
         """Usage arrived for a customer that does not exist yet (one write per customer per batch)."""
         self._c.update_item(
             TableName=self._t, Key={"pk": {"S": f"PENDING#{customer_id}"}, "sk": {"S": "PENDING"}},

@@ -127,11 +127,11 @@ class IngestService:
         """Make usage for unknown customers visible (GET /v1/pending-customers)."""
         spans: dict[str, list[int]] = {}
         for e in events:
-            span = spans.setdefault(e.customer, [0, e.ts_ms, e.ts_ms])
+            span = spans.setdefault(e.customer, [0, e.ts_ms])
             span[0] += 1
-            span[1], span[2] = min(span[1], e.ts_ms), max(span[2], e.ts_ms)
-        for customer, (count, first, last) in spans.items():
-            self._store.note_pending(customer, count, first, last, iso(from_ms(now_ms)))
+            span[1] = min(span[1], e.ts_ms)
+        for customer, (count, first) in spans.items():
+            self._store.note_pending(customer, count, first, iso(from_ms(now_ms)))
 
     def _check_meters(self, good: list[tuple[int, Event]], result: IngestResult) -> list[tuple[int, Event]]:
         by_type = self._catalog.meters_by_type()
