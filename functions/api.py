@@ -7,6 +7,7 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
 from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.metrics import MetricUnit
 
 from meterbill.api.app import build_app
 from meterbill.bootstrap import default_container
@@ -19,4 +20,5 @@ app = build_app(APIGatewayHttpResolver, default_container)
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, log_event=False)
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    metrics.add_metric("ApiRequests", MetricUnit.Count, 1)
     return app.resolve(event, context)

@@ -11,7 +11,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValida
 
 from meterbill import __version__
 from meterbill.api import errors
-from meterbill.api.routes import router
+from meterbill.api.routes import required_scope, router
 from meterbill.bootstrap import Container
 
 R = TypeVar("R", bound=ApiGatewayResolver)
@@ -25,13 +25,26 @@ def build_app(resolver_cls: type[R], provider: Callable[[], Container]) -> R:
         return next_middleware(app)
 
     app.use(middlewares=[inject])
+    # Authenticate before anything else looks at the request. Powertools always runs request
+    # validation first, so the check wraps that middleware: an unauthenticated caller gets 401,
+    # never a schema error describing the body it should have sent.
+    validate = app._request_validation_middleware
+
+    def authenticate_then_validate(app: Any, next_middleware: Callable[..., Response]) -> Response:
+        event = app.current_event
+        scope = required_scope(event.http_method.upper(), event.path)
+        if scope is not None:
+            provider().keys.authorize(event.headers.get("authorization"), scope)
+        return validate(app, next_middleware)
+
+    app._request_validation_middleware = authenticate_then_validate
     app.include_router(router)
     app.enable_swagger(path="/v1/docs", title="meterbill API", version=__version__,
                        description="Usage-based billing: meters, plans, customers, events, invoices. "
                                    "Authorization: Bearer <api key>. Amounts are decimal strings.")
 
     @app.get("/v1/openapi.json", include_in_schema=False)
-    def openapi() -> Response:
+    def openapi():  # type: ignore[no-untyped-def]  # an annotation here breaks schema generation
         return Response(200, "application/json", app.get_openapi_json_schema(title="meterbill API",
                                                                              version=__version__))
 

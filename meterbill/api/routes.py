@@ -4,12 +4,12 @@ The same Router is served by API Gateway (Lambda) and by HttpResolverLocal (uvic
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from decimal import Decimal
 from typing import Annotated, Any
 
-from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.event_handler.api_gateway import Router
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 
 from meterbill.api.schemas import BillingRunIn, CustomerIn, MeterIn, PlanIn, dump
@@ -18,6 +18,7 @@ from meterbill.domain.instants import parse_instant
 from meterbill.domain.invoices import public_view
 
 router = Router()
+metrics = Metrics()
 HIDDEN = {"pk", "sk", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk", "next_close"}
 
 
@@ -25,16 +26,18 @@ def container() -> Container:
     return router.context["container"]
 
 
-def require(scope: str) -> Callable[..., Response]:
-    def check(app: Any, next_middleware: Callable[..., Response]) -> Response:
-        container().keys.authorize(app.current_event.headers.get("authorization"), scope)
-        return next_middleware(app)
-
-    check.__name__ = f"require_{scope}"
-    return check
+PUBLIC = frozenset({"/v1/health", "/v1/docs", "/v1/openapi.json"})
 
 
-READ, INGEST, ADMIN = [require("read")], [require("ingest")], [require("admin")]
+def required_scope(method: str, path: str) -> str | None:
+    """The one access policy. Anything not listed needs admin (default deny)."""
+    if path in PUBLIC:
+        return None
+    if method == "POST" and path == "/v1/events":
+        return "ingest"
+    if method in ("GET", "HEAD"):
+        return "read"
+    return "admin"
 
 
 def plain(value: Any) -> Any:
@@ -62,60 +65,60 @@ def health() -> dict[str, str]:
 
 
 # -- meters / plans ------------------------------------------------------------------
-@router.put("/v1/meters/<code>", middlewares=ADMIN)
+@router.put("/v1/meters/<code>")
 def put_meter(code: str, body: Annotated[MeterIn, Body()]) -> dict[str, Any]:
     return plain(container().catalog.put_meter(code, dump(body)))
 
 
-@router.get("/v1/meters/<code>", middlewares=READ)
+@router.get("/v1/meters/<code>")
 def get_meter(code: str) -> dict[str, Any]:
     return plain(container().catalog.get_meter(code))
 
 
-@router.get("/v1/meters", middlewares=READ)
+@router.get("/v1/meters")
 def list_meters(limit: Limit = 50, cursor: Cursor = None) -> dict[str, Any]:
     return page(*container().catalog.list("METER", limit, cursor))
 
 
-@router.put("/v1/plans/<code>", middlewares=ADMIN)
+@router.put("/v1/plans/<code>")
 def put_plan(code: str, body: Annotated[PlanIn, Body()]) -> dict[str, Any]:
     return plain(container().catalog.put_plan(code, dump(body)))
 
 
-@router.get("/v1/plans/<code>", middlewares=READ)
+@router.get("/v1/plans/<code>")
 def get_plan(code: str) -> dict[str, Any]:
     return plain(container().catalog.get_plan_doc(code))
 
 
-@router.get("/v1/plans", middlewares=READ)
+@router.get("/v1/plans")
 def list_plans(limit: Limit = 50, cursor: Cursor = None) -> dict[str, Any]:
     return page(*container().catalog.list("PLAN", limit, cursor))
 
 
 # -- customers -----------------------------------------------------------------------
-@router.put("/v1/customers/<customer_id>", middlewares=ADMIN)
+@router.put("/v1/customers/<customer_id>")
 def put_customer(customer_id: str, body: Annotated[CustomerIn, Body()]) -> dict[str, Any]:
     return plain(container().catalog.put_customer(customer_id, dump(body)))
 
 
-@router.get("/v1/customers/<customer_id>", middlewares=READ)
+@router.get("/v1/customers/<customer_id>")
 def get_customer(customer_id: str) -> dict[str, Any]:
     return plain(container().catalog.get_customer(customer_id))
 
 
-@router.get("/v1/customers", middlewares=READ)
+@router.get("/v1/customers")
 def list_customers(limit: Limit = 50, cursor: Cursor = None) -> dict[str, Any]:
     return page(*container().billing_store.list_customers(limit, cursor))
 
 
-@router.get("/v1/pending-customers", middlewares=READ,
+@router.get("/v1/pending-customers",
             description="Customers that sent usage before they were created: their events are kept "
                         "and will be billed once the customer exists.")
 def list_pending(limit: Limit = 50, cursor: Cursor = None) -> dict[str, Any]:
     return page(*container().billing_store.list_pending(limit, cursor))
 
 
-@router.get("/v1/customers/<customer_id>/usage", middlewares=READ)
+@router.get("/v1/customers/<customer_id>/usage")
 def customer_usage(customer_id: str, from_: Annotated[str | None, Query(alias="from")] = None,
                    to: Cursor = None, meter: Cursor = None, window: Annotated[str, Query()] = "day",
                    group_by: Annotated[bool, Query()] = False) -> dict[str, Any]:
@@ -123,7 +126,7 @@ def customer_usage(customer_id: str, from_: Annotated[str | None, Query(alias="f
 
 
 # -- events --------------------------------------------------------------------------
-@router.post("/v1/events", middlewares=INGEST,
+@router.post("/v1/events",
              description="1 to 1,000 events as {\"events\": [...]}, or CloudEvents "
                          "(application/cloudevents+json, application/cloudevents-batch+json). "
                          "Each event is accepted or rejected on its own; rejected ones are listed "
@@ -133,11 +136,14 @@ def post_events() -> tuple[dict[str, Any], int]:
     event = router.current_event
     result = container().ingest.ingest(event.decoded_body, event.headers.get("content-type"))
     body = result.as_dict()
+    metrics.add_metric("EventsAccepted", MetricUnit.Count, result.accepted)
+    metrics.add_metric("EventsDuplicate", MetricUnit.Count, result.duplicates)
+    metrics.add_metric("EventsRejected", MetricUnit.Count, len(result.errors))
     ok = result.accepted + result.duplicates
     return body, (200 if not result.errors else 207 if ok else 422)
 
 
-@router.get("/v1/events/<event_id>", middlewares=READ)
+@router.get("/v1/events/<event_id>")
 def get_event(event_id: str) -> dict[str, Any]:
     from meterbill.services.errors import NotFound
 
@@ -149,13 +155,13 @@ def get_event(event_id: str) -> dict[str, Any]:
 
 
 # -- billing -------------------------------------------------------------------------
-@router.post("/v1/billing-runs", middlewares=ADMIN)
+@router.post("/v1/billing-runs")
 def billing_run(body: Annotated[BillingRunIn, Body()]) -> dict[str, Any]:
     as_of = parse_instant(body.as_of, "as_of") if body.as_of else None
     return container().billing.run(as_of).as_dict()
 
 
-@router.get("/v1/invoices/<invoice_id>", middlewares=READ)
+@router.get("/v1/invoices/<invoice_id>")
 def get_invoice(invoice_id: str) -> dict[str, Any]:
     from meterbill.services.errors import NotFound
 
@@ -165,7 +171,7 @@ def get_invoice(invoice_id: str) -> dict[str, Any]:
     return plain(public_view(doc))
 
 
-@router.get("/v1/invoices", middlewares=READ)
+@router.get("/v1/invoices")
 def list_invoices(customer: Cursor = None, limit: Limit = 50, cursor: Cursor = None) -> dict[str, Any]:
     items, nxt = container().billing_store.list_invoices(customer, limit, cursor)
     return page([public_view(i) for i in items], nxt)

@@ -38,6 +38,8 @@ class IngestResult:
 def parse_body(body: str | bytes | None, content_type: str | None) -> tuple[list[Any], bool]:
     """Request-level parsing: returns (raw events, is_cloudevents)."""
     media = (content_type or JSON).split(";")[0].strip().lower()
+    if media not in (JSON, CE_ONE, CE_BATCH, "text/plain", ""):
+        raise InvalidField("content-type", f"'{media}' is not supported; use {JSON}, {CE_ONE} or {CE_BATCH}")
     if not body:
         raise InvalidField("body", "is empty; send {\"events\": [...]} with 1 to 1000 events")
     try:
@@ -50,7 +52,7 @@ def parse_body(body: str | bytes | None, content_type: str | None) -> tuple[list
         if type(doc) is not list:
             raise InvalidField("body", "must be a JSON array of CloudEvents")
         events, cloud = doc, True
-    elif media in (JSON, "text/plain", ""):
+    else:
         if type(doc) is not dict or "events" not in doc:
             raise InvalidField("events", "is required: {\"events\": [...]}")
         extra = sorted(set(doc) - {"events"})
@@ -59,8 +61,6 @@ def parse_body(body: str | bytes | None, content_type: str | None) -> tuple[list
         events, cloud = doc["events"], False
         if type(events) is not list:
             raise InvalidField("events", "must be a list")
-    else:
-        raise InvalidField("content-type", f"'{media}' is not supported; use {JSON}, {CE_ONE} or {CE_BATCH}")
     if not 0 < len(events) <= MAX_BATCH:
         raise InvalidField("events", f"must hold 1 to {MAX_BATCH} events (got {len(events)})")
     return events, cloud

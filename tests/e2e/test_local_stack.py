@@ -1,0 +1,245 @@
+"""End to end: the real local product started as a newcomer starts it (`meterbill run`), driven
+over HTTP only, with its own moto server, stream poller and period-closing timer."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+REPO = Path(__file__).resolve().parents[2]
+ADMIN_KEY = "mbtest_e2e_admin_0123456789abcdef"
+START_TIMEOUT_S = 60
+STOP_TIMEOUT_S = 15
+
+
+@dataclass
+class Stack:
+    url: str
+    cwd: Path
+    env: dict[str, str]
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    def log_tail(self, n: int = 40) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
+
+    def call(self, method: str, path: str, body: Any = None, key: str | None = ADMIN_KEY,
+             timeout: float = 30) -> tuple[int, dict[str, str], Any]:
+        headers = {"Content-Type": "application/json"}
+        if key is not None:
+            headers["Authorization"] = f"Bearer {key}"
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.url + path, data=data, method=method, headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                raw, status, msg = resp.read(), resp.status, resp.headers
+        except urllib.error.HTTPError as exc:
+            raw, status, msg = exc.read(), exc.code, exc.headers
+        hdrs = {k.lower(): v for k, v in msg.items()}
+        ctype = hdrs.get("content-type", "")
+        return status, hdrs, json.loads(raw) if raw and "json" in ctype else raw.decode(errors="replace")
+
+    def ok(self, method: str, path: str, body: Any = None) -> Any:
+        status, _, doc = self.call(method, path, body)
+        assert status == 200, (method, path, status, doc, self.log_tail())
+        return doc
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("METERBILL_")}
+    # the subprocess runs this checkout's code, whatever is installed
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [env.get("PYTHONPATH")])])
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra)
+    return env
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def accepts(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def pids_of_moto(port: int) -> list[int]:
+    """Our runner's moto child, found by its command line (cleanup only if the runner was killed)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmd = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"moto.server" in cmd and str(port).encode() in cmd:
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    cwd = tmp_path_factory.mktemp("newcomer")
+    port = free_port()
+    env = child_env(METERBILL_PORT=str(port), METERBILL_CLOSE_EVERY="2", METERBILL_ADMIN_KEY=ADMIN_KEY)
+    log = cwd / "run.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "meterbill.cli", "run"], cwd=cwd, env=env,
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    s = Stack(f"http://127.0.0.1:{port}", cwd, env, proc, log)
+    moto_port = None
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            assert proc.poll() is None, f"`meterbill run` exited with {proc.returncode}:\n{s.log_tail()}"
+            assert time.monotonic() < deadline, f"no /v1/health within {START_TIMEOUT_S} s:\n{s.log_tail()}"
+            try:
+                if s.call("GET", "/v1/health", key=None, timeout=2)[0] == 200:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.2)
+        state = json.loads((cwd / ".meterbill" / "local.json").read_text())
+        moto_port = int(state["dynamodb_endpoint"].rsplit(":", 1)[1])
+        assert state["api_url"] == s.url
+        assert state["admin_key"] is None  # an admin key from the environment is never written to disk
+        assert accepts(moto_port)
+        yield s
+    finally:
+        # Ctrl-C, as a newcomer stops it
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGINT)
+        try:
+            code = proc.wait(timeout=STOP_TIMEOUT_S)
+            stopped = True
+        except subprocess.TimeoutExpired:
+            stopped, code = False, None
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=5)
+        moto_alive = moto_port is not None and accepts(moto_port)
+        if moto_port is not None and (moto_alive or not stopped):
+            for pid in pids_of_moto(moto_port):
+                os.kill(pid, signal.SIGKILL)
+    assert stopped, f"`meterbill run` still running {STOP_TIMEOUT_S} s after SIGINT:\n{s.log_tail()}"
+    assert not moto_alive, f"moto server on port {moto_port} outlived `meterbill run` (exit {code})"
+    assert "meterbill stopped" in log.read_text(errors="replace")
+
+
+def test_demo_prints_matching_invoice(stack: Stack) -> None:
+    res = subprocess.run([sys.executable, "-m", "meterbill.cli", "demo", "--url", stack.url, "--key", ADMIN_KEY,
+                          "--events", "1500"], cwd=stack.cwd, env=stack.env, capture_output=True, text=True,
+                         timeout=90)
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out + "\n--- stack log ---\n" + stack.log_tail()
+    print(out)
+    assert "MATCH" in out and "MISMATCH" not in out, out
+    assert re.search(r"INVOICE \S+", out), out
+    assert "re-sent 500 -> 500 duplicates" in out, out
+
+
+def last_month_start(now: datetime) -> datetime:
+    first_this = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    return (first_this - timedelta(days=1)).replace(day=1)
+
+
+def iso(dt: datetime) -> str:
+    return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_timer_closes_an_ended_period_by_itself(stack: Stack) -> None:
+    start = last_month_start(datetime.now(timezone.utc))
+    customer = f"e2e-timer-{os.getpid()}"
+    stack.ok("PUT", "/v1/meters/e2e_units", {"event_type": "e2e.work", "aggregation": "sum", "property": "units"})
+    stack.ok("PUT", "/v1/plans/e2e_plan", {"currency": "EUR", "interval": "month", "base_fee": "10.00",
+                                           "charges": [{"meter": "e2e_units", "model": "per_unit",
+                                                        "unit_amount": "0.25"}]})
+    events = [{"id": f"{customer}-{i}", "customer": customer, "type": "e2e.work",
+               "timestamp": iso(start + timedelta(days=i % 20, hours=i)), "properties": {"units": i}}
+              for i in range(1, 21)]
+    # Events first, then the customer: the 2-second timer may close the period as soon as the
+    # customer exists, and every event must already be stored by then (they wait as pending).
+    sent = stack.ok("POST", "/v1/events", {"events": events})
+    assert (sent["accepted"], sent["pending"]) == (20, [e["id"] for e in events])
+    stack.ok("PUT", f"/v1/customers/{customer}", {
+        "name": "Timer GmbH", "email": "ap@timer.example", "plan": "e2e_plan", "started_at": iso(start),
+        "billing_anchor": iso(start), "payment_terms_days": 10,
+        "address": {"line1": "Hauptstr. 1", "city": "Berlin", "country": "DE"}})
+    deadline = time.monotonic() + 30
+    invoices: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        invoices = stack.ok("GET", f"/v1/invoices?customer={customer}")["data"]
+        if invoices:
+            break
+        time.sleep(0.5)
+    assert len(invoices) == 1, f"no invoice within 30 s:\n{stack.log_tail()}"
+    inv = invoices[0]
+    # 1 + 2 + ... + 20 = 210 units x 0.25 = 52.50, plus the 10.00 base fee
+    assert (inv["currency"], inv["subtotal"], inv["total"]) == ("EUR", "62.50", "62.50")
+    assert inv["period"]["start"] == iso(start)
+    assert inv["customer"]["name"] == "Timer GmbH" and inv["status"] == "final"
+    assert [(ln.get("meter"), ln.get("quantity"), ln["amount"]) for ln in inv["lines"]] == [
+        (None, None, "10.00"), ("e2e_units", "210", "52.50")]
+    log_deadline = time.monotonic() + 5
+    while inv["id"] not in stack.log.read_text(errors="replace") and time.monotonic() < log_deadline:
+        time.sleep(0.2)
+    assert inv["id"] in stack.log.read_text(errors="replace"), "the timer did not log the close"
+    time.sleep(2.5)  # another tick: still exactly one invoice
+    assert len(stack.ok("GET", f"/v1/invoices?customer={customer}")["data"]) == 1
+
+
+def test_openapi_document_is_served(stack: Stack) -> None:
+    status, hdrs, doc = stack.call("GET", "/v1/openapi.json", key=None)
+    assert status == 200, doc
+    assert "/v1/events" in doc["paths"] and "post" in doc["paths"]["/v1/events"]
+    status, hdrs, html = stack.call("GET", "/v1/docs", key=None)
+    assert status == 200 and "swagger" in html.lower()
+
+
+def test_401_without_key_and_403_with_ingest_key_from_cli(stack: Stack) -> None:
+    status, hdrs, doc = stack.call("GET", "/v1/invoices", key=None)
+    assert status == 401 and doc["error"]["code"] == "unauthorized"
+    assert hdrs["www-authenticate"].startswith("Bearer")
+    res = subprocess.run([sys.executable, "-m", "meterbill.cli", "keys", "create", "--scope", "ingest",
+                          "--name", "e2e ingest"], cwd=stack.cwd, env=stack.env, capture_output=True,
+                         text=True, timeout=30)
+    assert res.returncode == 0, res.stdout + res.stderr
+    created = json.loads(res.stdout)
+    key = created["key"]
+    assert created["scopes"] == ["ingest"] and len(key) >= 16
+    for method, path, body in [("GET", "/v1/invoices", None),
+                               ("PUT", "/v1/meters/e2e_forbidden", {"event_type": "x", "aggregation": "count"}),
+                               ("POST", "/v1/billing-runs", {})]:
+        status, _, doc = stack.call(method, path, body, key=key)
+        assert status == 403 and doc["error"]["code"] == "forbidden", (method, path, status, doc)
+        assert key not in json.dumps(doc)
+    status, _, doc = stack.call("POST", "/v1/events", {"events": [
+        {"id": "e2e-ingest-1", "customer": "nobody-yet", "type": "x", "timestamp": iso(datetime.now(timezone.utc)),
+         "properties": {}}]}, key=key)
+    assert status == 200 and doc["accepted"] == 1, doc
+    status, _, doc = stack.call("GET", "/v1/invoices", key="mb_wrong_key_0123456789abcdef")
+    assert status == 401
+    assert key not in stack.log.read_text(errors="replace")  # no key material in the logs
+    assert ADMIN_KEY not in stack.log.read_text(errors="replace")
