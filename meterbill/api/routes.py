@@ -16,6 +16,7 @@ from meterbill.api.schemas import BillingRunIn, CustomerIn, MeterIn, PlanIn, dum
 from meterbill.bootstrap import Container
 from meterbill.domain.instants import parse_instant
 from meterbill.domain.invoices import public_view
+from meterbill.services.errors import NotFound
 
 router = Router()
 metrics = Metrics()
@@ -77,7 +78,7 @@ def get_meter(code: str) -> dict[str, Any]:
 
 @router.get("/v1/meters")
 def list_meters(limit: Limit = 50, cursor: Cursor = None) -> dict[str, Any]:
-    return page(*container().catalog.list("METER", limit, cursor))
+    return page(*container().catalog.list_catalog("METER", limit, cursor))
 
 
 @router.put("/v1/plans/<code>")
@@ -92,7 +93,7 @@ def get_plan(code: str) -> dict[str, Any]:
 
 @router.get("/v1/plans")
 def list_plans(limit: Limit = 50, cursor: Cursor = None) -> dict[str, Any]:
-    return page(*container().catalog.list("PLAN", limit, cursor))
+    return page(*container().catalog.list_catalog("PLAN", limit, cursor))
 
 
 # -- customers -----------------------------------------------------------------------
@@ -145,8 +146,6 @@ def post_events() -> tuple[dict[str, Any], int]:
 
 @router.get("/v1/events/<event_id>")
 def get_event(event_id: str) -> dict[str, Any]:
-    from meterbill.services.errors import NotFound
-
     found = container().events_store.get(event_id)
     if found is None:
         raise NotFound(f"event '{event_id}' has not been accepted", field="id")
@@ -163,8 +162,6 @@ def billing_run(body: Annotated[BillingRunIn, Body()]) -> dict[str, Any]:
 
 @router.get("/v1/invoices/<invoice_id>")
 def get_invoice(invoice_id: str) -> dict[str, Any]:
-    from meterbill.services.errors import NotFound
-
     doc = container().billing_store.get_invoice(invoice_id)
     if doc is None:
         raise NotFound(f"invoice '{invoice_id}' does not exist", field="id")

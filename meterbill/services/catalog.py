@@ -50,7 +50,7 @@ class CatalogService:
             raise NotFound(f"meter '{code}' does not exist", field="code")
         return doc
 
-    def list(self, kind: str, limit: int, cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
+    def list_catalog(self, kind: str, limit: int, cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
         return self._store.list_catalog(kind, limit, cursor)
 
     def _load_meters(self) -> dict[str, Meter]:
