@@ -253,19 +253,39 @@ class DynamoBillingStore:
             "ExpressionAttributeValues": {**to_item(values), ":nv": {"N": str(customer_version + 1)},
                                           ":cv": {"N": str(customer_version)}},
         }
-        item = {**invoice, "pk": f"INV#{invoice['id']}", "sk": "INVOICE",
-                "gsi1pk": f"CUSINV#{customer_id}", "gsi1sk": invoice["period"]["start"],
-                "gsi2pk": "INVOICES", "gsi2sk": f"{number_seq:012d}"}
+        item = self._invoice_item(invoice, customer_id, f"{number_seq:012d}")
         try:
             self._c.transact_write_items(TransactItems=[
-                {"Put": {"TableName": self._t, "Item": to_item(item),
-                         "ConditionExpression": "attribute_not_exists(pk)"}},
+                {"Put": {"TableName": self._t, "Item": to_item(item), **self._unless_final}},
                 {"Update": counter_update},
                 {"Update": customer_update},
             ])
         except ClientError as exc:
             if _conditional_failed(exc):
                 raise Conflict("invoice, sequence or customer changed concurrently") from exc
+            raise
+
+    # a draft may be replaced (re-rated, or finalized); a final invoice never
+    _unless_final: Mapping[str, Any] = {
+        "ConditionExpression": "attribute_not_exists(pk) OR #st = :draft",
+        "ExpressionAttributeNames": {"#st": "status"},
+        "ExpressionAttributeValues": {":draft": {"S": "draft"}}}
+
+    @staticmethod
+    def _invoice_item(invoice: Mapping[str, Any], customer_id: str, order_key: str) -> dict[str, Any]:
+        return {**invoice, "pk": f"INV#{invoice['id']}", "sk": "INVOICE",
+                "gsi1pk": f"CUSINV#{customer_id}", "gsi1sk": invoice["period"]["start"],
+                "gsi2pk": "INVOICES", "gsi2sk": order_key}
+
+    def save_draft(self, invoice: Mapping[str, Any], customer_id: str) -> None:
+        """Create or refresh a draft; never touches a finalized invoice. Drafts list after
+        numbered invoices (gsi2 order key '~draft#…')."""
+        item = self._invoice_item(invoice, customer_id, f"~draft#{invoice['period']['start']}#{customer_id}")
+        try:
+            self._c.put_item(TableName=self._t, Item=to_item(item), **self._unless_final)
+        except ClientError as exc:
+            if _conditional_failed(exc):
+                raise Conflict(f"invoice {invoice['id']} is already final") from exc
             raise
 
     def get_invoice(self, invoice_id: str) -> dict[str, Any] | None:

@@ -67,6 +67,9 @@ class CustomerIn(Strict):
     payment_terms_days: int = Field(default=30, ge=0, le=365)
     address: AddressIn | None = None
     metadata: dict[str, str] | None = None
+    invoice_grace_hours: int | None = Field(default=None, ge=0, le=720,
+                                            description="hours an ended period's invoice stays a draft "
+                                                        "(late events still land on it); default from settings")
 
 
 class BillingRunIn(Strict):

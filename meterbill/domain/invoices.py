@@ -15,7 +15,7 @@ from meterbill.domain.rating import Line, Rated
 
 
 def invoice_id(customer_id: str, period: Period) -> str:
-    """Same customer + same period start -> same id, whichever run creates it."""
+    """Same customer + same period start -> same id, whichever run creates it (draft or final)."""
     digest = hashlib.blake2b(f"{customer_id}\x1f{period.key}".encode(), digest_size=10).hexdigest()
     return f"in_{digest}"
 
@@ -47,13 +47,13 @@ def _line(line: Line, currency: str, period: Period) -> dict[str, Any]:
     return doc
 
 
-def build_invoice(*, invoice_id: str, number: str, customer: Mapping[str, Any], plan_code: str,
+def build_invoice(*, invoice_id: str, number: str | None, customer: Mapping[str, Any], plan_code: str,
                   plan_version: int, period: Period, rated: Rated, created_at: str) -> dict[str, Any]:
     terms = int(customer.get("payment_terms_days", 30))
     issued = period.end
     currency = rated.currency
     return {
-        "id": invoice_id, "number": number, "status": "final",
+        "id": invoice_id, "number": number, "status": "draft" if number is None else "final",
         "customer_id": customer["id"],
         "customer": {"id": customer["id"], "name": customer["name"], "email": customer.get("email"),
                      "address": dict(customer.get("address") or {})},
@@ -70,4 +70,6 @@ def build_invoice(*, invoice_id: str, number: str, customer: Mapping[str, Any], 
 
 def public_view(doc: Mapping[str, Any]) -> dict[str, Any]:
     """Drop storage keys from a stored invoice item."""
-    return {k: v for k, v in doc.items() if k not in ("pk", "sk", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk")}
+    view = {k: v for k, v in doc.items() if k not in ("pk", "sk", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk")}
+    view.setdefault("number", None)  # drafts have no number yet (storage omits nulls)
+    return view

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -33,21 +33,23 @@ MAX_COMMIT_RETRIES = 10
 class RunSummary:
     as_of: str
     customers: int = 0
-    invoices: list[str] = field(default_factory=list)
+    invoices: list[str] = field(default_factory=list)   # finalized by this run
+    drafts: list[str] = field(default_factory=list)     # created or refreshed, still in grace
     errors: list[dict[str, str]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {"as_of": self.as_of, "customers_examined": self.customers,
-                "invoices_created": self.invoices, "errors": self.errors}
+                "invoices_created": self.invoices, "drafts": self.drafts, "errors": self.errors}
 
 
 class BillingService:
     def __init__(self, store: BillingStore, catalog: CatalogService, clock: Clock,
-                 invoice_prefix: str = "INV-") -> None:
+                 invoice_prefix: str = "INV-", grace_hours: float = 0) -> None:
         self._store = store
         self._catalog = catalog
         self._clock = clock
         self._prefix = invoice_prefix
+        self._grace_hours = grace_hours
 
     def run(self, as_of: datetime | None = None) -> RunSummary:
         now = self._clock()
@@ -61,26 +63,45 @@ class BillingService:
             for customer in due:
                 summary.customers += 1
                 try:
-                    summary.invoices.extend(self.close_customer(customer["id"], as_of))
+                    self.close_customer(customer["id"], as_of, summary)
                 except (DomainError, NotFound, Conflict) as exc:
                     log.exception("closing customer %s failed", customer["id"])
                     summary.errors.append({"customer": customer["id"], "error": str(exc)})
             if not cursor:
                 return summary
 
-    def close_customer(self, customer_id: str, as_of: datetime) -> list[str]:
-        created: list[str] = []
+    def close_customer(self, customer_id: str, as_of: datetime, summary: RunSummary) -> None:
+        """Invoice every ended period in order. A period still inside its grace period gets a
+        draft (re-rated on every run, so late events land on it) and stops the walk: periods
+        finalize strictly in order."""
         for _ in range(MAX_COMMIT_RETRIES * 4):
             customer = self._store.get_customer(customer_id)
             if customer is None:
-                return created
+                return
             plan = self._catalog.plan(customer["plan"])
             period = self._next_period(customer, plan, as_of)
             if period is None:
-                return created
+                return
+            grace = timedelta(hours=float(customer.get("invoice_grace_hours", self._grace_hours)))
+            if as_of < period.end + grace:
+                summary.drafts.append(self._save_draft(customer, plan, period))
+                return
             if self._commit_one(customer, plan, period):
-                created.append(invoice_id(customer_id, period))
+                summary.invoices.append(invoice_id(customer_id, period))
         raise Conflict(f"customer {customer_id}: gave up after repeated concurrent changes")
+
+    def _save_draft(self, customer: dict[str, Any], plan: Plan, period: Period) -> str:
+        inv = self._document(customer, plan, period, None)
+        self._store.save_draft(inv, customer["id"])
+        return str(inv["id"])
+
+    def _document(self, customer: dict[str, Any], plan: Plan, period: Period, seq: int | None) -> dict[str, Any]:
+        rated = self.rate_period(customer, plan, period)
+        plan_doc = self._catalog.get_plan_doc(plan.code)
+        return build_invoice(invoice_id=invoice_id(customer["id"], period),
+                             number=None if seq is None else invoice_number(self._prefix, seq),
+                             customer=customer, plan_code=plan.code, plan_version=int(plan_doc["version"]),
+                             period=period, rated=rated, created_at=iso(self._clock()))
 
     def _next_period(self, customer: dict[str, Any], plan: Plan, as_of: datetime) -> Period | None:
         after = parse_instant(customer["closed_through"], "closed_through") if customer["closed_through"] else None
@@ -105,13 +126,8 @@ class BillingService:
         return rate(plan, quantities, period, full_period(anchor, plan.interval, customer["timezone"], period))
 
     def _commit_one(self, customer: dict[str, Any], plan: Plan, period: Period) -> bool:
-        rated = self.rate_period(customer, plan, period)
         seq = self._store.invoice_counter() + 1
-        plan_doc = self._catalog.get_plan_doc(plan.code)
-        inv = build_invoice(invoice_id=invoice_id(customer["id"], period),
-                            number=invoice_number(self._prefix, seq), customer=customer,
-                            plan_code=plan.code, plan_version=int(plan_doc["version"]), period=period,
-                            rated=rated, created_at=iso(self._clock()))
+        inv = self._document(customer, plan, period, seq)
         anchor = parse_instant(customer["billing_anchor"], "billing_anchor")
         next_end = period_containing(anchor, plan.interval, customer["timezone"], period.end).end
         changes = {"closed_through": iso(period.end), "next_close": iso(next_end),

@@ -16,7 +16,7 @@ from meterbill.services.cache import TTLMap, TTLValue
 from meterbill.services.errors import Conflict, NotFound
 
 CUSTOMER_FIELDS = ("name", "email", "plan", "started_at", "billing_anchor", "timezone",
-                   "payment_terms_days", "address", "metadata")
+                   "payment_terms_days", "address", "metadata", "invoice_grace_hours")
 ADDRESS_FIELDS = ("line1", "line2", "city", "state", "postal_code", "country")
 
 
@@ -138,6 +138,9 @@ class CatalogService:
         if type(terms) is not int or not 0 <= terms <= 365:
             raise InvalidField("payment_terms_days", "must be a whole number of days from 0 to 365")
         address = _address(raw.get("address"))
+        grace = raw.get("invoice_grace_hours")
+        if grace is not None and (type(grace) is not int or not 0 <= grace <= 720):
+            raise InvalidField("invoice_grace_hours", "must be a whole number of hours from 0 to 720")
         metadata = raw.get("metadata") or {}
         if type(metadata) is not dict or not all(type(v) is str for v in metadata.values()):
             raise InvalidField("metadata", "must be an object of string values")
@@ -154,6 +157,7 @@ class CatalogService:
             "id": customer_id, "name": name, "email": email, "plan": plan_code, "currency": plan.currency,
             "started_at": iso(started), "billing_anchor": iso(anchor), "timezone": tz,
             "payment_terms_days": terms, "address": address, "metadata": metadata,
+            "invoice_grace_hours": grace,
             "created_at": iso(now), "updated_at": iso(now), "version": 1,
             "closed_through": "", "next_close": iso(first.end)}
         if current is None:

@@ -258,3 +258,28 @@ def test_aggregations_over_dimensions(container: Any, drain: Any, clock: Any) ->
     # JPY has no minor unit; each line rounds once, half-up: 7.25->7, 0.5->1, 3, 0.5->1, 12.25->12
     assert [ln["amount"] for ln in invoices(container, "s")[0]["lines"]] == ["7", "1", "3", "1", "12"]
     assert Decimal(invoices(container, "s")[0]["total"]) == 24
+
+
+def test_draft_during_grace_takes_late_events_then_finalizes_with_next_number(container: Any, catalog: Any,
+                                                                               drain: Any, clock: Any) -> None:
+    container.catalog.put_customer("acme", {"name": "Acme", "plan": "pro", "started_at": OCT, "billing_anchor": OCT,
+                                            "payment_terms_days": 15, "invoice_grace_hours": 48})
+    container.ingest.ingest(body(ev(1, tokens=100)), None)
+    drain()
+    first = close(container, "2026-11-01T12:00:00+00:00")
+    assert first.invoices == [] and len(first.drafts) == 1
+    draft = invoices(container)[0]
+    assert (draft["status"], draft.get("number"), draft["lines"][1]["quantity"]) == ("draft", None, "100")
+    # a late event inside the grace period is not "late": it lands on the draft
+    res = container.ingest.ingest(body(ev("g", ts="2026-10-31T23:00:00Z", tokens=50)), None)
+    assert res.late == []
+    drain()
+    assert close(container, "2026-11-02T00:00:00+00:00").drafts == first.drafts
+    assert invoices(container)[0]["lines"][1]["quantity"] == "150"
+    final = close(container, "2026-11-03T00:00:00+00:00")
+    assert final.invoices == first.drafts
+    inv = invoices(container)[0]
+    assert (inv["status"], inv["number"], inv["lines"][1]["quantity"], inv["total"]) == ("final", "T-000001", "150",
+                                                                                        "50.50")
+    assert close(container, "2026-11-04T00:00:00+00:00").invoices == []  # final invoices never change
+    assert container.billing_store.get_invoice(inv["id"])["number"] == "T-000001"
