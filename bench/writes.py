@@ -1,0 +1,82 @@
+"""DynamoDB write capacity per event: raw event items + usage-bucket writes, by DynamoDB's size rule."""
+
+from __future__ import annotations
+
+import statistics
+from datetime import timedelta
+
+from bench import report
+from bench import workload as w
+from bench.wcu import item_size, write_units
+
+BATCH = 1000
+METER_CODES = ["llm_tokens", "gpu_seconds"]
+
+
+def bench_batch() -> None:
+    """1,000 events, 50 customers, 2 meters, one hour: one ingest request, then the one stream
+    batch (Lambda BatchSize 1000) that carries those events into empty buckets."""
+    from bench.fakeddb import canned_container
+
+    container, fake = canned_container(METER_CODES, w.customers(), capture=True)
+    res = container.ingest.ingest(w.body(w.events(BATCH)), "application/json")
+    if res.accepted != BATCH:
+        raise RuntimeError(f"write-units bench: {res.accepted} of {BATCH} accepted")
+    event_items = list(fake.event_items)
+    fake.reset()
+    out = container.aggregation.apply(w.stream_records(event_items))
+    bucket_items = list(fake.bucket_items)
+    if fake.other_writes:
+        raise RuntimeError(f"write-units bench: unexpected writes {fake.other_writes[:1]}")
+    ev_wcu = sum(write_units(i) for i in event_items)
+    bk_wcu = sum(write_units(i) for i in bucket_items)
+    per_event = (ev_wcu + bk_wcu) / BATCH
+    report("ddb_write_units_per_event", round(per_event, 3), "WCU", "<= 1.2",
+           note=f"events {ev_wcu} WCU + {len(bucket_items)} bucket puts {bk_wcu} WCU, per {BATCH} events")
+    report("ddb_event_item_bytes_avg", round(statistics.mean(item_size(i) for i in event_items)), "bytes")
+    report("ddb_bucket_item_bytes_avg", round(statistics.mean(item_size(i) for i in bucket_items)), "bytes",
+           note=f"{out.buckets_written} buckets written")
+
+
+def bench_trickle(customers: int = 1, seconds: int = 900) -> None:
+    """Steady low-rate traffic: each customer sends 1 event per second; Lambda delivers one
+    stream batch per second (MaximumBatchingWindowInSeconds: 1). Simulates one whole 15-minute
+    bucket lifetime; the canned DynamoDB keeps the buckets put, so every batch re-reads and
+    rewrites each bucket it touches, as on AWS."""
+    from bench.fakeddb import canned_container
+
+    who = w.customers(customers)
+    start = w.HOUR_START
+    evts = []
+    for s in range(seconds):
+        for j, c in enumerate(who):
+            e = w.events(1, seed=s * 1000 + j, start=start + timedelta(seconds=s), span_s=0.999)[0]
+            e["customer"] = c
+            evts.append(e)
+    now = [w.NOW]
+    container, fake = canned_container(METER_CODES, who, capture=True, keep_buckets=True,
+                                       clock=lambda: now[0])
+    for i in range(0, len(evts), BATCH):
+        container.ingest.ingest(w.body(evts[i:i + BATCH]), "application/json")
+    items = list(fake.event_items)
+    if len(items) != len(evts):
+        raise RuntimeError("trickle bench: not every event was stored")
+    fake.reset()
+    records = w.stream_records(items)
+    for s in range(seconds):
+        now[0] = start + timedelta(seconds=s + 1)
+        container.aggregation.apply(records[s * customers:(s + 1) * customers])
+    if fake.other_writes:
+        raise RuntimeError(f"trickle bench: unexpected writes {fake.other_writes[:1]}")
+    ev_wcu = sum(write_units(i) for i in items)
+    bk_wcu = sum(write_units(i) for i in fake.bucket_items)
+    per_event = (ev_wcu + bk_wcu) / len(items)
+    sizes = [item_size(i) for i in fake.bucket_items]
+    report("ddb_write_units_per_event_trickle", round(per_event, 3), "WCU", "<= 1.2",
+           note=f"{customers} customer(s) x 1 event/s, 1-s stream batches, {seconds} s = one bucket lifetime; "
+                f"{len(sizes)} bucket puts, {sizes[0]} -> {max(sizes)} bytes")
+
+
+def run() -> None:
+    bench_batch()
+    bench_trickle()
