@@ -102,6 +102,8 @@ class CannedDynamo:
                             self._buckets[(item["pk"]["S"], item["sk"]["S"])] = item
                     else:
                         self.other_writes.append((op, doc))
+                        if item is not None and self._keep and item["pk"]["S"].startswith("AGGDONE#"):
+                            self._buckets[(item["pk"]["S"], item["sk"]["S"])] = item
             body, headers = self._empty
         else:
             raise AssertionError(f"the benchmark's canned DynamoDB does not answer {op}")
@@ -117,7 +119,7 @@ class CannedDynamo:
                 pk = key["pk"]["S"] if "pk" in key else ""
                 if pk.startswith("CUS#"):
                     item = self._profiles.get(pk[4:])
-                elif pk.startswith("U#") and self._keep:
+                elif (pk.startswith("U#") or pk.startswith("AGGDONE#")) and self._keep:
                     with self._lock:
                         item = self._buckets.get((pk, key["sk"]["S"]))
                 else:

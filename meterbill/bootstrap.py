@@ -11,9 +11,11 @@ import boto3
 from botocore.config import Config
 
 from meterbill.adapters.dynamo_billing import DynamoBillingStore
+from meterbill.adapters.dynamo_codec import install_pass_through
 from meterbill.adapters.dynamo_events import DynamoEventStore, decode_stream
 from meterbill.config import Settings
 from meterbill.ports import Clock
+from meterbill.rendering import InvoiceRenderer
 from meterbill.services.aggregation import AggregationService
 from meterbill.services.billing import BillingService
 from meterbill.services.catalog import CatalogService
@@ -38,13 +40,15 @@ class Container:
     billing: BillingService
     usage: UsageService
     keys: KeyService
+    renderer: InvoiceRenderer
 
 
 def dynamodb_client(settings: Settings) -> Any:
     config = Config(retries={"max_attempts": 5, "mode": "standard"}, connect_timeout=3, read_timeout=10,
                     max_pool_connections=16, tcp_keepalive=True)
-    return boto3.session.Session().client("dynamodb", region_name=settings.region,
-                                          endpoint_url=settings.dynamodb_endpoint, config=config)
+    client = boto3.session.Session().client("dynamodb", region_name=settings.region,
+                                            endpoint_url=settings.dynamodb_endpoint, config=config)
+    return install_pass_through(client)
 
 
 def bootstrap(settings: Settings | None = None, *, client: Any = None, clock: Clock | None = None,
@@ -62,6 +66,7 @@ def bootstrap(settings: Settings | None = None, *, client: Any = None, clock: Cl
         billing=BillingService(store, catalog, clock, settings.invoice_prefix),
         usage=UsageService(store, catalog, clock),
         keys=KeyService(store, clock),
+        renderer=InvoiceRenderer(settings),
     )
 
 

@@ -3,8 +3,25 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+
+_HEX_COLOUR = re.compile(r"#?([0-9a-fA-F]{6}|[0-9a-fA-F]{3})", re.ASCII)
+
+
+def accent_colour(value: str, name: str = "METERBILL_BRAND_ACCENT") -> str:
+    """'#1F4E79', '1f4e79' or '#abc' -> '#1f4e79' / '#aabbcc'; anything else is a config error."""
+    match = _HEX_COLOUR.fullmatch(value.strip())
+    if match is None:
+        raise ValueError(f"{name}={value!r} is not a hex colour such as '#1f4e79'")
+    digits = match.group(1).lower()
+    return "#" + (digits if len(digits) == 6 else "".join(c * 2 for c in digits))
+
+
+def _multiline(value: str | None) -> str:
+    """Env values may hold real newlines or the two characters backslash-n."""
+    return (value or "").replace("\\n", "\n").strip()
 
 
 @dataclass(frozen=True)
@@ -14,6 +31,14 @@ class Settings:
     region: str = "us-east-1"
     dynamodb_endpoint: str | None = None   # None on AWS; moto's server URL locally
     invoice_prefix: str = "INV-"
+    # Invoice documents (HTML/PDF): the seller's branding and payment instructions.
+    brand_name: str = ""
+    brand_address: str = ""                # multi-line
+    brand_logo: str | None = None          # file path, data:image/png|jpeg;base64,… or https URL (HTML only)
+    brand_accent: str = "#1f4e79"          # validated, normalised '#rrggbb'
+    brand_footer: str = ""
+    bank_details: str = ""                 # multi-line wire instructions
+    support_email: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -24,4 +49,11 @@ class Settings:
             region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or cls.region,
             dynamodb_endpoint=env.get("METERBILL_DYNAMODB_ENDPOINT") or None,
             invoice_prefix=env.get("METERBILL_INVOICE_PREFIX", cls.invoice_prefix),
+            brand_name=env.get("METERBILL_BRAND_NAME", "").strip(),
+            brand_address=_multiline(env.get("METERBILL_BRAND_ADDRESS")),
+            brand_logo=env.get("METERBILL_BRAND_LOGO", "").strip() or None,
+            brand_accent=accent_colour(env.get("METERBILL_BRAND_ACCENT") or cls.brand_accent),
+            brand_footer=_multiline(env.get("METERBILL_BRAND_FOOTER")),
+            bank_details=_multiline(env.get("METERBILL_BANK_DETAILS")),
+            support_email=env.get("METERBILL_SUPPORT_EMAIL", "").strip() or None,
         )

@@ -10,10 +10,12 @@ Item layout (pk / sk):
   INV#<id>     / INVOICE      gsi1: CUSINV#<customer> / <period start>   gsi2: INVOICES / <number>
   COUNTER#invoice / COUNTER   gapless invoice sequence
   KEY#<sha256> / KEY          API key (hash only)
+  AGGDONE#<first seq> / DONE  a stream batch fully applied (TTL 2 days: streams keep 24 h)
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
@@ -26,6 +28,11 @@ from meterbill.ports import BucketKey, StoredBucket
 from meterbill.services.errors import Conflict
 
 BATCH_GET = 100
+MAX_ATTEMPTS = 8
+
+
+class ThrottledError(RuntimeError):
+    """Storage is throttling; the caller's retry (Lambda, client) will try again."""
 
 
 def bucket_pk_sk(key: BucketKey) -> tuple[str, str]:
@@ -105,10 +112,15 @@ class DynamoBillingStore:
         for i in range(0, len(keys), BATCH_GET):
             request = {self._t: {"Keys": [{"pk": {"S": p}, "sk": {"S": s}} for p, s in keys[i:i + BATCH_GET]],
                                  "ConsistentRead": True}}
-            while request:
+            for attempt in range(MAX_ATTEMPTS):
                 resp = self._c.batch_get_item(RequestItems=request)
                 out.extend(from_item(it) for it in resp["Responses"].get(self._t, []))
                 request = resp.get("UnprocessedKeys") or {}
+                if not request:
+                    break
+                time.sleep(min(0.05 * 2 ** attempt, 1.0))
+            else:
+                raise ThrottledError("DynamoDB kept returning unprocessed keys; retry later")
         return out
 
     # -- catalog ---------------------------------------------------------------------
@@ -190,6 +202,17 @@ class DynamoBillingStore:
                              Limit=1, ProjectionExpression="bs")
         items = resp.get("Items", [])
         return int(items[0]["bs"]["N"]) if items else None
+
+    # -- stream batches applied -------------------------------------------------------
+    def batches_done(self, batch_ids: Iterable[str]) -> dict[str, str]:
+        """batch id (first sequence number) -> last sequence number applied, for completed batches."""
+        found = self._batch_get([(f"AGGDONE#{b}", "DONE") for b in batch_ids])
+        return {d["pk"][8:]: d["last"] for d in found}
+
+    def mark_batch_done(self, batch_id: str, last_seq: str, expires_at_s: int) -> None:
+        self._c.put_item(TableName=self._t, Item={
+            "pk": {"S": f"AGGDONE#{batch_id}"}, "sk": {"S": "DONE"}, "last": {"S": last_seq},
+            "expires_at": {"N": str(expires_at_s)}})
 
     # -- usage buckets ---------------------------------------------------------------
     def get_buckets(self, keys: Sequence[BucketKey]) -> dict[BucketKey, StoredBucket]:

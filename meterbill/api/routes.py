@@ -4,10 +4,12 @@ The same Router is served by API Gateway (Lambda) and by HttpResolverLocal (uvic
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from typing import Annotated, Any
 
 from aws_lambda_powertools import Metrics
+from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.event_handler.openapi.params import Body, Query
@@ -160,12 +162,54 @@ def billing_run(body: Annotated[BillingRunIn, Body()]) -> dict[str, Any]:
     return container().billing.run(as_of).as_dict()
 
 
-@router.get("/v1/invoices/<invoice_id>")
-def get_invoice(invoice_id: str) -> dict[str, Any]:
+def invoice_doc(invoice_id: str) -> dict[str, Any]:
     doc = container().billing_store.get_invoice(invoice_id)
     if doc is None:
         raise NotFound(f"invoice '{invoice_id}' does not exist", field="id")
     return plain(public_view(doc))
+
+
+def invoice_document(invoice_id: str, suffix: str) -> dict[str, Any]:
+    """Powertools' <invoice_id> also matches dots and the '.' before the suffix is a regex
+    wildcard: insist on the exact '<id>.<suffix>' ending."""
+    if not router.current_event.path.endswith(f"/{invoice_id}.{suffix}"):
+        raise NotFound(f"invoice '{invoice_id}' does not exist", field="id")
+    return invoice_doc(invoice_id)
+
+
+def document_name(doc: dict[str, Any], ext: str) -> str:
+    stem = re.sub(r"[^A-Za-z0-9._-]", "_", str(doc.get("number") or doc["id"]))
+    return f'inline; filename="{stem}.{ext}"'
+
+
+# The page needs nothing but its inline CSS and its logo (a data: URI or an https URL).
+HTML_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data: https:; base-uri 'none'; form-action 'none'"
+
+
+# The .pdf / .html routes are registered before GET /v1/invoices/<invoice_id>, whose pattern
+# would otherwise take "in_….pdf" as an id. No return annotation: the body is not JSON.
+@router.get("/v1/invoices/<invoice_id>.pdf", summary="The invoice as a PDF (A4, branded)",
+            responses={200: {"description": "PDF document",
+                             "content": {"application/pdf": {"schema": {"type": "string", "format": "binary"}}}}})
+def get_invoice_pdf(invoice_id: str):  # type: ignore[no-untyped-def]
+    doc = invoice_document(invoice_id, "pdf")
+    return Response(200, "application/pdf", body=container().renderer.pdf(doc),
+                    headers={"Content-Disposition": document_name(doc, "pdf"), "Cache-Control": "private, no-cache"})
+
+
+@router.get("/v1/invoices/<invoice_id>.html", summary="The invoice as a self-contained HTML page",
+            responses={200: {"description": "HTML page",
+                             "content": {"text/html": {"schema": {"type": "string"}}}}})
+def get_invoice_html(invoice_id: str):  # type: ignore[no-untyped-def]
+    doc = invoice_document(invoice_id, "html")
+    return Response(200, "text/html; charset=utf-8", body=container().renderer.html(doc),
+                    headers={"Content-Disposition": document_name(doc, "html"), "Cache-Control": "private, no-cache",
+                             "Content-Security-Policy": HTML_CSP, "X-Content-Type-Options": "nosniff"})
+
+
+@router.get("/v1/invoices/<invoice_id>")
+def get_invoice(invoice_id: str) -> dict[str, Any]:
+    return invoice_doc(invoice_id)
 
 
 @router.get("/v1/invoices")

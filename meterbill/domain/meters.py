@@ -195,20 +195,20 @@ class BucketState:
 
 
 def quantity(aggregation: str, states: Iterable[BucketState]) -> Decimal:
-    total = BucketState()
-    for s in states:
-        total.merge(s)
+    """Roll bucket states up into the meter's quantity (0 when there is no usage)."""
+    states = list(states)
     if aggregation == "count":
-        return Decimal(total.count)
+        return Decimal(sum(s.count for s in states))
     if aggregation == "sum":
-        return total.sum
+        return sum((s.sum for s in states), Decimal(0))
     if aggregation == "max":
-        return total.max if total.max is not None else Decimal(0)
+        return max((s.max for s in states if s.max is not None), default=Decimal(0))
     if aggregation == "min":
-        return total.min if total.min is not None else Decimal(0)
+        return min((s.min for s in states if s.min is not None), default=Decimal(0))
     if aggregation == "unique_count":
-        return Decimal(len(total.uniques))
-    return total.latest[2] if total.latest is not None else Decimal(0)
+        return Decimal(len(set().union(*(s.uniques for s in states))))
+    latest = max((s.latest for s in states if s.latest is not None), key=lambda t: t[:2], default=None)
+    return latest[2] if latest is not None else Decimal(0)
 
 
 def bucket_start(ts_ms: int) -> int:

@@ -112,6 +112,7 @@ def _boundary(anchor: datetime, interval: str, zone: ZoneInfo, k: int) -> dateti
     return local.replace(tzinfo=zone, fold=0).astimezone(UTC)
 
 
+@lru_cache(maxsize=65536)  # pure and hot: every customer-period asks for its two boundaries
 def boundary(anchor: datetime, interval: str, tz: str, k: int) -> datetime:
     """The UTC instant of boundary ``k`` (``k`` may be negative: before the anchor)."""
     _check_interval(interval)

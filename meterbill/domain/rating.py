@@ -18,7 +18,7 @@ from meterbill.domain.plans import Plan
 ZERO = Decimal(0)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built per charge per period on the rating hot path
 class Line:
     kind: str                      # "base_fee" | "usage"
     description: str

@@ -4,7 +4,11 @@ A Lambda stream batch comes from one shard, in order. Each bucket remembers, per
 (identified by the sequence number of the batch's first record), the highest sequence
 number it has applied. On any failure the handler asks for the whole batch again (same
 first record), so a retry skips exactly what was applied and applies the rest.
-Batch markers older than ``MARKER_TTL_S`` are pruned.
+
+When a batch has been applied completely, a ``DONE`` record (first -> last sequence number)
+is written. A retry of a completed batch (Lambda crashed after the DONE write) skips what it
+covers, so bucket markers of completed batches are no longer needed and every bucket write
+prunes them: a bucket carries markers only of batches still in flight, whatever the traffic.
 """
 
 from __future__ import annotations
@@ -21,12 +25,13 @@ from meterbill.domain.events import Event
 from meterbill.domain.instants import from_ms, iso, parse_instant, to_ms
 from meterbill.domain.meters import BucketState, Meter, bucket_start, group_key, matches, problem_for
 from meterbill.domain.periods import period_containing
-from meterbill.ports import BillingStore, BucketKey, Clock, StoredBucket, StreamDecoder
+from meterbill.ports import BillingStore, BucketKey, Clock, StoredBucket, StreamChange, StreamDecoder
 from meterbill.services.catalog import CatalogService
 from meterbill.services.errors import NotFound
 
 log = logging.getLogger(__name__)
-MARKER_TTL_S = 7 * 24 * 3600
+MARKER_TTL_S = 25 * 3600      # streams keep records 24 h: no batch is retried later than that
+DONE_TTL_S = 2 * 24 * 3600
 MAX_CONFLICT_RETRIES = 8
 WRITERS = 16
 
@@ -58,10 +63,11 @@ class AggregationService:
         self._catalog = catalog
         self._clock = clock
         self._decode = decode
+        self._known_done: set[str] = set()  # completed batch ids: facts, safe to cache
 
     def apply(self, records: Sequence[Mapping[str, Any]]) -> BatchOutcome:
         out = BatchOutcome(records=len(records))
-        changes = self._decode(records)
+        changes = self._skip_completed(self._decode(records))
         if not changes:
             return out
         batch_id = changes[0].seq
@@ -86,10 +92,13 @@ class AggregationService:
                     continue
                 key = (event.customer, bucket_start(event.ts_ms), meter.code, group_key(meter, event))
                 contributions[key].append((change.seq, event, meter))
-        if not contributions:
-            return out
         now = self._clock()
+        if not contributions:
+            self._store.mark_batch_done(batch_id, changes[-1].seq, int(now.timestamp()) + DONE_TTL_S)
+            return out
         current = self._store.get_buckets(list(contributions))
+        self._known_done |= set(self._store.batches_done(
+            {m for b in current.values() for m in b.markers} - self._known_done - {batch_id}))
         # Buckets are independent items: write them concurrently (I/O bound). Any failure
         # propagates, and the whole batch is retried; applied buckets skip themselves.
         with ThreadPoolExecutor(max_workers=WRITERS) as pool:
@@ -100,7 +109,20 @@ class AggregationService:
                 out.buckets_written += written
                 out.skipped_already_applied += skipped
         self._mark_late(contributions, now)
+        self._store.mark_batch_done(batch_id, changes[-1].seq, int(now.timestamp()) + DONE_TTL_S)
+        self._known_done.add(batch_id)
+        if len(self._known_done) > 100_000:
+            self._known_done.clear()
         return out
+
+    def _skip_completed(self, changes: list[StreamChange]) -> list[StreamChange]:
+        """Drop the records that a completed earlier attempt of this batch already applied."""
+        while changes:
+            last = self._store.batches_done([changes[0].seq]).get(changes[0].seq)
+            if last is None:
+                return changes
+            changes = [c for c in changes if seq_key(c.seq) > seq_key(last)]
+        return changes
 
     def _apply_bucket(self, key: BucketKey, items: list[Contribution], stored: StoredBucket | None,
                       batch_id: str, now_s: float) -> tuple[int, int]:
@@ -116,7 +138,8 @@ class AggregationService:
             for _, event, meter in todo:
                 state.add(meter, event)
             markers[batch_id] = f"{max((it[0] for it in todo), key=seq_key)}|{int(now_s)}"
-            markers = {k: v for k, v in markers.items() if now_s - int(v.split("|")[1]) < MARKER_TTL_S}
+            markers = {k: v for k, v in markers.items()
+                       if k not in self._known_done and now_s - int(v.split("|")[1]) < MARKER_TTL_S}
             version = stored.version if stored else None
             if self._store.put_bucket(StoredBucket(key, state, markers, (version or 0) + 1), version):
                 return 1, len(items) - len(todo)

@@ -156,7 +156,8 @@ def test_crash_between_ingest_steps_then_retry_counts_once(container: Any, catal
         container.ingest.ingest(body(*events), None)
     ddb.meta.events.unregister("before-call.dynamodb.BatchWriteItem", fail_second_write)
     retry = container.ingest.ingest(body(*events), None)  # the client retries the whole batch
-    assert (retry.accepted, retry.duplicates) == (35, 25)
+    # chunks are written concurrently: which ones landed before the crash varies; none counts twice
+    assert retry.accepted + retry.duplicates == 60 and 0 < retry.duplicates < 60 and retry.errors == []
     drain()
     close(container)
     assert invoices(container)[0]["lines"][1]["quantity"] == "60"
@@ -283,3 +284,29 @@ def test_draft_during_grace_takes_late_events_then_finalizes_with_next_number(co
                                                                                         "50.50")
     assert close(container, "2026-11-04T00:00:00+00:00").invoices == []  # final invoices never change
     assert container.billing_store.get_invoice(inv["id"])["number"] == "T-000001"
+
+
+def test_trickle_traffic_keeps_buckets_small_and_redelivery_exact(container: Any, catalog: Any, ddb: Any) -> None:
+    """One event per stream batch into one bucket: markers of completed batches are pruned, so the
+    bucket does not grow with the number of batches; redelivering any batch changes nothing."""
+    from meterbill.local.stack import StreamPoller
+
+    batches: list[list[dict[str, Any]]] = []
+
+    def handler(event: dict[str, Any], _ctx: Any) -> dict[str, Any]:
+        batches.append(event["Records"])
+        container.aggregation.apply(event["Records"])
+        return {"batchItemFailures": []}
+
+    poller = StreamPoller(None, "t-events", handler, batch_size=1)
+    for i in range(40):
+        container.ingest.ingest(body(ev(f"t{i}", ts="2026-10-10T10:01:00Z", tokens=1)), None)
+        poller.drain()
+    item = ddb.get_item(TableName="t-billing", Key={"pk": {"S": "U#acme"},
+                                                     "sk": {"S": "001791626400#tokens#"}})["Item"]
+    assert int(item["n"]["N"]) == 40
+    assert len(item["ap"]["M"]) <= 2, item["ap"]
+    for records in batches[:5] + batches[-3:]:  # Lambda re-delivers after a crash past the DONE write
+        container.aggregation.apply(records)
+    close(container)
+    assert invoices(container)[0]["lines"][1]["quantity"] == "40"

@@ -1,4 +1,7 @@
-"""meterbill.domain.charges: the registry, per_unit and graduated models."""
+"""meterbill.domain.charges: the registry, the protocol, per_unit and graduated models.
+
+The other models are tested in test_charge_models.py and test_time_of_use.py.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +12,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from meterbill.domain.charges import REGISTRY, ChargeModel, Priced, TierLine, get_model
+from meterbill.domain.charges import (
+    REGISTRY,
+    ChargeModel,
+    Priced,
+    PricingContext,
+    TierLine,
+    Usage,
+    get_model,
+)
 from meterbill.domain.charges.graduated import Graduated, GraduatedParams
 from meterbill.domain.charges.per_unit import PerUnit, PerUnitParams
 from meterbill.domain.errors import InvalidField, UnknownChargeModel
@@ -19,6 +30,7 @@ D = Decimal
 PATH = "plan.charges[0]"
 GRADUATED = Graduated()
 PER_UNIT = PerUnit()
+CTX = PricingContext("USD", "UTC")
 
 
 def graduated(*tiers: dict[str, Any]) -> GraduatedParams:
@@ -49,29 +61,54 @@ LAGO_API = graduated(tier("100", "1"), tier("200", "0.50"), tier(None, "0.10"))
 
 
 def test_registry_is_explicit_and_read_only() -> None:
-    assert set(REGISTRY) == {"per_unit", "graduated"}
+    assert set(REGISTRY) == {
+        "per_unit",
+        "package",
+        "graduated",
+        "volume",
+        "percentage",
+        "matrix",
+        "time_of_use",
+    }
     for name, model in REGISTRY.items():
         assert model.name == name
         assert get_model(name, PATH) is model
     with pytest.raises(TypeError):
-        REGISTRY["volume"] = PER_UNIT  # type: ignore[index]
+        REGISTRY["tiered"] = PER_UNIT  # type: ignore[index]
 
 
-@pytest.mark.parametrize("name", ["volume", "", "PER_UNIT", None, 3, ["graduated"]])
+@pytest.mark.parametrize("name", ["tiered", "", "PER_UNIT", None, 3, ["graduated"]])
 def test_unknown_model(name: object) -> None:
     with pytest.raises(UnknownChargeModel) as info:
         get_model(name, PATH)
     assert info.value.field == f"{PATH}.model"
     assert info.value.problem == (
-        f"unknown charge model {name!r}; expected one of: graduated, per_unit"
+        f"unknown charge model {name!r}; expected one of: graduated, matrix, "
+        "package, per_unit, percentage, time_of_use, volume"
     )
     assert info.value.code == "unknown_charge_model"
 
 
 def test_models_satisfy_the_protocol() -> None:
-    models: list[ChargeModel] = [PerUnit(), Graduated()]
+    models: list[ChargeModel] = list(REGISTRY.values())
     for model in models:
         assert isinstance(model.name, str)
+        assert isinstance(model.additive_only, bool)
+    additive = {name for name, model in REGISTRY.items() if model.additive_only}
+    assert additive == {"percentage", "time_of_use"}
+
+
+def test_usage_of_wraps_a_quantity() -> None:
+    usage = Usage.of(D("12.5"), 3)
+    assert usage == Usage(D("12.5"), 3, {}, (), None)
+
+
+@pytest.mark.parametrize("model", [PER_UNIT, GRADUATED])
+def test_transition_bare_decimal_and_no_context(model: Any) -> None:
+    # TRANSITION (until rating passes Usage + PricingContext): a bare Decimal is
+    # priced as Usage.of(quantity), and ctx may be left out.
+    params = PER_UNIT.parse({"unit_amount": "2"}, PATH) if model is PER_UNIT else LAGO_API
+    assert model.price(D("150"), params) == model.price(Usage.of(D("150")), params, CTX)
 
 
 # --- per_unit -----------------------------------------------------------------
@@ -94,13 +131,13 @@ def test_models_satisfy_the_protocol() -> None:
 def test_per_unit(unit_amount: str, quantity: str, expected: str) -> None:
     params = PER_UNIT.parse({"model": "per_unit", "unit_amount": unit_amount}, PATH)
     assert params == PerUnitParams(D(unit_amount))
-    priced = PER_UNIT.price(D(quantity), params)
+    priced = PER_UNIT.price(Usage.of(D(quantity)), params, CTX)
     assert priced == Priced(D(expected), D(unit_amount), ())
 
 
 def test_per_unit_amount_is_unrounded() -> None:
     params = PER_UNIT.parse({"unit_amount": "0.003"}, PATH)
-    priced = PER_UNIT.price(D("1.5"), params)
+    priced = PER_UNIT.price(Usage.of(D("1.5")), params, CTX)
     assert priced.amount == D("0.0045")
     assert quantize(priced.amount, "USD") == D("0.00")
 
@@ -150,13 +187,13 @@ def test_per_unit_parse_errors(
     ],
 )
 def test_stripe_graduated_example(quantity: str, expected: str) -> None:
-    priced = GRADUATED.price(D(quantity), STRIPE_TYPOGRAPHIC)
+    priced = GRADUATED.price(Usage.of(D(quantity)), STRIPE_TYPOGRAPHIC, CTX)
     assert priced.amount == D(expected)
     assert priced.unit_amount is None
 
 
 def test_stripe_graduated_example_tier_lines() -> None:
-    priced = GRADUATED.price(D("8"), STRIPE_TYPOGRAPHIC)
+    priced = GRADUATED.price(Usage.of(D("8")), STRIPE_TYPOGRAPHIC, CTX)
     assert priced.tiers == (
         TierLine(0, D("0"), D("5"), D("5"), D("7"), D("0"), D("35")),
         TierLine(1, D("5"), D("10"), D("3"), D("6.5"), D("0"), D("19.5")),
@@ -180,7 +217,7 @@ def test_stripe_graduated_example_tier_lines() -> None:
 )
 def test_stripe_flat_fee_and_overage_example(quantity: str, expected: str) -> None:
     params = graduated(tier("1000", "0", "200"), tier(None, "0.04"))
-    assert GRADUATED.price(D(quantity), params).amount == D(expected)
+    assert GRADUATED.price(Usage.of(D(quantity)), params, CTX).amount == D(expected)
 
 
 @pytest.mark.parametrize(
@@ -195,7 +232,7 @@ def test_stripe_flat_fee_and_overage_example(quantity: str, expected: str) -> No
     ],
 )
 def test_lago_graduated_example(quantity: str, expected: str) -> None:
-    assert GRADUATED.price(D(quantity), LAGO_API).amount == D(expected)
+    assert GRADUATED.price(Usage.of(D(quantity)), LAGO_API, CTX).amount == D(expected)
 
 
 def test_meteroid_graduated_example() -> None:
@@ -203,7 +240,7 @@ def test_meteroid_graduated_example() -> None:
     # 101-500, $6 beyond 500; 600 units = 100 x 10 + 400 x 8 + 100 x 6 = $4,800.
     # https://www.meteroid.com/glossary/graduated-pricing
     params = graduated(tier("100", "10"), tier("500", "8"), tier(None, "6"))
-    assert GRADUATED.price(D("600"), params).amount == D("4800")
+    assert GRADUATED.price(Usage.of(D("600")), params, CTX).amount == D("4800")
 
 
 def test_autumn_graduated_example() -> None:
@@ -213,7 +250,7 @@ def test_autumn_graduated_example() -> None:
     params = graduated(
         tier("1000", "0.01"), tier("10000", "0.008"), tier(None, "0.005")
     )
-    assert GRADUATED.price(D("15000"), params).amount == D("107")
+    assert GRADUATED.price(Usage.of(D("15000")), params, CTX).amount == D("107")
 
 
 def test_flat_fee_per_tier_is_charged_once_when_the_tier_is_reached() -> None:
@@ -223,24 +260,26 @@ def test_flat_fee_per_tier_is_charged_once_when_the_tier_is_reached() -> None:
     params = graduated(
         tier("5", "7", "10"), tier("10", "6.5", "5"), tier(None, "6", "1")
     )
-    assert GRADUATED.price(D("1"), params).amount == D("17")  # 7 + 10
-    assert GRADUATED.price(D("5"), params).amount == D("45")  # 35 + 10
-    assert GRADUATED.price(D("6"), params).amount == D("56.5")  # 45 + 6.5 + 5
-    assert GRADUATED.price(D("11"), params).amount == D("89.5")  # 45 + 37.5 + 6 + 1
-    lines = GRADUATED.price(D("6"), params).tiers
+    assert GRADUATED.price(Usage.of(D("1")), params, CTX).amount == D("17")  # 7 + 10
+    assert GRADUATED.price(Usage.of(D("5")), params, CTX).amount == D("45")  # 35 + 10
+    assert GRADUATED.price(Usage.of(D("6")), params, CTX).amount == D("56.5")
+    # 45 + 37.5 + 6 + 1
+    assert GRADUATED.price(Usage.of(D("11")), params, CTX).amount == D("89.5")
+    lines = GRADUATED.price(Usage.of(D("6")), params, CTX).tiers
     assert [line.flat_amount for line in lines] == [D("10"), D("5")]
 
 
 def test_fractional_quantities() -> None:
-    priced = GRADUATED.price(D("5.25"), STRIPE_TYPOGRAPHIC)
+    priced = GRADUATED.price(Usage.of(D("5.25")), STRIPE_TYPOGRAPHIC, CTX)
     assert priced.amount == D("36.625")  # 5 x 7 + 0.25 x 6.5, unrounded
     assert priced.tiers[-1].units == D("0.25")
-    assert GRADUATED.price(D("0.001"), STRIPE_TYPOGRAPHIC).amount == D("0.007")
+    priced = GRADUATED.price(Usage.of(D("0.001")), STRIPE_TYPOGRAPHIC, CTX)
+    assert priced.amount == D("0.007")
 
 
 def test_single_open_tier_behaves_like_per_unit() -> None:
     params = graduated(tier(None, "0.002"))
-    priced = GRADUATED.price(D("1234567"), params)
+    priced = GRADUATED.price(Usage.of(D("1234567")), params, CTX)
     assert priced.amount == D("2469.134")
     assert priced.tiers == (
         TierLine(0, D("0"), None, D("1234567"), D("0.002"), D("0"), D("2469.134")),
@@ -256,13 +295,13 @@ def test_negative_or_non_finite_quantity_is_a_programming_error(
         PER_UNIT.parse({"unit_amount": "1"}, PATH) if model is PER_UNIT else LAGO_API
     )
     with pytest.raises(ValueError):
-        model.price(D(quantity), params)
+        model.price(Usage.of(D(quantity)), params, CTX)
 
 
 def test_zero_quantity_costs_nothing_even_with_flat_fees() -> None:
     params = graduated(tier("10", "1", "100"), tier(None, "1", "50"))
-    assert GRADUATED.price(D("0"), params) == Priced(D("0"), None, ())
-    assert GRADUATED.price(D("-0"), params).amount == 0
+    assert GRADUATED.price(Usage.of(D("0")), params, CTX) == Priced(D("0"), None, ())
+    assert GRADUATED.price(Usage.of(D("-0")), params, CTX).amount == 0
 
 
 # --- graduated: parse errors --------------------------------------------------
@@ -429,7 +468,8 @@ def test_graduated_amount_is_monotone_in_quantity(
     params: GraduatedParams, a: Decimal, b: Decimal
 ) -> None:
     low, high = sorted((a, b))
-    assert GRADUATED.price(low, params).amount <= GRADUATED.price(high, params).amount
+    low_amount = GRADUATED.price(Usage.of(low), params, CTX).amount
+    assert low_amount <= GRADUATED.price(Usage.of(high), params, CTX).amount
 
 
 @settings(max_examples=300)
@@ -437,7 +477,7 @@ def test_graduated_amount_is_monotone_in_quantity(
 def test_graduated_tier_units_partition_the_quantity(
     params: GraduatedParams, q: Decimal
 ) -> None:
-    priced = GRADUATED.price(q, params)
+    priced = GRADUATED.price(Usage.of(q), params, CTX)
     assert sum((line.units for line in priced.tiers), D(0)) == q
     assert [line.index for line in priced.tiers] == list(range(len(priced.tiers)))
     previous_upper = D(0)
@@ -456,9 +496,9 @@ def test_graduated_tier_units_partition_the_quantity(
 def test_zero_quantity_costs_zero(
     params: GraduatedParams, unit_amount: Decimal
 ) -> None:
-    assert GRADUATED.price(D(0), params).amount == 0
+    assert GRADUATED.price(Usage.of(D(0)), params, CTX).amount == 0
     per_unit = PER_UNIT.parse({"unit_amount": str(unit_amount)}, PATH)
-    assert PER_UNIT.price(D(0), per_unit).amount == 0
+    assert PER_UNIT.price(Usage.of(D(0)), per_unit, CTX).amount == 0
 
 
 @given(amounts, quantities, quantities)
@@ -467,8 +507,9 @@ def test_per_unit_is_linear_and_monotone(
 ) -> None:
     params = PER_UNIT.parse({"unit_amount": str(unit_amount)}, PATH)
     low, high = sorted((a, b))
-    assert PER_UNIT.price(low, params).amount <= PER_UNIT.price(high, params).amount
-    assert PER_UNIT.price(a, params).amount == a * unit_amount
+    low_amount = PER_UNIT.price(Usage.of(low), params, CTX).amount
+    assert low_amount <= PER_UNIT.price(Usage.of(high), params, CTX).amount
+    assert PER_UNIT.price(Usage.of(a), params, CTX).amount == a * unit_amount
 
 
 @given(graduated_params(), quantities)
@@ -479,7 +520,8 @@ def test_single_tier_graduated_matches_per_unit(
     as_graduated = graduated(tier(None, str(unit)))
     as_per_unit = PER_UNIT.parse({"unit_amount": str(unit)}, PATH)
     assert (
-        GRADUATED.price(q, as_graduated).amount == PER_UNIT.price(q, as_per_unit).amount
+        GRADUATED.price(Usage.of(q), as_graduated, CTX).amount
+        == PER_UNIT.price(Usage.of(q), as_per_unit, CTX).amount
     )
 
 

@@ -23,11 +23,11 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from meterbill.domain.charges import Priced, TierLine
+from meterbill.domain.charges import Priced, PricingContext, TierLine, Usage, as_usage
 from meterbill.domain.errors import InvalidField
 from meterbill.domain.money import CONTEXT, parse_decimal
 
-__all__ = ["Graduated", "GraduatedParams", "GraduatedTier"]
+__all__ = ["Graduated", "GraduatedParams", "GraduatedTier", "parse_tiers"]
 
 _ZERO = Decimal(0)
 _TIER_KEYS = frozenset({"up_to", "unit_amount", "flat_amount"})
@@ -86,31 +86,39 @@ class GraduatedParams:
         object.__setattr__(self, "before", tuple(before))
 
 
+def parse_tiers(raw: Mapping[str, Any], path: str) -> tuple[GraduatedTier, ...]:
+    """Validate ``raw["tiers"]`` (shared with ``volume``, which has the same shape)."""
+    if not isinstance(raw, Mapping):
+        raise InvalidField(path, "must be an object")
+    raw_tiers = raw.get("tiers")
+    tiers_path = f"{path}.tiers"
+    if not isinstance(raw_tiers, Sequence) or isinstance(raw_tiers, (str, bytes)):
+        raise InvalidField(tiers_path, "must be a non-empty list of tiers")
+    if not raw_tiers:
+        raise InvalidField(tiers_path, "must contain at least one tier")
+    last = len(raw_tiers) - 1
+    tiers: list[GraduatedTier] = []
+    previous: Decimal | None = None
+    for i, raw_tier in enumerate(raw_tiers):
+        tiers.append(_parse_tier(raw_tier, f"{tiers_path}[{i}]", i == last, previous))
+        previous = tiers[-1].up_to
+    return tuple(tiers)
+
+
 class Graduated:
     name = "graduated"
+    additive_only = False
 
     def parse(self, raw: Mapping[str, Any], path: str) -> GraduatedParams:
-        if not isinstance(raw, Mapping):
-            raise InvalidField(path, "must be an object")
-        raw_tiers = raw.get("tiers")
-        tiers_path = f"{path}.tiers"
-        if not isinstance(raw_tiers, Sequence) or isinstance(raw_tiers, (str, bytes)):
-            raise InvalidField(tiers_path, "must be a non-empty list of tiers")
-        if not raw_tiers:
-            raise InvalidField(tiers_path, "must contain at least one tier")
-        last = len(raw_tiers) - 1
-        tiers: list[GraduatedTier] = []
-        previous: Decimal | None = None
-        for i, raw_tier in enumerate(raw_tiers):
-            tiers.append(
-                _parse_tier(raw_tier, f"{tiers_path}[{i}]", i == last, previous)
-            )
-            previous = tiers[-1].up_to
-        return GraduatedParams(tuple(tiers))
+        return GraduatedParams(parse_tiers(raw, path))
 
-    def price(self, quantity: Decimal, params: GraduatedParams) -> Priced:
-        if not quantity.is_finite() or quantity < 0:
-            raise ValueError(f"quantity must be a finite number >= 0, got {quantity}")
+    def price(
+        self,
+        usage: Usage | Decimal,
+        params: GraduatedParams,
+        ctx: PricingContext | None = None,
+    ) -> Priced:
+        quantity = as_usage(usage).quantity
         if not quantity:
             return Priced(_ZERO, None, ())
         uppers = params.uppers

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from meterbill.domain.charges import Priced
+from meterbill.domain.charges import Priced, PricingContext, Usage, as_usage
 from meterbill.domain.errors import InvalidField
 from meterbill.domain.money import CONTEXT, parse_decimal
 
@@ -24,6 +24,7 @@ class PerUnitParams:
 
 class PerUnit:
     name = "per_unit"
+    additive_only = False
 
     def parse(self, raw: Mapping[str, Any], path: str) -> PerUnitParams:
         if not isinstance(raw, Mapping):
@@ -34,8 +35,12 @@ class PerUnit:
             )
         return PerUnitParams(parse_decimal(raw["unit_amount"], f"{path}.unit_amount"))
 
-    def price(self, quantity: Decimal, params: PerUnitParams) -> Priced:
-        if not quantity.is_finite() or quantity < 0:
-            raise ValueError(f"quantity must be a finite number >= 0, got {quantity}")
+    def price(
+        self,
+        usage: Usage | Decimal,
+        params: PerUnitParams,
+        ctx: PricingContext | None = None,
+    ) -> Priced:
+        quantity = as_usage(usage).quantity
         unit_amount = params.unit_amount
         return Priced(CONTEXT.multiply(quantity, unit_amount), unit_amount)

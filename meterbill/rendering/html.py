@@ -1,0 +1,29 @@
+"""Invoice -> HTML (Jinja2, autoescape on, template compiled once per process)."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from typing import Any
+
+import jinja2
+
+from meterbill.rendering.branding import Branding
+from meterbill.rendering.templates import INVOICE_HTML
+from meterbill.rendering.view import InvoiceView, invoice_view
+
+
+@functools.cache
+def _template() -> jinja2.Template:
+    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True,
+                             lstrip_blocks=False, keep_trailing_newline=True)
+    return env.from_string(INVOICE_HTML)
+
+
+def render_view(view: InvoiceView, branding: Branding) -> str:
+    return _template().render(inv=view, brand=branding)
+
+
+def render_html(doc: Mapping[str, Any], branding: Branding) -> str:
+    """A complete, self-contained HTML page (inline CSS; an embedded logo as a data URI)."""
+    return render_view(invoice_view(doc), branding)

@@ -1,0 +1,283 @@
+"""The invoice as it is shown: one presentation model shared by the HTML and PDF renderers.
+
+Input is the stored invoice document (``meterbill.domain.invoices.build_invoice``, as served by
+the API: amounts are decimal strings). Money is shown exactly as stored — never parsed into a
+float, never re-rounded; only quantities get thousands separators (a string operation).
+Optional fields that later work may add are rendered when present: ``taxes`` (``name``,
+``rate`` as a fraction such as ``"0.19"`` or ``percentage`` such as ``"19"``, ``amount``,
+``note``), ``payment_url`` (https only), ``notes``, ``timezone`` (dates are shown in it,
+else in the customer's, else UTC), per line ``unit`` and ``note``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal, InvalidOperation
+from typing import Any
+from zoneinfo import ZoneInfo
+
+MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+STATUSES = {"draft": "Draft", "final": "Final", "paid": "Paid", "void": "Void",
+            "uncollectible": "Uncollectible"}
+DAY = 86_400
+
+
+@dataclass(frozen=True, slots=True)
+class TierRow:
+    label: str        # "Tier 1 (0 – 1,000)"
+    units: str        # "1,000"
+    unit_price: str   # "0.01"
+    flat: str | None  # flat fee of the tier, when it has one
+    amount: str       # exact, unrounded, as stored
+
+    @property
+    def text(self) -> str:
+        flat = f" + {self.flat} flat" if self.flat else ""
+        return f"{self.label}: {self.units} × {self.unit_price}{flat} = {self.amount}"
+
+
+@dataclass(frozen=True, slots=True)
+class LineRow:
+    description: str
+    quantity: str            # grouped digits with the unit, "" when the line has none
+    unit_price: str          # a price, "see tiers", or ""
+    amount: str
+    tiers: tuple[TierRow, ...]
+    notes: tuple[str, ...]   # proration, a period other than the invoice's, free notes
+
+
+@dataclass(frozen=True, slots=True)
+class TotalRow:
+    label: str
+    amount: str
+
+
+@dataclass(frozen=True, slots=True)
+class InvoiceView:
+    id: str
+    number: str | None
+    title: str               # "Invoice INV-000123" / "Draft invoice"
+    status: str              # css-safe key: draft | final | paid | void | uncollectible | other
+    status_label: str
+    currency: str
+    issued: str
+    due: str
+    terms: str
+    period: str
+    customer_name: str
+    customer_email: str
+    customer_lines: tuple[str, ...]
+    lines: tuple[LineRow, ...]
+    subtotal: str
+    taxes: tuple[TotalRow, ...]
+    total: str
+    payable: bool            # show payment instructions (not for drafts, paid or void invoices)
+    payment_url: str | None
+    notice: str | None       # "This is a draft…", "Paid — thank you."
+    notes: tuple[str, ...]
+    timezone: str
+
+
+# -- small string helpers (no float anywhere) ---------------------------------------------
+def text(value: Any) -> str:
+    return "" if value is None else str(value).strip()
+
+
+def group_digits(value: Any) -> str:
+    """'1234567.50' -> '1,234,567.50' by string surgery; anything not a plain number is returned as is."""
+    s = text(value)
+    sign = s[:1] if s[:1] in "+-" else ""
+    whole, dot, frac = s[len(sign):].partition(".")
+    if not whole.isdigit() or (frac and not frac.isdigit()):
+        return s
+    head = len(whole) % 3 or 3
+    parts = [whole[:head]] + [whole[i:i + 3] for i in range(head, len(whole), 3)]
+    return sign + ",".join(parts) + dot + frac
+
+
+def percent(fraction: Any, scale: int = 100) -> str | None:
+    """'0.19' (scale 100) -> '19'; '0.733333…' -> '73.33'; exact Decimal arithmetic."""
+    try:
+        d = Decimal(text(fraction)) * scale
+    except InvalidOperation:
+        return None
+    if not d.is_finite():
+        return None
+    d = d.quantize(Decimal("0.01")) if d != d.to_integral_value() else d.to_integral_value()
+    s = format(d, "f")
+    return s.rstrip("0").rstrip(".") if "." in s else s
+
+
+def _instant(value: Any) -> datetime | None:
+    s = text(value)
+    if not s:
+        return None
+    try:
+        dt = datetime.fromisoformat(s.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+
+
+def _zone(name: str) -> Any:
+    try:
+        return ZoneInfo(name)
+    except (ValueError, KeyError, OSError):  # unknown or malformed name
+        return timezone.utc
+
+
+def fmt_date(dt: date) -> str:
+    return f"{dt.day} {MONTHS[dt.month - 1]} {dt.year}"
+
+
+def _is_midnight(dt: datetime) -> bool:
+    return (dt.hour, dt.minute, dt.second, dt.microsecond) == (0, 0, 0, 0)
+
+
+def fmt_period(start: Any, end: Any, tz: Any, tz_name: str) -> str:
+    """Whole days -> '1 Oct 2026 – 31 Oct 2026' (the stored end is exclusive); otherwise
+    date and time in the invoice's zone."""
+    s, e = _instant(start), _instant(end)
+    if s is None or e is None:
+        return f"{text(start)} – {text(end)}"
+    s, e = s.astimezone(tz), e.astimezone(tz)
+    if _is_midnight(s) and _is_midnight(e) and e > s:
+        last = (e - timedelta(days=1)).date()
+        return fmt_date(s) if last == s.date() else f"{fmt_date(s)} – {fmt_date(last)}"
+    return f"{fmt_date(s)} {s:%H:%M} – {fmt_date(e)} {e:%H:%M} ({tz_name})"
+
+
+def fmt_day(value: Any, tz: Any) -> str:
+    dt = _instant(value)
+    return fmt_date(dt.astimezone(tz)) if dt else text(value)
+
+
+def safe_url(value: Any) -> str | None:
+    """Only https links are rendered (no javascript:, data: or plain http)."""
+    s = text(value)
+    if s.startswith("https://") and not any(c in s for c in " \"'<>\\\n\r\t"):
+        return s
+    return None
+
+
+# -- lines ------------------------------------------------------------------------------------
+def proration_note(fraction: Any, period: Mapping[str, Any] | None) -> str | None:
+    pct = percent(fraction)
+    if pct is None:
+        return None
+    period = period or {}
+    s, e = _instant(period.get("start")), _instant(period.get("end"))
+    try:
+        f = Decimal(text(fraction))
+    except InvalidOperation:
+        f = Decimal(0)
+    if s is not None and e is not None and f > 0:
+        part = int((e - s).total_seconds())
+        full = (Decimal(part) / f).to_integral_value()
+        if part % DAY == 0 and full % DAY == 0 and full > part:
+            return f"Prorated {part // DAY}/{int(full) // DAY} days ({pct}%)"
+    return f"Prorated {pct}% of the period"
+
+
+def _tier(t: Mapping[str, Any]) -> TierRow:
+    lower, upper = group_digits(t.get("from") or "0"), t.get("up_to")
+    bounds = f"{lower} – {group_digits(upper)}" if upper not in (None, "") else f"above {lower}"
+    flat = text(t.get("flat_amount"))
+    try:
+        has_flat = bool(flat) and Decimal(flat) != 0
+    except InvalidOperation:
+        has_flat = bool(flat)
+    return TierRow(label=f"Tier {text(t.get('tier'))} ({bounds})", units=group_digits(t.get("units")),
+                   unit_price=text(t.get("unit_amount")), flat=flat if has_flat else None,
+                   amount=text(t.get("amount")))
+
+
+def _line(ln: Mapping[str, Any], invoice_period: Mapping[str, Any], tz: Any, tz_name: str) -> LineRow:
+    tiers = tuple(_tier(t) for t in ln.get("tiers") or ())
+    qty = text(ln.get("quantity"))
+    unit = text(ln.get("unit")) or text(ln.get("meter")).replace("_", " ")
+    quantity = f"{group_digits(qty)} {unit}".strip() if qty else ""
+    if tiers:
+        unit_price = "see tiers"
+    else:
+        unit_price = text(ln.get("unit_amount"))
+    notes: list[str] = []
+    if ln.get("proration") not in (None, ""):
+        note = proration_note(ln.get("proration"), ln.get("period") or invoice_period)
+        if note:
+            notes.append(note)
+    lp = ln.get("period")
+    if isinstance(lp, Mapping) and (lp.get("start"), lp.get("end")) != (invoice_period.get("start"),
+                                                                        invoice_period.get("end")):
+        notes.append("Period " + fmt_period(lp.get("start"), lp.get("end"), tz, tz_name))
+    if text(ln.get("note")):
+        notes.append(text(ln.get("note")))
+    return LineRow(description=text(ln.get("description")) or text(ln.get("meter")) or text(ln.get("type")),
+                   quantity=quantity, unit_price=unit_price, amount=text(ln.get("amount")), tiers=tiers,
+                   notes=tuple(notes))
+
+
+def _tax(t: Mapping[str, Any]) -> TotalRow:
+    name = text(t.get("name")) or "Tax"
+    pct = None
+    if t.get("percentage") not in (None, ""):
+        pct = percent(t.get("percentage"), scale=1)
+    elif t.get("rate") not in (None, ""):
+        pct = percent(t.get("rate"))
+    label = f"{name} ({pct}%)" if pct is not None else name
+    return TotalRow(label=label, amount=text(t.get("amount")))
+
+
+def _address(addr: Any) -> tuple[str, ...]:
+    if isinstance(addr, str):
+        return tuple(x.strip() for x in addr.splitlines() if x.strip())
+    if not isinstance(addr, Mapping):
+        return ()
+    city = " ".join(p for p in (text(addr.get("postal_code")), text(addr.get("city"))) if p)
+    region = ", ".join(p for p in (city, text(addr.get("state"))) if p)
+    return tuple(p for p in (text(addr.get("line1")), text(addr.get("line2")), region,
+                             text(addr.get("country"))) if p)
+
+
+def _notes(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return (value.strip(),) if value.strip() else ()
+    if isinstance(value, Sequence):
+        return tuple(text(v) for v in value if text(v))
+    return ()
+
+
+def invoice_view(doc: Mapping[str, Any]) -> InvoiceView:
+    customer = doc.get("customer") or {}
+    tz_name = text(doc.get("timezone")) or text(customer.get("timezone")) or "UTC"
+    tz = _zone(tz_name)
+    if tz is timezone.utc:
+        tz_name = "UTC"
+    period = doc.get("period") or {}
+    status = text(doc.get("status")).lower() or "draft"
+    number = text(doc.get("number")) or None
+    currency = text(doc.get("currency"))
+    terms_days = text(doc.get("payment_terms_days"))
+    terms = ("Due on receipt" if terms_days == "0" else f"Net {terms_days}") if terms_days else ""
+    notice = {"draft": "Draft — amounts may still change; this is not a request for payment.",
+              "paid": "Paid — thank you.", "void": "Void — this invoice is cancelled and not payable.",
+              "uncollectible": "Marked uncollectible."}.get(status)
+    taxes = tuple(_tax(t) for t in doc.get("taxes") or () if isinstance(t, Mapping))
+    notes = _notes(doc.get("notes")) + tuple(text(t.get("note")) for t in doc.get("taxes") or ()
+                                             if isinstance(t, Mapping) and text(t.get("note")))
+    return InvoiceView(
+        id=text(doc.get("id")), number=number,
+        title=f"Invoice {number}" if number else "Draft invoice",
+        status=status if status in STATUSES else "other",
+        status_label=STATUSES.get(status, status.capitalize()),
+        currency=currency, issued=fmt_day(doc.get("issued_at"), tz), due=fmt_day(doc.get("due_at"), tz),
+        terms=terms, period=fmt_period(period.get("start"), period.get("end"), tz, tz_name),
+        customer_name=text(customer.get("name")), customer_email=text(customer.get("email")),
+        customer_lines=_address(customer.get("address")),
+        lines=tuple(_line(ln, period, tz, tz_name) for ln in doc.get("lines") or ()),
+        subtotal=text(doc.get("subtotal")), taxes=taxes, total=text(doc.get("total")),
+        payable=status == "final", payment_url=safe_url(doc.get("payment_url")),
+        notice=notice, notes=notes, timezone=tz_name,
+    )
