@@ -62,6 +62,7 @@ def _states(rng: random.Random, meter: str) -> list[Any]:
 
 
 def _workload() -> tuple[Any, list[dict[str, Any]]]:
+    from meterbill.domain.charges import PricingContext, Usage
     from meterbill.domain.instants import iso
     from meterbill.domain.meters import quantity
     from meterbill.domain.periods import Period, period_containing
@@ -80,33 +81,39 @@ def _workload() -> tuple[Any, list[dict[str, Any]]]:
         states = {m: _states(rng, m) for m in AGGREGATION}
         cases.append({"customer": {"billing_anchor": iso(anchor), "timezone": tz}, "period": period,
                       "full": full, "states": states,
-                      "quantities": {m: quantity(AGGREGATION[m], s) for m, s in states.items()}})
+                      "usages": {m: Usage.of(quantity(AGGREGATION[m], s)) for m, s in states.items()},
+                      "ctx": PricingContext("USD", tz)})
     return plan, cases
 
 
 def run() -> None:
     from meterbill.domain.instants import parse_instant
-    from meterbill.domain.meters import quantity
+    from meterbill.domain.meters import parse_meter, usage_of
     from meterbill.domain.periods import full_period
     from meterbill.domain.rating import rate
 
     plan, cases = _workload()
+    meters = {m: parse_meter(m, {"event_type": "x", "aggregation": a, "property": None if a == "count" else "v"})
+              for m, a in AGGREGATION.items()}
+    start_s = 1_793_000_000
 
     def rate_only() -> None:
         for c in cases:
-            rate(plan, c["quantities"], c["period"], c["full"])
+            rate(plan, c["usages"], c["period"], c["full"], c["ctx"])
 
     def with_rollup() -> None:
         # BillingService.rate_period minus its I/O (bucket query, catalog lookup).
         for c in cases:
-            quantities = {ch.meter: quantity(AGGREGATION[ch.meter], c["states"][ch.meter]) for ch in plan.charges}
+            usages = {ch.meter: usage_of(meters[ch.meter], [(start_s + 900 * k, "", st) for k, st in
+                                                            enumerate(c["states"][ch.meter])]) for ch in plan.charges}
             customer = c["customer"]
             anchor = parse_instant(customer["billing_anchor"], "billing_anchor")
-            rate(plan, quantities, c["period"], full_period(anchor, plan.interval, customer["timezone"], c["period"]))
+            rate(plan, usages, c["period"], full_period(anchor, plan.interval, customer["timezone"], c["period"]),
+                 c["ctx"])
 
     t = median_seconds(rate_only, repeats=7, number=5, warmup=2)
     report("rating_customer_periods_per_s", N / t.median, "periods/s", ">= 20000",
            note=f"base fee + 5 graduated meters, 3-4 tiers each; {t.spread(N)}")
     t = median_seconds(with_rollup, repeats=7, number=3, warmup=1)
     report("rating_with_rollup_customer_periods_per_s", N / t.median, "periods/s", ">= 20000",
-           note=f"+ quantity() over {ROLLUP_STATES} bucket states per meter + full_period; {t.spread(N)}")
+           note=f"+ usage_of() over {ROLLUP_STATES} bucket states per meter + full_period; {t.spread(N)}")

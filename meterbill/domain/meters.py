@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from meterbill.domain.charges import Usage
 from meterbill.domain.errors import InvalidField
 from meterbill.domain.events import Event, Scalar, canonical_scalar
 
@@ -209,6 +210,30 @@ def quantity(aggregation: str, states: Iterable[BucketState]) -> Decimal:
         return Decimal(len(set().union(*(s.uniques for s in states))))
     latest = max((s.latest for s in states if s.latest is not None), key=lambda t: t[:2], default=None)
     return latest[2] if latest is not None else Decimal(0)
+
+
+ADDITIVE = frozenset({"count", "sum"})
+
+
+def usage_of(meter: Meter, buckets: Iterable[tuple[int, str, BucketState]]) -> Usage:
+    """One meter's usage over a period, from its buckets ``(start epoch s, group key, state)``:
+    the total, per dimension group (matrix) and, for additive meters, per 15-minute bucket
+    (time-of-use)."""
+    buckets = list(buckets)
+    states = [b[2] for b in buckets]
+    by_group: dict[str, list[BucketState]] = {}
+    for _, g, st in buckets:
+        by_group.setdefault(g, []).append(st)
+    groups = {} if not meter.group_by else {
+        tuple(group_values(meter, g).items()): quantity(meter.aggregation, sts) for g, sts in by_group.items()}
+    series: tuple[tuple[int, Decimal], ...] = ()
+    if meter.aggregation in ADDITIVE:
+        per_start: dict[int, Decimal] = {}
+        for start, _, st in buckets:
+            add = Decimal(st.count) if meter.aggregation == "count" else st.sum
+            per_start[start] = per_start.get(start, Decimal(0)) + add
+        series = tuple(sorted(per_start.items()))
+    return Usage(quantity(meter.aggregation, states), sum(s.count for s in states), groups, series)
 
 
 def bucket_start(ts_ms: int) -> int:

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 
-from meterbill.domain.charges import TierLine
+from meterbill.domain.charges import Part, PricingContext, TierLine, Usage
 from meterbill.domain.money import quantize
 from meterbill.domain.periods import Period
 from meterbill.domain.plans import Plan
@@ -28,6 +28,7 @@ class Line:
     quantity: Decimal | None = None
     unit_amount: Decimal | None = None
     tiers: tuple[TierLine, ...] = ()
+    parts: tuple[Part, ...] = ()      # matrix cells, time-of-use windows, percentage components…
     proration: Decimal | None = None  # fraction of the full period billed (base fee)
 
 
@@ -47,8 +48,11 @@ def proration(period: Period, full: Period) -> Decimal:
     return Decimal(int(part)) / Decimal(int(whole))
 
 
-def rate(plan: Plan, quantities: Mapping[str, Decimal], period: Period, full: Period) -> Rated:
-    """Price one customer's period. ``quantities`` maps meter code -> aggregated quantity."""
+NO_USAGE = Usage(ZERO)
+
+
+def rate(plan: Plan, usages: Mapping[str, Usage], period: Period, full: Period, ctx: PricingContext) -> Rated:
+    """Price one customer's period. ``usages`` maps meter code -> that meter's usage."""
     currency = plan.currency
     lines: list[Line] = []
     if plan.base_fee:
@@ -58,11 +62,11 @@ def rate(plan: Plan, quantities: Mapping[str, Decimal], period: Period, full: Pe
         lines.append(Line("base_fee", f"{desc} base fee", quantize(raw, currency), raw,
                           proration=None if fraction == 1 else fraction))
     for charge in plan.charges:
-        qty = quantities.get(charge.meter, ZERO)
-        priced = charge.model.price(qty, charge.params)
+        usage = usages.get(charge.meter, NO_USAGE)
+        priced = charge.model.price(usage, charge.params, ctx)
         lines.append(Line("usage", charge.display_name or charge.meter,
                           quantize(priced.amount, currency), priced.amount,
-                          meter=charge.meter, quantity=qty, unit_amount=priced.unit_amount,
-                          tiers=priced.tiers))
+                          meter=charge.meter, quantity=usage.quantity, unit_amount=priced.unit_amount,
+                          tiers=priced.tiers, parts=priced.parts))
     subtotal = sum((ln.amount for ln in lines), ZERO)
     return Rated(currency, tuple(lines), subtotal, subtotal)

@@ -35,14 +35,7 @@ class Logo:
     url: str | None           # https URL (HTML only); None for an embedded logo
     width: int = 0            # pixels (0 when unknown: remote)
     height: int = 0
-
-    @property
-    def src(self) -> str:
-        """What an HTML <img src> gets: the https URL, or the bytes as a data URI."""
-        if self.url is not None:
-            return self.url
-        assert self.data is not None and self.mime is not None
-        return f"data:{self.mime};base64,{base64.b64encode(self.data).decode('ascii')}"
+    src: str = ""             # what an HTML <img src> gets: the https URL or a data: URI (built once)
 
     @property
     def embeddable(self) -> bool:
@@ -91,7 +84,7 @@ def load_logo(value: str) -> Logo:
     if value.startswith("https://"):
         if any(c in value for c in " \"'<>\\\n\r\t"):
             raise BrandingError("the logo URL contains characters that are not allowed in a URL")
-        return Logo(mime=None, data=None, url=value)
+        return Logo(mime=None, data=None, url=value, src=value)
     if value.startswith("http://"):
         raise BrandingError("a logo URL must use https")
     if value.startswith("data:"):
@@ -113,7 +106,8 @@ def load_logo(value: str) -> Logo:
     if len(data) > MAX_LOGO_BYTES:
         raise BrandingError(f"the logo is larger than {MAX_LOGO_BYTES} bytes")
     mime, width, height = image_info(data)
-    return Logo(mime=mime, data=data, url=None, width=width, height=height)
+    return Logo(mime=mime, data=data, url=None, width=width, height=height,
+                src=f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}")
 
 
 def image_info(data: bytes) -> tuple[str, int, int]:

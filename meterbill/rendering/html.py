@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import jinja2
+from markupsafe import Markup, escape
 
 from meterbill.rendering.branding import Branding
 from meterbill.rendering.templates import INVOICE_HTML
@@ -20,8 +21,15 @@ def _template() -> jinja2.Template:
     return env.from_string(INVOICE_HTML)
 
 
+@functools.lru_cache(maxsize=8)
+def _escaped(src: str) -> Markup:
+    """The logo's src escaped once, not on every page (a data: URI runs to tens of KiB)."""
+    return escape(src)
+
+
 def render_view(view: InvoiceView, branding: Branding) -> str:
-    return _template().render(inv=view, brand=branding)
+    logo_src = _escaped(branding.logo.src) if branding.logo is not None else None
+    return _template().render(inv=view, brand=branding, logo_src=logo_src)
 
 
 def render_html(doc: Mapping[str, Any], branding: Branding) -> str:

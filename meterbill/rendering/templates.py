@@ -1,9 +1,9 @@
 """The invoice HTML template (Jinja2, autoescaped). Kept in a module, not a data file, so it
 ships inside every wheel and Lambda bundle without package-data configuration.
 
-Context: ``inv`` (:class:`~meterbill.rendering.view.InvoiceView`) and ``brand``
-(:class:`~meterbill.rendering.branding.Branding`). Every value is escaped; the accent colour is
-a validated ``#rrggbb``.
+Context: ``inv`` (:class:`~meterbill.rendering.view.InvoiceView`), ``brand``
+(:class:`~meterbill.rendering.branding.Branding`) and ``logo_src`` (already escaped, or None).
+Every value is escaped; the accent colour is a validated ``#rrggbb``.
 """
 
 INVOICE_HTML = """\
@@ -62,7 +62,7 @@ footer { margin-top: 32px; padding-top: 12px; border-top: 1px solid #e5e7eb; col
 <main class="sheet">
 <header>
   <div class="seller">
-{% if brand.logo %}    <img src="{{ brand.logo.src }}" alt="{{ brand.name or 'Logo' }}">
+{% if logo_src %}    <img src="{{ logo_src }}" alt="{{ brand.name or 'Logo' }}">
 {% endif %}
 {% if brand.name %}    <div class="name">{{ brand.name }}</div>
 {% endif %}
@@ -106,7 +106,7 @@ footer { margin-top: 32px; padding-top: 12px; border-top: 1px solid #e5e7eb; col
 {% set subs = line.tiers|length + line.notes|length %}
     <tr class="line"><td>{{ line.description }}</td><td class="num">{{ line.quantity }}</td><td class="num">{{ line.unit_price }}</td><td class="num">{{ line.amount }}</td></tr>
 {% for t in line.tiers %}
-    <tr class="sub tier{% if loop.index == subs %} last{% endif %}"><td colspan="3">{{ t.label }}: {{ t.units }} × {{ t.unit_price }}{% if t.flat %} + {{ t.flat }} flat{% endif %}</td><td class="num">{{ t.amount }}</td></tr>
+    <tr class="sub tier{% if loop.index == subs %} last{% endif %}"><td colspan="3">{{ t.expression }}</td><td class="num">{{ t.amount }}</td></tr>
 {% endfor %}
 {% for note in line.notes %}
     <tr class="sub note{% if loop.index + line.tiers|length == subs %} last{% endif %}"><td colspan="4">{{ note }}</td></tr>

@@ -2,7 +2,10 @@
 
 Input is the stored invoice document (``meterbill.domain.invoices.build_invoice``, as served by
 the API: amounts are decimal strings). Money is shown exactly as stored — never parsed into a
-float, never re-rounded; only quantities get thousands separators (a string operation).
+float, never re-rounded: line amounts and totals verbatim; the unrounded tier amounts without
+insignificant trailing zeros ('1350.000000' -> '1350.00'). Quantities get thousands separators
+(a string operation). A line's breakdown is its ``tiers`` and its ``parts`` (matrix cells,
+time-of-use windows…: ``label``, ``units``, ``unit_amount``, ``amount``).
 Optional fields that later work may add are rendered when present: ``taxes`` (``name``,
 ``rate`` as a fraction such as ``"0.19"`` or ``percentage`` such as ``"19"``, ``amount``,
 ``note``), ``payment_url`` (https only), ``notes``, ``timezone`` (dates are shown in it,
@@ -18,6 +21,8 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from meterbill.domain.money import MINOR_UNITS
+
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 STATUSES = {"draft": "Draft", "final": "Final", "paid": "Paid", "void": "Void",
             "uncollectible": "Uncollectible"}
@@ -26,16 +31,23 @@ DAY = 86_400
 
 @dataclass(frozen=True, slots=True)
 class TierRow:
-    label: str        # "Tier 1 (0 – 1,000)"
+    """One row of a line's breakdown: a tier, or a part (matrix cell, time-of-use window…)."""
+
+    label: str        # "Tier 1 (0 – 1,000)", "peak (Mon-Fri 08:00-20:00)"
     units: str        # "1,000"
-    unit_price: str   # "0.01"
+    unit_price: str   # "0.01"; "" when the part has no unit price
     flat: str | None  # flat fee of the tier, when it has one
-    amount: str       # exact, unrounded, as stored
+    amount: str       # exact, unrounded, as stored (insignificant zeros dropped)
+
+    @property
+    def expression(self) -> str:
+        price = f" × {self.unit_price}" if self.unit_price else ""
+        flat = f" + {self.flat} flat" if self.flat else ""
+        return f"{self.label}: {self.units}{price}{flat}"
 
     @property
     def text(self) -> str:
-        flat = f" + {self.flat} flat" if self.flat else ""
-        return f"{self.label}: {self.units} × {self.unit_price}{flat} = {self.amount}"
+        return f"{self.expression} = {self.amount}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +107,19 @@ def group_digits(value: Any) -> str:
     head = len(whole) % 3 or 3
     parts = [whole[:head]] + [whole[i:i + 3] for i in range(head, len(whole), 3)]
     return sign + ",".join(parts) + dot + frac
+
+
+def trim_zeros(amount: Any, decimals: int) -> str:
+    """Drop insignificant trailing zeros of an exact (unrounded) amount, keeping at least the
+    currency's minor digits: '1350.000000' -> '1350.00', '374.82910' -> '374.8291', '0' -> '0.00'.
+    The value is unchanged — nothing is rounded."""
+    s = text(amount)
+    sign = s[:1] if s[:1] in "+-" else ""
+    whole, _, frac = s[len(sign):].partition(".")
+    if not whole.isdigit() or (frac and not frac.isdigit()):
+        return s
+    frac = frac.rstrip("0").ljust(decimals, "0")
+    return sign + whole + ("." + frac if frac else "")
 
 
 def percent(fraction: Any, scale: int = 100) -> str | None:
@@ -181,28 +206,37 @@ def proration_note(fraction: Any, period: Mapping[str, Any] | None) -> str | Non
     return f"Prorated {pct}% of the period"
 
 
-def _tier(t: Mapping[str, Any]) -> TierRow:
+def _tier(t: Mapping[str, Any], decimals: int) -> TierRow:
     lower, upper = group_digits(t.get("from") or "0"), t.get("up_to")
     bounds = f"{lower} – {group_digits(upper)}" if upper not in (None, "") else f"above {lower}"
-    flat = text(t.get("flat_amount"))
+    flat = trim_zeros(t.get("flat_amount"), decimals)
     try:
         has_flat = bool(flat) and Decimal(flat) != 0
     except InvalidOperation:
         has_flat = bool(flat)
     return TierRow(label=f"Tier {text(t.get('tier'))} ({bounds})", units=group_digits(t.get("units")),
                    unit_price=text(t.get("unit_amount")), flat=flat if has_flat else None,
-                   amount=text(t.get("amount")))
+                   amount=trim_zeros(t.get("amount"), decimals))
 
 
-def _line(ln: Mapping[str, Any], invoice_period: Mapping[str, Any], tz: Any, tz_name: str) -> LineRow:
-    tiers = tuple(_tier(t) for t in ln.get("tiers") or ())
+def _part(p: Mapping[str, Any], decimals: int) -> TierRow:
+    return TierRow(label=text(p.get("label")), units=group_digits(p.get("units")),
+                   unit_price=text(p.get("unit_amount")), flat=None, amount=trim_zeros(p.get("amount"), decimals))
+
+
+def _line(ln: Mapping[str, Any], invoice_period: Mapping[str, Any], tz: Any, tz_name: str,
+          decimals: int) -> LineRow:
+    tiers = tuple(_tier(t, decimals) for t in ln.get("tiers") or () if isinstance(t, Mapping))
+    parts = tuple(_part(p, decimals) for p in ln.get("parts") or () if isinstance(p, Mapping))
     qty = text(ln.get("quantity"))
     unit = text(ln.get("unit")) or text(ln.get("meter")).replace("_", " ")
     quantity = f"{group_digits(qty)} {unit}".strip() if qty else ""
+    unit_price = text(ln.get("unit_amount"))
     if tiers:
         unit_price = "see tiers"
-    else:
-        unit_price = text(ln.get("unit_amount"))
+    elif parts and not unit_price:
+        unit_price = "see breakdown"
+    tiers += parts
     notes: list[str] = []
     if ln.get("proration") not in (None, ""):
         note = proration_note(ln.get("proration"), ln.get("period") or invoice_period)
@@ -276,7 +310,7 @@ def invoice_view(doc: Mapping[str, Any]) -> InvoiceView:
         terms=terms, period=fmt_period(period.get("start"), period.get("end"), tz, tz_name),
         customer_name=text(customer.get("name")), customer_email=text(customer.get("email")),
         customer_lines=_address(customer.get("address")),
-        lines=tuple(_line(ln, period, tz, tz_name) for ln in doc.get("lines") or ()),
+        lines=tuple(_line(ln, period, tz, tz_name, MINOR_UNITS.get(currency, 2)) for ln in doc.get("lines") or ()),
         subtotal=text(doc.get("subtotal")), taxes=taxes, total=text(doc.get("total")),
         payable=status == "final", payment_url=safe_url(doc.get("payment_url")),
         notice=notice, notes=notes, timezone=tz_name,

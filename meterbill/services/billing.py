@@ -11,13 +11,13 @@ import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
 from meterbill.domain.errors import DomainError
 from meterbill.domain.instants import iso, parse_instant
 from meterbill.domain.invoices import build_invoice, invoice_id, invoice_number
-from meterbill.domain.meters import quantity
+from meterbill.domain.charges import PricingContext, Usage
+from meterbill.domain.meters import usage_of
 from meterbill.domain.periods import Period, closed_periods, full_period, period_containing
 from meterbill.domain.plans import Plan
 from meterbill.domain.rating import rate
@@ -112,18 +112,19 @@ class BillingService:
 
     def rate_period(self, customer: dict[str, Any], plan: Plan, period: Period) -> Any:
         meters = self._catalog.meters()
-        states: dict[str, list[Any]] = defaultdict(list)
+        buckets: dict[str, list[tuple[int, str, Any]]] = defaultdict(list)
         for bucket in self._store.query_buckets(customer["id"], int(period.start.timestamp()),
                                                 int(period.end.timestamp())):
-            states[bucket.meter].append(bucket.state)
-        quantities: dict[str, Decimal] = {}
+            buckets[bucket.meter].append((bucket.start_s, bucket.group, bucket.state))
+        usages: dict[str, Usage] = {}
         for charge in plan.charges:
             meter = meters.get(charge.meter)
             if meter is None:
                 raise NotFound(f"plan {plan.code} charges meter '{charge.meter}', which does not exist")
-            quantities[charge.meter] = quantity(meter.aggregation, states.get(charge.meter, ()))
+            usages[charge.meter] = usage_of(meter, buckets.get(charge.meter, ()))
         anchor = parse_instant(customer["billing_anchor"], "billing_anchor")
-        return rate(plan, quantities, period, full_period(anchor, plan.interval, customer["timezone"], period))
+        return rate(plan, usages, period, full_period(anchor, plan.interval, customer["timezone"], period),
+                    PricingContext(plan.currency, customer["timezone"]))
 
     def _commit_one(self, customer: dict[str, Any], plan: Plan, period: Period) -> bool:
         seq = self._store.invoice_counter() + 1

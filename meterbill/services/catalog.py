@@ -8,9 +8,9 @@ from typing import Any
 
 from meterbill.domain.errors import InvalidField
 from meterbill.domain.instants import from_ms, iso, parse_instant
-from meterbill.domain.meters import Meter, check_code, meter_to_dict, parse_meter
+from meterbill.domain.meters import ADDITIVE, Meter, check_code, meter_to_dict, parse_meter
 from meterbill.domain.periods import period_containing
-from meterbill.domain.plans import Plan, parse_plan
+from meterbill.domain.plans import Charge, Plan, parse_plan
 from meterbill.ports import BillingStore, Clock
 from meterbill.services.cache import TTLMap, TTLValue
 from meterbill.services.errors import Conflict, NotFound
@@ -72,6 +72,7 @@ class CatalogService:
         for i, charge in enumerate(plan.charges):
             if charge.meter not in meters:
                 raise InvalidField(f"charges[{i}].meter", f"meter '{charge.meter}' does not exist; create it first")
+            check_charge_fits_meter(charge, meters[charge.meter], f"charges[{i}]")
         current = self._store.get_catalog("PLAN", code)
         now = iso(self._clock())
         doc = {**raw, "code": code, "currency": plan.currency, "interval": plan.interval,
@@ -184,6 +185,22 @@ class CatalogService:
         if first is not None and first * 1000 < now.timestamp() * 1000:
             return from_ms(first * 1000)
         return now
+
+
+def check_charge_fits_meter(charge: Charge, meter: Meter, path: str) -> None:
+    """What only the pair (charge model, meter) can decide, checked when the plan is saved."""
+    model = charge.model
+    if getattr(model, "additive_only", False) and meter.aggregation not in ADDITIVE:
+        raise InvalidField(f"{path}.model", f"'{model.name}' needs a count or sum meter; meter "
+                                            f"'{meter.code}' aggregates with {meter.aggregation}")
+    dims = getattr(charge.params, "dimensions", None)
+    if model.name == "matrix" and tuple(dims or ()) != meter.group_by:
+        raise InvalidField(f"{path}.dimensions", f"must equal meter '{meter.code}' group_by "
+                                                 f"{list(meter.group_by)}")
+    if model.name == "percentage" and (getattr(charge.params, "per_event_min", None) is not None
+                                       or getattr(charge.params, "per_event_max", None) is not None):
+        raise InvalidField(f"{path}.per_event_min", "per-event minimum/maximum needs meters that keep "
+                                                    "per-event values, which meterbill does not offer yet")
 
 
 def check_id(customer_id: str) -> str:

@@ -81,7 +81,7 @@ def test_html_invoice(api: Api, invoice: dict[str, Any]) -> None:
     for expected in ["Example Cloud GmbH", "Hauptstr. 1", 'src="data:image/png;base64,', "T-000001",
                      "billing@acme.example", "1 Main St", "Net 14", "1 Nov 2026", "15 Nov 2026",
                      "1 Oct 2026 – 31 Oct 2026", "Pro base fee", "LLM tokens", "1,500 tokens", "see tiers",
-                     "Tier 1 (0 – 1,000): 1,000 × 0.01", "Tier 2 (above 1,000): 500 × 0.005", "2.500", "12.50",
+                     "Tier 1 (0 – 1,000): 1,000 × 0.01", "Tier 2 (above 1,000): 500 × 0.005", "2.50<", "12.50",
                      "5 calls", "0.001", "0.01", "49.00", "61.51", "USD 61.51", "IBAN DE89 3704 0044 0532 0130 00",
                      "quoting <strong>T-000001</strong>", "Registered in Berlin", "billing@example.com",
                      "--accent: #0a7c4a"]:
@@ -98,7 +98,7 @@ def test_pdf_invoice(api: Api, invoice: dict[str, Any]) -> None:
     assert len(reader.pages) == 1 and len(reader.pages[0].images) == 1   # the logo
     text = re.sub(r"\s+", " ", reader.pages[0].extract_text())
     for expected in ["INVOICE", "T-000001", "FINAL", "Example Cloud GmbH", EVIL, "Net 14", "15 Nov 2026",
-                     "LLM tokens", "1,500 tokens", "Tier 2 (above 1,000): 500 × 0.005", "2.500", "12.50",
+                     "LLM tokens", "1,500 tokens", "Tier 2 (above 1,000): 500 × 0.005", "2.50", "12.50",
                      "Subtotal", "61.51", "USD 61.51", "IBAN DE89", "Page 1 of 1"]:
         assert expected in text, expected
 

@@ -23,16 +23,27 @@ from meterbill.rendering import InvoiceRenderer
 from meterbill.rendering.branding import Branding, BrandingError, image_info, load_logo
 from meterbill.rendering.html import render_html
 from meterbill.rendering.pdf import render_pdf, runs, wrap
-from meterbill.rendering.view import fmt_period, group_digits, invoice_view, percent, proration_note
+from meterbill.rendering.view import (
+    fmt_period,
+    group_digits,
+    invoice_view,
+    percent,
+    proration_note,
+    trim_zeros,
+)
 
 
-def png(width: int = 6, height: int = 3, rgb: tuple[int, int, int] = (31, 78, 121)) -> bytes:
-    """A valid RGB PNG made with zlib (no imaging library needed)."""
+def png(width: int = 6, height: int = 3, rgb: tuple[int, int, int] = (31, 78, 121), alpha: bool = False) -> bytes:
+    """A valid RGB (or RGBA: a checkerboard of opaque and clear) PNG made with zlib."""
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
-    raw = b"".join(b"\x00" + bytes(rgb) * width for _ in range(height))
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+    def pixel(x: int, y: int) -> bytes:
+        return bytes(rgb) + (bytes([255 * ((x + y) % 2)]) if alpha else b"")
+
+    raw = b"".join(b"\x00" + b"".join(pixel(x, y) for x in range(width)) for y in range(height))
+    colour_type = 6 if alpha else 2
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, colour_type, 0, 0, 0))
             + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
 
 
@@ -93,6 +104,15 @@ def test_group_digits_is_string_surgery(raw: str, shown: str) -> None:
     assert group_digits(raw) == shown
 
 
+@pytest.mark.parametrize(("raw", "decimals", "shown"), [
+    ("1350.000000", 2, "1350.00"), ("374.82910", 2, "374.8291"), ("0", 2, "0.00"), ("2.500", 2, "2.50"),
+    ("1350.000000", 0, "1350"), ("12.3450", 3, "12.345"), ("-5.10", 2, "-5.10"), ("n/a", 2, "n/a")])
+def test_trim_zeros_keeps_the_value_and_the_minor_digits(raw: str, decimals: int, shown: str) -> None:
+    assert trim_zeros(raw, decimals) == shown
+    if shown[-1].isdigit():
+        assert Decimal(shown) == Decimal(raw)
+
+
 @pytest.mark.parametrize(("fraction", "shown"), [("0.19", "19"), ("0.5", "50"), ("0.07", "7"),
                                                  ("0.0725", "7.25"), ("0.7333333333333333", "73.33"),
                                                  ("1", "100"), ("x", None)])
@@ -138,6 +158,21 @@ def test_view_of_a_stored_invoice() -> None:
                                               "Tier 2 (above 1,000): 1,233,567 × 0.005 + 2.00 flat = 6169.835"]
     assert (calls.quantity, calls.unit_price, calls.amount) == ("42,000 api calls", "0.001", "42.00")
     assert view.payable and view.notice is None
+
+
+def test_parts_are_a_breakdown_like_tiers() -> None:
+    doc = make_doc()
+    doc["lines"][2].update(unit_amount=None, parts=[
+        {"label": "peak (Mon-Fri 08:00-20:00)", "units": "30000", "unit_amount": "0.0015", "amount": "45.0000"},
+        {"label": "off-peak", "units": "12000", "unit_amount": "0.0005", "amount": "6.0000"},
+        {"label": "minimum top-up", "units": "1", "unit_amount": None, "amount": "0"}])
+    line = invoice_view(doc).lines[2]
+    assert line.unit_price == "see breakdown"
+    assert [t.text for t in line.tiers] == ["peak (Mon-Fri 08:00-20:00): 30,000 × 0.0015 = 45.00",
+                                            "off-peak: 12,000 × 0.0005 = 6.00", "minimum top-up: 1 = 0.00"]
+    html = render_html(doc, BRAND)
+    assert "peak (Mon-Fri 08:00-20:00): 30,000 × 0.0015" in html and "see breakdown" in html
+    assert "off-peak: 12,000 × 0.0005" in squash(pdf_text(render_pdf(doc, BRAND)))
 
 
 def test_line_unit_and_a_period_other_than_the_invoice_are_shown() -> None:
@@ -285,6 +320,16 @@ def test_pdf_embeds_a_local_logo_and_never_fetches_a_remote_one() -> None:
     assert len(PdfReader(io.BytesIO(render_pdf(make_doc(), remote))).pages[0].images) == 0
 
 
+def test_a_transparent_logo_keeps_its_alpha_in_every_document() -> None:
+    # the logo's image object is encoded once per process and copied into each document
+    brand = Branding(name="B", logo=load_logo("data:image/png;base64," + base64.b64encode(png(8, 4, alpha=True)).decode()))
+    first, second = render_pdf(make_doc(), brand), render_pdf(make_doc(number="INV-000043"), brand)
+    for data in (first, second):
+        assert data.count(b"/SMask") == 1
+        assert len(PdfReader(io.BytesIO(data)).pages[0].images) == 1
+    assert "INV-000043" in pdf_text(second)
+
+
 def test_pdf_handles_text_outside_the_base_fonts() -> None:
     doc = make_doc()
     doc["customer"]["name"] = "株式会社テスト Ωμέγα Иванов 한국"
@@ -307,6 +352,7 @@ def test_wrap_breaks_words_and_overlong_tokens() -> None:
 ])
 def test_zero_and_three_decimal_currencies_through_the_real_invoice_builder(
         currency: str, plan_amounts: dict[str, str], expected_total: str) -> None:
+    from meterbill.domain.charges import PricingContext, Usage
     from meterbill.domain.invoices import build_invoice
     from meterbill.domain.periods import Period
     from meterbill.domain.plans import parse_plan
@@ -316,7 +362,9 @@ def test_zero_and_three_decimal_currencies_through_the_real_invoice_builder(
                             "charges": [{"meter": "calls", "model": "per_unit",
                                          "unit_amount": plan_amounts["unit"]}]})
     period = Period(datetime(2026, 10, 1, tzinfo=timezone.utc), datetime(2026, 11, 1, tzinfo=timezone.utc), 0)
-    rated = rate(plan, {"calls": Decimal(200)}, period, period)
+    from meterbill.domain.charges import PricingContext, Usage
+
+    rated = rate(plan, {"calls": Usage.of(Decimal(200))}, period, period, PricingContext(currency, "UTC"))
     doc = build_invoice(invoice_id="in_x", number="INV-000001", customer={"id": "c", "name": "Client"},
                         plan_code="p", plan_version=1, period=period, rated=rated, created_at="2026-11-01T00:00:00Z")
     assert doc["total"] == expected_total

@@ -7,21 +7,17 @@ Plan properties (``holidays`` + ``holiday_unit_amount`` and ``timezone`` optiona
      "holidays": ["2026-12-25"], "holiday_unit_amount": "0.05",
      "default_unit_amount": "0.08", "timezone": "Europe/Berlin"}
 
-Each 15-minute bucket of ``usage.buckets`` is priced by its START converted to the
-charge's ``timezone``, else the customer's (``PricingContext.timezone``): a local date
-in ``holidays`` -> ``holiday_unit_amount``; else the FIRST window (plan order: windows
-may overlap, the first wins) holding the local weekday with ``from <= time < to``; else
-``default_unit_amount`` (required). ``from``/``to`` are ``HH:MM`` on a 15-minute
-boundary, so no bucket straddles a window edge (at +05:30 or +05:45 too: their local
-quarter hours are UTC quarter hours); ``to`` may be ``24:00``; a window may not wrap
-midnight: split it in two windows with the same name (which share one unit price).
-
-Daylight saving needs no special case: a bucket's local time comes from its UTC instant,
-so on a 23-hour day no bucket falls in the skipped hour, and on a 25-hour day the
-buckets of BOTH occurrences of the repeated hour fall in that hour's window.
-
-Parts: one per window name with usage (units summed), then holidays, then other times.
-The buckets must add up to ``usage.quantity`` (an additive meter).
+Each 15-minute bucket of ``usage.buckets`` (which must add up to ``usage.quantity``) is
+priced by its START in the charge's ``timezone``, else the customer's: a local date in
+``holidays`` -> ``holiday_unit_amount``; else the FIRST window (windows may overlap, the
+first wins) holding the local weekday with ``from <= time < to``; else the required
+``default_unit_amount``. ``from``/``to`` are ``HH:MM`` on a 15-minute boundary, so no
+bucket straddles a window edge (nor at +05:30 / +05:45); ``to`` may be ``24:00``; to wrap
+midnight, split a window in two with the same name (they share one unit price).
+Daylight saving needs no special case: local time comes from each bucket's UTC instant,
+so on a 23-hour day no bucket falls in the skipped hour and on a 25-hour day BOTH
+occurrences of the repeated hour fall in its window. Parts: one per window name with
+usage, then "holidays", then "other times".
 """
 
 from __future__ import annotations
@@ -98,7 +94,8 @@ class TimeOfUseParams:
         object.__setattr__(self, "labels", tuple(labels))
         object.__setattr__(self, "unit_amounts", tuple(amounts))
         object.__setattr__(self, "table", table)
-        object.__setattr__(self, "holiday_ordinals", frozenset(d.toordinal() for d in self.holidays))
+        ordinals = frozenset(d.toordinal() for d in self.holidays)
+        object.__setattr__(self, "holiday_ordinals", ordinals)
 
 
 class TimeOfUse:
@@ -123,9 +120,7 @@ class TimeOfUse:
         default = required_amount(raw, "default_unit_amount", path)
         tz = raw.get("timezone")
         if tz is not None and (not isinstance(tz, str) or _load_zone(tz) is None):
-            raise InvalidField(
-                f"{path}.timezone", f"{tz!r} is not an IANA time zone such as 'Europe/Berlin'"
-            )
+            raise InvalidField(f"{path}.timezone", f"{tz!r} is not an IANA time zone name")
         return TimeOfUseParams(tuple(windows), default, holidays, holiday_amount, tz)
 
     def price(
@@ -156,9 +151,7 @@ class TimeOfUse:
                 units[i] += value
             total = sum(units, _ZERO)
         if total != usage.quantity:
-            raise ValueError(
-                f"time_of_use buckets add up to {total}, not the usage quantity {usage.quantity}"
-            )
+            raise ValueError(f"time_of_use buckets add up to {total}, not {usage.quantity}")
         parts: list[Part] = []
         amount = _ZERO
         for label, unit_amount, n in zip(params.labels, params.unit_amounts, units):
@@ -213,11 +206,8 @@ def _parse_window(raw: object, path: str, earlier: list[Window]) -> Window:
     start = _parse_time(row.get("from"), f"{path}.from", allow_24=False)
     end = _parse_time(row.get("to"), f"{path}.to", allow_24=True)
     if end <= start:
-        raise InvalidField(
-            f"{path}.to",
-            f"must be later than from ({_hhmm(start)}); a window may not wrap midnight: "
-            "split it into two windows with the same name, one ending at 24:00",
-        )
+        problem = f"must be later than from ({_hhmm(start)}); to wrap midnight, split the window"
+        raise InvalidField(f"{path}.to", problem + " in two with the same name")
     unit_amount = required_amount(row, "unit_amount", path)
     for other in earlier:
         if other.name == name and other.unit_amount != unit_amount:
@@ -246,9 +236,7 @@ def _parse_holidays(raw: object, path: str) -> frozenset[date]:
     days: set[date] = set()
     for i, text in enumerate(raw):
         try:
-            if not isinstance(text, str) or not _ISO_DATE.fullmatch(text):
-                raise ValueError
-            days.add(date.fromisoformat(text))
+            days.add(date.fromisoformat(text if _ISO_DATE.fullmatch(str(text)) else ""))
         except ValueError:
             raise InvalidField(f"{path}[{i}]", 'must be a local date "YYYY-MM-DD"') from None
     return frozenset(days)

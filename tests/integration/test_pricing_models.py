@@ -1,0 +1,76 @@
+"""Charge models that need more than a quantity, through the real flow: events -> buckets ->
+close -> invoice lines with their breakdown; and the plan checks that need the meter."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+import pytest
+
+from meterbill.domain.errors import InvalidField
+
+OCT, NOV = "2026-10-01T00:00:00Z", "2026-11-01T00:00:00Z"
+
+
+def send(container: Any, *events: dict[str, Any]) -> None:
+    res = container.ingest.ingest(json.dumps({"events": list(events)}), None)
+    assert res.errors == [], res.errors
+
+
+def test_matrix_and_time_of_use_on_an_invoice(container: Any, drain: Any) -> None:
+    c = container.catalog
+    c.put_meter("vm_hours", {"event_type": "vm", "aggregation": "sum", "property": "hours", "group_by": ["region"]})
+    c.put_meter("kwh", {"event_type": "power", "aggregation": "sum", "property": "kwh"})
+    c.put_plan("infra", {"currency": "EUR", "interval": "month", "charges": [
+        {"meter": "vm_hours", "model": "matrix", "dimensions": ["region"],
+         "prices": [{"match": {"region": "eu"}, "unit_amount": "0.12"}], "default_unit_amount": "0.10"},
+        {"meter": "kwh", "model": "time_of_use", "default_unit_amount": "0.08",
+         "windows": [{"name": "peak", "days": ["mon", "tue", "wed", "thu", "fri"], "from": "08:00", "to": "20:00",
+                      "unit_amount": "0.20"}]}]})
+    c.put_customer("plant", {"name": "Plant", "plan": "infra", "started_at": OCT, "billing_anchor": OCT,
+                             "timezone": "Europe/Berlin"})
+    send(container,
+         {"id": "v1", "customer": "plant", "type": "vm", "timestamp": "2026-10-05T10:00:00Z",
+          "properties": {"hours": 100, "region": "eu"}},
+         {"id": "v2", "customer": "plant", "type": "vm", "timestamp": "2026-10-06T10:00:00Z",
+          "properties": {"hours": 50, "region": "us"}},
+         # Mon 2026-10-05 07:30 UTC = 09:30 Berlin (CEST): peak
+         {"id": "p1", "customer": "plant", "type": "power", "timestamp": "2026-10-05T07:30:00Z",
+          "properties": {"kwh": 10}},
+         # Mon 2026-10-05 18:30 UTC = 20:30 Berlin: off-peak
+         {"id": "p2", "customer": "plant", "type": "power", "timestamp": "2026-10-05T18:30:00Z",
+          "properties": {"kwh": 10}},
+         # Sun 2026-10-25, the day clocks go back: 11:00 UTC = 12:00 CET, weekend: off-peak
+         {"id": "p3", "customer": "plant", "type": "power", "timestamp": "2026-10-25T11:00:00Z",
+          "properties": {"kwh": 5}})
+    drain()
+    # the anchor 00:00Z is 02:00 in Berlin; periods keep that local time, so after the change
+    # back to CET the next boundary is 01:00Z
+    container.billing.run(datetime.fromisoformat("2026-11-02T00:00:00+00:00"))
+    inv = container.billing_store.list_invoices("plant", 10, None)[0][0]
+    lines = {ln["meter"]: ln for ln in inv["lines"]}
+    assert inv["period"] == {"start": "2026-10-01T00:00:00Z", "end": "2026-11-01T01:00:00Z"}
+    assert lines["vm_hours"]["amount"] == "17.00"  # 100 x 0.12 + 50 x 0.10 (default)
+    assert sorted((p["label"], p["amount"]) for p in lines["vm_hours"]["parts"]) == [
+        ("region=eu", "12.00"), ("region=us", "5.00")]
+    assert lines["kwh"]["amount"] == "3.20"  # 10 x 0.20 peak + 15 x 0.08 other
+    assert inv["total"] == "20.20"
+
+
+@pytest.mark.parametrize(("charge", "field"), [
+    ({"meter": "peak", "model": "time_of_use", "default_unit_amount": "1",
+      "windows": [{"name": "day", "days": ["mon"], "from": "08:00", "to": "20:00", "unit_amount": "2"}]},
+     "charges[0].model"),
+    ({"meter": "vm", "model": "matrix", "dimensions": ["zone"], "prices": [
+        {"match": {"zone": "a"}, "unit_amount": "1"}], "default_unit_amount": "1"}, "charges[0].dimensions"),
+    ({"meter": "vm", "model": "percentage", "rate": "2.9", "per_event_min": "0.50"}, "charges[0].per_event_min"),
+])
+def test_plan_rejects_charges_the_meter_cannot_support(container: Any, charge: dict[str, Any], field: str) -> None:
+    container.catalog.put_meter("peak", {"event_type": "x", "aggregation": "max", "property": "kw"})
+    container.catalog.put_meter("vm", {"event_type": "vm", "aggregation": "sum", "property": "h",
+                                       "group_by": ["region"]})
+    with pytest.raises(InvalidField) as err:
+        container.catalog.put_plan("p", {"currency": "USD", "charges": [charge]})
+    assert err.value.field == field
