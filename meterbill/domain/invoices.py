@@ -35,10 +35,13 @@ def _tier(t: TierLine, currency: str) -> dict[str, Any]:
 
 
 def _line(line: Line, currency: str, period: Period) -> dict[str, Any]:
+    covers = line.covers or period
     doc: dict[str, Any] = {"type": line.kind, "description": line.description,
                            "amount": format_amount(line.amount, currency),
                            "amount_unrounded": _dec(line.amount_unrounded),
-                           "period": {"start": iso(period.start), "end": iso(period.end)}}
+                           "period": {"start": iso(covers.start), "end": iso(covers.end)}}
+    if line.free_units is not None:
+        doc["free_units"] = _dec(line.free_units)
     if line.meter is not None:
         doc.update(meter=line.meter, quantity=_dec(line.quantity), unit_amount=_dec(line.unit_amount),
                    tiers=[_tier(t, currency) for t in line.tiers])

@@ -1,4 +1,12 @@
-"""Plans: a currency, an interval, a base fee and usage charges (pure)."""
+"""Plans: a currency, an interval, a base fee and usage charges (pure).
+
+Plan-level terms: ``base_fee_timing`` ("arrears": the closing invoice bills the period that
+ended; "advance": it bills the next period's fee, and the first invoice also the first
+period's), ``minimum_commitment`` (a true-up line when the invoice falls short; prorated for a
+partial period). Charge-level terms understood here, for every model: ``free_units`` (an
+allowance deducted before pricing; quantity-priced models only), ``min_amount`` (the charge
+costs at least this; prorated for a partial period), ``display_name``, ``unit``.
+"""
 
 from __future__ import annotations
 
@@ -14,12 +22,20 @@ from meterbill.domain.money import minor_units, parse_decimal
 from meterbill.domain.periods import INTERVALS
 
 
+QUANTITY_PRICED = frozenset({"per_unit", "graduated", "package", "volume"})
+TIMINGS = ("arrears", "advance")
+ZERO = Decimal(0)
+
+
 @dataclass(frozen=True, slots=True)
 class Charge:
     meter: str
     model: ChargeModel
     params: Any
     display_name: str | None = None
+    free_units: Decimal = ZERO
+    min_amount: Decimal = ZERO
+    unit: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +46,29 @@ class Plan:
     base_fee: Decimal
     charges: tuple[Charge, ...]
     name: str | None = None
+    base_fee_timing: str = "arrears"
+    minimum_commitment: Decimal = ZERO
+
+
+def _optional_text(raw: Mapping[str, Any], key: str, path: str) -> str | None:
+    value = raw.get(key)
+    if value is not None and type(value) is not str:
+        raise InvalidField(f"{path}{key}", "must be a string")
+    return value
+
+
+def _charge(rc: Any, path: str) -> Charge:
+    if type(rc) is not dict:
+        raise InvalidField(path, "must be an object")
+    meter = check_code(rc.get("meter"), f"{path}.meter")
+    model = get_model(rc.get("model"), path)
+    free = parse_decimal(rc.get("free_units", "0"), f"{path}.free_units")
+    if free and model.name not in QUANTITY_PRICED:
+        raise InvalidField(f"{path}.free_units", f"applies to {', '.join(sorted(QUANTITY_PRICED))} charges; "
+                                                 f"'{model.name}' has its own terms")
+    return Charge(meter, model, model.parse(rc, path), _optional_text(rc, "display_name", f"{path}."),
+                  free, parse_decimal(rc.get("min_amount", "0"), f"{path}.min_amount"),
+                  _optional_text(rc, "unit", f"{path}."))
 
 
 def parse_plan(code: str, raw: Mapping[str, Any]) -> Plan:
@@ -45,22 +84,15 @@ def parse_plan(code: str, raw: Mapping[str, Any]) -> Plan:
     raw_charges = raw.get("charges", [])
     if type(raw_charges) is not list:
         raise InvalidField("charges", "must be a list")
-    charges = []
-    seen: set[str] = set()
+    charges: list[Charge] = []
     for i, rc in enumerate(raw_charges):
-        path = f"charges[{i}]"
-        if type(rc) is not dict:
-            raise InvalidField(path, "must be an object")
-        meter = check_code(rc.get("meter"), f"{path}.meter")
-        if meter in seen:
-            raise InvalidField(f"{path}.meter", f"meter '{meter}' is already charged by this plan")
-        seen.add(meter)
-        model = get_model(rc.get("model"), path)
-        display = rc.get("display_name")
-        if display is not None and type(display) is not str:
-            raise InvalidField(f"{path}.display_name", "must be a string")
-        charges.append(Charge(meter, model, model.parse(rc, path), display))
-    name = raw.get("name")
-    if name is not None and type(name) is not str:
-        raise InvalidField("name", "must be a string")
-    return Plan(code, currency, interval, base_fee, tuple(charges), name)
+        charge = _charge(rc, f"charges[{i}]")
+        if any(c.meter == charge.meter for c in charges):
+            raise InvalidField(f"charges[{i}].meter", f"meter '{charge.meter}' is already charged by this plan")
+        charges.append(charge)
+    timing = raw.get("base_fee_timing", "arrears")
+    if timing not in TIMINGS:
+        raise InvalidField("base_fee_timing", "must be 'arrears' or 'advance'")
+    commitment = parse_decimal(raw.get("minimum_commitment", "0"), "minimum_commitment")
+    return Plan(code, currency, interval, base_fee, tuple(charges), _optional_text(raw, "name", ""),
+                timing, commitment)

@@ -13,7 +13,7 @@ from decimal import Decimal
 from meterbill.domain.charges import Part, PricingContext, TierLine, Usage
 from meterbill.domain.money import quantize
 from meterbill.domain.periods import Period
-from meterbill.domain.plans import Plan
+from meterbill.domain.plans import Charge, Plan
 
 ZERO = Decimal(0)
 
@@ -30,6 +30,8 @@ class Line:
     tiers: tuple[TierLine, ...] = ()
     parts: tuple[Part, ...] = ()      # matrix cells, time-of-use windows, percentage components…
     proration: Decimal | None = None  # fraction of the full period billed (base fee)
+    free_units: Decimal | None = None  # allowance deducted before pricing
+    covers: Period | None = None       # the service period a line bills, when not the invoice's
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,22 +53,52 @@ def proration(period: Period, full: Period) -> Decimal:
 NO_USAGE = Usage(ZERO)
 
 
-def rate(plan: Plan, usages: Mapping[str, Usage], period: Period, full: Period, ctx: PricingContext) -> Rated:
-    """Price one customer's period. ``usages`` maps meter code -> that meter's usage."""
+def _base_fee(plan: Plan, covers: Period, fraction: Decimal, note: str, current: Period) -> Line:
+    raw = plan.base_fee * fraction
+    return Line("base_fee", f"{plan.name or plan.code} base fee{note}", quantize(raw, plan.currency), raw,
+                proration=None if fraction == 1 else fraction, covers=None if covers == current else covers)
+
+
+def _usage_line(charge: Charge, usage: Usage, fraction: Decimal, ctx: PricingContext) -> Line:
+    priced_usage = usage
+    if charge.free_units:
+        priced_usage = Usage(max(ZERO, usage.quantity - charge.free_units), usage.events)
+    priced = charge.model.price(priced_usage, charge.params, ctx)
+    amount, parts = priced.amount, priced.parts
+    minimum = charge.min_amount * fraction
+    if amount < minimum:
+        parts = (*parts, Part("minimum charge", ZERO, None, minimum - amount))
+        amount = minimum
+    return Line("usage", charge.display_name or charge.meter, quantize(amount, ctx.currency), amount,
+                meter=charge.meter, quantity=usage.quantity, unit_amount=priced.unit_amount,
+                tiers=priced.tiers, parts=parts, free_units=charge.free_units or None)
+
+
+def rate(plan: Plan, usages: Mapping[str, Usage], period: Period, full: Period, ctx: PricingContext, *,
+         first: bool = True, next_full: Period | None = None) -> Rated:
+    """Price one customer's period. ``usages`` maps meter code -> that meter's usage.
+
+    ``first``: this is the subscription's first invoice; ``next_full``: the following period,
+    needed when the base fee is billed in advance."""
     currency = plan.currency
+    fraction = proration(period, full)
     lines: list[Line] = []
     if plan.base_fee:
-        fraction = proration(period, full)
-        raw = plan.base_fee * fraction
-        desc = plan.name or plan.code
-        lines.append(Line("base_fee", f"{desc} base fee", quantize(raw, currency), raw,
-                          proration=None if fraction == 1 else fraction))
+        if plan.base_fee_timing == "arrears":
+            lines.append(_base_fee(plan, period, fraction, "", period))
+        else:
+            if first:  # nothing billed the first period in advance
+                lines.append(_base_fee(plan, period, fraction, " (first period)", period))
+            if next_full is not None:
+                lines.append(_base_fee(plan, next_full, Decimal(1), " (next period, in advance)", period))
     for charge in plan.charges:
-        usage = usages.get(charge.meter, NO_USAGE)
-        priced = charge.model.price(usage, charge.params, ctx)
-        lines.append(Line("usage", charge.display_name or charge.meter,
-                          quantize(priced.amount, currency), priced.amount,
-                          meter=charge.meter, quantity=usage.quantity, unit_amount=priced.unit_amount,
-                          tiers=priced.tiers, parts=priced.parts))
+        lines.append(_usage_line(charge, usages.get(charge.meter, NO_USAGE), fraction, ctx))
     subtotal = sum((ln.amount for ln in lines), ZERO)
+    if plan.minimum_commitment:
+        commitment = quantize(plan.minimum_commitment * fraction, currency)
+        if subtotal < commitment:
+            gap = commitment - subtotal
+            lines.append(Line("minimum_commitment", f"minimum commitment true-up (commitment {commitment})",
+                              gap, gap))
+            subtotal = commitment
     return Rated(currency, tuple(lines), subtotal, subtotal)

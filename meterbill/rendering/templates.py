@@ -45,6 +45,7 @@ table.lines th { text-align: left; font-size: 12px; text-transform: uppercase; l
   color: var(--accent); border-bottom: 2px solid var(--accent); padding: 6px 8px; }
 table.lines td { padding: 8px; border-bottom: 1px solid #e5e7eb; vertical-align: top; }
 table.lines .num { text-align: right; white-space: nowrap; font-variant-numeric: tabular-nums; }
+table.lines tr.has-subs td { border-bottom: 0; padding-bottom: 4px; }
 table.lines tr.sub td { border-bottom: 0; padding: 0 8px 2px 24px; color: #6b7280; font-size: 12.5px; }
 table.lines tr.sub.last td { border-bottom: 1px solid #e5e7eb; padding-bottom: 8px; }
 table.totals { margin: 16px 0 0 auto; border-collapse: collapse; min-width: 300px; }
@@ -104,7 +105,7 @@ footer { margin-top: 32px; padding-top: 12px; border-top: 1px solid #e5e7eb; col
   <tbody>
 {% for line in inv.lines %}
 {% set subs = line.tiers|length + line.notes|length %}
-    <tr class="line"><td>{{ line.description }}</td><td class="num">{{ line.quantity }}</td><td class="num">{{ line.unit_price }}</td><td class="num">{{ line.amount }}</td></tr>
+    <tr class="line{% if subs %} has-subs{% endif %}"><td>{{ line.description }}</td><td class="num">{{ line.quantity }}</td><td class="num">{{ line.unit_price }}</td><td class="num">{{ line.amount }}</td></tr>
 {% for t in line.tiers %}
     <tr class="sub tier{% if loop.index == subs %} last{% endif %}"><td colspan="3">{{ t.expression }}</td><td class="num">{{ t.amount }}</td></tr>
 {% endfor %}

@@ -148,7 +148,8 @@ def test_dates_follow_the_invoice_timezone_when_the_document_has_one() -> None:
 
 def test_view_of_a_stored_invoice() -> None:
     view = invoice_view(make_doc())
-    assert (view.title, view.status, view.status_label, view.terms) == ("Invoice INV-000042", "final", "Final", "Net 14")
+    assert (view.title, view.status, view.status_label, view.terms) == \
+        ("Invoice INV-000042", "final", "Final", "Net 14")
     assert (view.issued, view.due, view.period) == ("1 Nov 2026", "15 Nov 2026", "1 Oct 2026 – 31 Oct 2026")
     assert view.customer_lines == ("1 Main St", "12345 Springfield, IL", "US")
     base, tokens, calls = view.lines
@@ -322,7 +323,8 @@ def test_pdf_embeds_a_local_logo_and_never_fetches_a_remote_one() -> None:
 
 def test_a_transparent_logo_keeps_its_alpha_in_every_document() -> None:
     # the logo's image object is encoded once per process and copied into each document
-    brand = Branding(name="B", logo=load_logo("data:image/png;base64," + base64.b64encode(png(8, 4, alpha=True)).decode()))
+    rgba = base64.b64encode(png(8, 4, alpha=True)).decode()
+    brand = Branding(name="B", logo=load_logo("data:image/png;base64," + rgba))
     first, second = render_pdf(make_doc(), brand), render_pdf(make_doc(number="INV-000043"), brand)
     for data in (first, second):
         assert data.count(b"/SMask") == 1
