@@ -38,12 +38,17 @@ class ChargeIn(BaseModel):
     display_name: str | None = None
     unit_amount: str | None = Field(default=None, pattern=r"^\d+(\.\d+)?$")
     tiers: list[TierIn] | None = None
+    free_units: str | None = Field(default=None, pattern=r"^\d+(\.\d+)?$")
+    min_amount: str | None = Field(default=None, pattern=r"^\d+(\.\d+)?$")
+    unit: str | None = None
 
 
 class PlanIn(Strict):
     currency: str = Field(min_length=3, max_length=3, examples=["USD"])
     interval: Literal["hour", "day", "week", "month", "quarter", "year"] = "month"
     base_fee: str = Field(default="0", pattern=r"^\d+(\.\d+)?$")
+    base_fee_timing: Literal["arrears", "advance"] = "arrears"
+    minimum_commitment: str | None = Field(default=None, pattern=r"^\d+(\.\d+)?$")
     name: str | None = None
     charges: list[ChargeIn] = []
 

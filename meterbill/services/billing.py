@@ -123,8 +123,10 @@ class BillingService:
                 raise NotFound(f"plan {plan.code} charges meter '{charge.meter}', which does not exist")
             usages[charge.meter] = usage_of(meter, buckets.get(charge.meter, ()))
         anchor = parse_instant(customer["billing_anchor"], "billing_anchor")
-        return rate(plan, usages, period, full_period(anchor, plan.interval, customer["timezone"], period),
-                    PricingContext(plan.currency, customer["timezone"]))
+        tz = customer["timezone"]
+        return rate(plan, usages, period, full_period(anchor, plan.interval, tz, period),
+                    PricingContext(plan.currency, tz), first=not customer.get("closed_through"),
+                    next_full=period_containing(anchor, plan.interval, tz, period.end))
 
     def _commit_one(self, customer: dict[str, Any], plan: Plan, period: Period) -> bool:
         seq = self._store.invoice_counter() + 1

@@ -1,0 +1,104 @@
+"""Rating with plan terms (pure): free allowance, minimums, commitment, base fee timing, and
+the invariant that an invoice's total is the sum of its rounded lines."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from meterbill.domain.charges import PricingContext, Usage
+from meterbill.domain.errors import InvalidField
+from meterbill.domain.periods import Period
+from meterbill.domain.plans import parse_plan
+from meterbill.domain.rating import rate
+
+UTC = timezone.utc
+OCT = Period(datetime(2026, 10, 1, tzinfo=UTC), datetime(2026, 11, 1, tzinfo=UTC), 0)
+NOV = Period(datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 12, 1, tzinfo=UTC), 1)
+HALF_OCT = Period(datetime(2026, 10, 16, 12, tzinfo=UTC), OCT.end, 0)  # 15.5 of 31 days = 1/2
+CTX = PricingContext("USD", "UTC")
+
+
+def plan(**extra: Any) -> Any:
+    charges = extra.pop("charges", [{"meter": "calls", "model": "per_unit", "unit_amount": "0.10"}])
+    return parse_plan("p", {"currency": "USD", "base_fee": "30.00", "charges": charges, **extra})
+
+
+def amounts(rated: Any) -> list[tuple[str, str]]:
+    return [(ln.kind, str(ln.amount)) for ln in rated.lines]
+
+
+def test_free_allowance_is_deducted_before_pricing() -> None:
+    p = plan(charges=[{"meter": "calls", "model": "graduated", "free_units": "100",
+                       "tiers": [{"up_to": "50", "unit_amount": "1"}, {"up_to": None, "unit_amount": "0.5"}]}])
+    r = rate(p, {"calls": Usage.of(Decimal(180))}, OCT, OCT, CTX)  # 80 billable: 50 x 1 + 30 x 0.5
+    assert amounts(r)[1] == ("usage", "65.00")
+    assert r.lines[1].quantity == 180 and r.lines[1].free_units == 100
+    assert rate(p, {"calls": Usage.of(Decimal(60))}, OCT, OCT, CTX).lines[1].amount == 0
+
+
+def test_per_charge_minimum_and_its_proration() -> None:
+    p = plan(charges=[{"meter": "calls", "model": "per_unit", "unit_amount": "0.10", "min_amount": "20"}])
+    full = rate(p, {"calls": Usage.of(Decimal(50))}, OCT, OCT, CTX)
+    assert amounts(full) == [("base_fee", "30.00"), ("usage", "20.00")]
+    assert full.lines[1].parts[-1].label == "minimum charge" and full.lines[1].parts[-1].amount == 15
+    half = rate(p, {"calls": Usage.of(Decimal(50))}, HALF_OCT, OCT, CTX)
+    assert amounts(half) == [("base_fee", "15.00"), ("usage", "10.00")]
+    above = rate(p, {"calls": Usage.of(Decimal(500))}, OCT, OCT, CTX)
+    assert above.lines[1].amount == 50 and above.lines[1].parts == ()
+
+
+def test_minimum_commitment_true_up() -> None:
+    p = plan(minimum_commitment="100.00")
+    short = rate(p, {"calls": Usage.of(Decimal(123))}, OCT, OCT, CTX)  # 30 + 12.30 = 42.30
+    assert amounts(short)[-1] == ("minimum_commitment", "57.70") and short.total == 100
+    enough = rate(p, {"calls": Usage.of(Decimal(1000))}, OCT, OCT, CTX)
+    assert [k for k, _ in amounts(enough)] == ["base_fee", "usage"] and enough.total == 130
+    half = rate(p, {}, HALF_OCT, OCT, CTX)
+    assert half.total == 50  # commitment prorated with the period
+
+
+def test_base_fee_in_advance() -> None:
+    p = plan(base_fee_timing="advance")
+    first = rate(p, {}, HALF_OCT, OCT, CTX, first=True, next_full=NOV)
+    assert [(ln.description, str(ln.amount), ln.covers) for ln in first.lines if ln.kind == "base_fee"] == [
+        ("p base fee (first period)", "15.00", None), ("p base fee (next period, in advance)", "30.00", NOV)]
+    later = rate(p, {}, OCT, OCT, CTX, first=False, next_full=NOV)
+    assert amounts(later) == [("base_fee", "30.00"), ("usage", "0.00")]
+
+
+@pytest.mark.parametrize(("raw", "field"), [
+    ({"charges": [{"meter": "c", "model": "time_of_use", "free_units": "5", "default_unit_amount": "1",
+                   "windows": [{"name": "w", "days": ["mon"], "from": "00:00", "to": "24:00", "unit_amount": "1"}]}]},
+     "charges[0].free_units"),
+    ({"base_fee_timing": "upfront"}, "base_fee_timing"),
+    ({"minimum_commitment": 100.0}, "minimum_commitment"),
+    ({"charges": [{"meter": "c", "model": "per_unit", "unit_amount": "1", "min_amount": "-1"}]}, "charges[0].min_amount"),
+])
+def test_plan_terms_are_validated(raw: dict[str, Any], field: str) -> None:
+    with pytest.raises(InvalidField) as err:
+        parse_plan("p", {"currency": "USD", **raw})
+    assert err.value.field == field
+
+
+@settings(max_examples=300)
+@given(st.lists(st.decimals(min_value=0, max_value=10**7, places=4, allow_nan=False), min_size=3, max_size=3),
+       st.sampled_from(["USD", "JPY", "KWD"]), st.sampled_from(["0", "5000"]), st.booleans())
+def test_total_is_the_sum_of_rounded_lines(qs: list[Decimal], currency: str, commitment: str, half: bool) -> None:
+    p = parse_plan("p", {"currency": currency, "base_fee": "19.99", "minimum_commitment": commitment, "charges": [
+        {"meter": "a", "model": "per_unit", "unit_amount": "0.0013"},
+        {"meter": "b", "model": "graduated", "min_amount": "3.333",
+         "tiers": [{"up_to": "1000", "unit_amount": "0.017"}, {"up_to": None, "unit_amount": "0.0011"}]},
+        {"meter": "c", "model": "volume", "tiers": [{"up_to": "500", "unit_amount": "0.3"},
+                                                    {"up_to": None, "unit_amount": "0.2", "flat_amount": "7"}]}]})
+    usages = {m: Usage.of(q) for m, q in zip("abc", qs)}
+    r = rate(p, usages, HALF_OCT if half else OCT, OCT, PricingContext(currency, "UTC"))
+    exponent = {"USD": -2, "JPY": 0, "KWD": -3}[currency]
+    assert all(ln.amount.as_tuple().exponent == exponent for ln in r.lines)  # each line rounded once
+    assert r.total == r.subtotal == sum(ln.amount for ln in r.lines)
+    assert r.total >= (Decimal(commitment) / (2 if half else 1)).quantize(Decimal(1).scaleb(exponent))
