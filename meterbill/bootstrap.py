@@ -63,7 +63,7 @@ def bootstrap(settings: Settings | None = None, *, client: Any = None, clock: Cl
         settings=settings, clock=clock, events_store=events, billing_store=store, catalog=catalog,
         ingest=IngestService(events, catalog, clock, store),
         aggregation=AggregationService(store, catalog, clock, decode_stream),
-        billing=BillingService(store, catalog, clock, settings.invoice_prefix),
+        billing=BillingService(store, catalog, clock, settings.invoice_prefix, settings.grace_hours),
         usage=UsageService(store, catalog, clock),
         keys=KeyService(store, clock),
         renderer=InvoiceRenderer(settings),

@@ -24,6 +24,16 @@ def _multiline(value: str | None) -> str:
     return (value or "").replace("\\n", "\n").strip()
 
 
+def _grace(value: str | None) -> float:
+    try:
+        hours = float(value) if value else 0.0
+    except ValueError:
+        raise ValueError(f"METERBILL_GRACE_HOURS must be a number of hours, not {value!r}") from None
+    if not 0 <= hours <= 720:
+        raise ValueError("METERBILL_GRACE_HOURS must be between 0 and 720")
+    return hours
+
+
 @dataclass(frozen=True)
 class Settings:
     events_table: str = "meterbill-events"
@@ -31,6 +41,7 @@ class Settings:
     region: str = "us-east-1"
     dynamodb_endpoint: str | None = None   # None on AWS; moto's server URL locally
     invoice_prefix: str = "INV-"
+    grace_hours: float = 0.0               # an ended period's invoice stays a draft this long
     # Invoice documents (HTML/PDF): the seller's branding and payment instructions.
     brand_name: str = ""
     brand_address: str = ""                # multi-line
@@ -49,6 +60,7 @@ class Settings:
             region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or cls.region,
             dynamodb_endpoint=env.get("METERBILL_DYNAMODB_ENDPOINT") or None,
             invoice_prefix=env.get("METERBILL_INVOICE_PREFIX", cls.invoice_prefix),
+            grace_hours=_grace(env.get("METERBILL_GRACE_HOURS")),
             brand_name=env.get("METERBILL_BRAND_NAME", "").strip(),
             brand_address=_multiline(env.get("METERBILL_BRAND_ADDRESS")),
             brand_logo=env.get("METERBILL_BRAND_LOGO", "").strip() or None,

@@ -121,6 +121,12 @@ def list_pending(limit: Limit = 50, cursor: Cursor = None) -> dict[str, Any]:
     return page(*container().billing_store.list_pending(limit, cursor))
 
 
+@router.get("/v1/customers/<customer_id>/upcoming-invoice",
+            description="The running bill for the open period, from the same rating code as the real close.")
+def upcoming_invoice(customer_id: str) -> dict[str, Any]:
+    return plain(container().billing.upcoming(customer_id))
+
+
 @router.get("/v1/customers/<customer_id>/usage")
 def customer_usage(customer_id: str, from_: Annotated[str | None, Query(alias="from")] = None,
                    to: Cursor = None, meter: Cursor = None, window: Annotated[str, Query()] = "day",

@@ -90,6 +90,22 @@ class BillingService:
                 summary.invoices.append(invoice_id(customer_id, period))
         raise Conflict(f"customer {customer_id}: gave up after repeated concurrent changes")
 
+    def upcoming(self, customer_id: str) -> dict[str, Any]:
+        """The running bill of the open period: rated by the same code as the real close, from
+        the usage aggregated so far (the period's base fee in full, as it will be billed)."""
+        customer = self._store.get_customer(customer_id)
+        if customer is None:
+            raise NotFound(f"customer '{customer_id}' does not exist", field="id")
+        plan = self._catalog.plan(customer["plan"])
+        anchor = parse_instant(customer["billing_anchor"], "billing_anchor")
+        started = parse_instant(customer["started_at"], "started_at")
+        period = period_containing(anchor, plan.interval, customer["timezone"], max(self._clock(), started))
+        if period.start < started:
+            period = Period(started, period.end, period.index)
+        doc = self._document(customer, plan, period, None)
+        doc.update(status="upcoming", as_of=iso(self._clock()))
+        return doc
+
     def _save_draft(self, customer: dict[str, Any], plan: Plan, period: Period) -> str:
         inv = self._document(customer, plan, period, None)
         self._store.save_draft(inv, customer["id"])

@@ -648,3 +648,13 @@ def test_swagger_ui_is_served(api: Api) -> None:
     assert resp.status_code == 200, resp.text[:300]
     assert resp.headers["content-type"].startswith("text/html")
     assert "swagger" in resp.text.lower()
+
+
+def test_upcoming_invoice_over_http(catalog: Api, drain: Any) -> None:
+    catalog.ok("POST", "/v1/events", events_body(ev("up1", ts="2026-11-02T09:00:00Z", tokens=10)), key="ingest")
+    drain()
+    doc = catalog.ok("GET", "/v1/customers/acme/upcoming-invoice", key="read")
+    assert (doc["status"], doc["number"], doc["period"]["start"]) == ("upcoming", None, "2026-11-01T00:00:00Z")
+    assert [ln["amount"] for ln in doc["lines"]][1] == "0.10" and isinstance(doc["total"], str)
+    assert catalog.get("/v1/customers/acme/upcoming-invoice", key="ingest").status_code == 403
+    assert catalog.get("/v1/customers/nobody/upcoming-invoice", key="read").status_code == 404

@@ -310,3 +310,18 @@ def test_trickle_traffic_keeps_buckets_small_and_redelivery_exact(container: Any
         container.aggregation.apply(records)
     close(container)
     assert invoices(container)[0]["lines"][1]["quantity"] == "40"
+
+
+def test_upcoming_invoice_is_the_running_bill_and_matches_the_close(container: Any, catalog: Any, drain: Any,
+                                                                   clock: Any) -> None:
+    container.ingest.ingest(body(ev("n1", ts="2026-11-03T10:00:00Z", tokens=1200)), None)
+    drain()
+    upcoming = container.billing.upcoming("acme")  # clock: 2026-11-05, November is open
+    assert (upcoming["status"], upcoming["period"]["start"], upcoming["period"]["end"]) == (
+        "upcoming", "2026-11-01T00:00:00Z", "2026-12-01T00:00:00Z")
+    # 49 + 1000 x 0.01 + 200 x 0.005 + 1 call x 0.001 (rounds to 0.00)
+    assert upcoming["total"] == "60.00"
+    clock.advance(days=30)
+    close(container, "2026-12-01T00:00:00+00:00")
+    nov = [i for i in invoices(container) if i["period"]["start"] == "2026-11-01T00:00:00Z"][0]
+    assert (nov["id"], nov["total"]) == (upcoming["id"], upcoming["total"])
