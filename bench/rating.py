@@ -88,6 +88,7 @@ def _workload() -> tuple[Any, list[dict[str, Any]]]:
 
 def run() -> None:
     from meterbill.domain.instants import parse_instant
+    from meterbill.domain.charges import DETAILED
     from meterbill.domain.meters import parse_meter, usage_of
     from meterbill.domain.periods import full_period
     from meterbill.domain.rating import rate
@@ -105,7 +106,8 @@ def run() -> None:
         # BillingService.rate_period minus its I/O (bucket query, catalog lookup).
         for c in cases:
             usages = {ch.meter: usage_of(meters[ch.meter], [(start_s + 900 * k, "", st) for k, st in
-                                                            enumerate(c["states"][ch.meter])]) for ch in plan.charges}
+                                                            enumerate(c["states"][ch.meter])], ch.model.name in DETAILED)
+                      for ch in plan.charges}
             customer = c["customer"]
             anchor = parse_instant(customer["billing_anchor"], "billing_anchor")
             rate(plan, usages, c["period"], full_period(anchor, plan.interval, customer["timezone"], c["period"]),

@@ -215,12 +215,16 @@ def quantity(aggregation: str, states: Iterable[BucketState]) -> Decimal:
 ADDITIVE = frozenset({"count", "sum"})
 
 
-def usage_of(meter: Meter, buckets: Iterable[tuple[int, str, BucketState]]) -> Usage:
+def usage_of(meter: Meter, buckets: Iterable[tuple[int, str, BucketState]], detail: bool = True) -> Usage:
     """One meter's usage over a period, from its buckets ``(start epoch s, group key, state)``:
-    the total, per dimension group (matrix) and, for additive meters, per 15-minute bucket
-    (time-of-use)."""
-    buckets = list(buckets)
+    the total and, when ``detail`` (the charge model reads them), the aggregate per dimension
+    group (matrix) and, for additive meters, per 15-minute bucket (time-of-use)."""
+    buckets = buckets if isinstance(buckets, list) else list(buckets)
     states = [b[2] for b in buckets]
+    total = quantity(meter.aggregation, states)
+    events = sum(s.count for s in states)
+    if not detail:
+        return Usage(total, events)
     by_group: dict[str, list[BucketState]] = {}
     for _, g, st in buckets:
         by_group.setdefault(g, []).append(st)
@@ -233,7 +237,7 @@ def usage_of(meter: Meter, buckets: Iterable[tuple[int, str, BucketState]]) -> U
             add = Decimal(st.count) if meter.aggregation == "count" else st.sum
             per_start[start] = per_start.get(start, Decimal(0)) + add
         series = tuple(sorted(per_start.items()))
-    return Usage(quantity(meter.aggregation, states), sum(s.count for s in states), groups, series)
+    return Usage(total, events, groups, series)
 
 
 def bucket_start(ts_ms: int) -> int:

@@ -16,7 +16,7 @@ from typing import Any
 from meterbill.domain.errors import DomainError
 from meterbill.domain.instants import iso, parse_instant
 from meterbill.domain.invoices import build_invoice, invoice_id, invoice_number
-from meterbill.domain.charges import PricingContext, Usage
+from meterbill.domain.charges import DETAILED, PricingContext, Usage
 from meterbill.domain.meters import usage_of
 from meterbill.domain.periods import Period, closed_periods, full_period, period_containing
 from meterbill.domain.plans import Plan
@@ -137,7 +137,7 @@ class BillingService:
             meter = meters.get(charge.meter)
             if meter is None:
                 raise NotFound(f"plan {plan.code} charges meter '{charge.meter}', which does not exist")
-            usages[charge.meter] = usage_of(meter, buckets.get(charge.meter, ()))
+            usages[charge.meter] = usage_of(meter, buckets.get(charge.meter, []), charge.model.name in DETAILED)
         anchor = parse_instant(customer["billing_anchor"], "billing_anchor")
         tz = customer["timezone"]
         return rate(plan, usages, period, full_period(anchor, plan.interval, tz, period),

@@ -202,6 +202,9 @@ REGISTRY: Mapping[str, ChargeModel] = MappingProxyType(
 
 _NAMES = ", ".join(sorted(REGISTRY))
 
+#: models that read ``Usage.groups`` / ``Usage.buckets``; the others price the total only
+DETAILED = frozenset({"matrix", "time_of_use"})
+
 
 def get_model(name: object, path: str) -> ChargeModel:
     """The model called ``name``, or ``UnknownChargeModel`` at ``{path}.model``."""
