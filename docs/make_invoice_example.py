@@ -36,18 +36,38 @@ ACCENT = (0x1F, 0x4E, 0x79)
 
 PLAN = {
     "currency": "USD", "interval": "month", "base_fee": "499.00", "name": "Scale",
+    "minimum_commitment": "1000.00",
     "charges": [
-        {"meter": "llm_tokens", "model": "graduated", "display_name": "LLM tokens", "tiers": [
-            {"up_to": "10000000", "unit_amount": "0.00002"},
-            {"up_to": "100000000", "unit_amount": "0.000015"},
-            {"up_to": None, "unit_amount": "0.00001"}]},
-        {"meter": "gpu_seconds", "model": "graduated", "display_name": "GPU seconds", "tiers": [
-            {"up_to": "3600", "unit_amount": "0"},
-            {"up_to": None, "unit_amount": "0.0009", "flat_amount": "5.00"}]},
-        {"meter": "api_requests", "model": "per_unit", "display_name": "API requests", "unit_amount": "0.0004"},
+        {"meter": "llm_tokens", "model": "graduated", "display_name": "LLM tokens", "free_units": "1000000",
+         "tiers": [{"up_to": "10000000", "unit_amount": "0.00002"},
+                   {"up_to": "100000000", "unit_amount": "0.000015"},
+                   {"up_to": None, "unit_amount": "0.00001"}]},
+        {"meter": "gpu_seconds", "model": "matrix", "display_name": "GPU seconds", "dimensions": ["gpu"],
+         "prices": [{"match": {"gpu": "h100"}, "unit_amount": "0.0011"},
+                    {"match": {"gpu": "a10g"}, "unit_amount": "0.0003"}], "default_unit_amount": "0.0005"},
+        {"meter": "api_requests", "model": "package", "display_name": "API requests",
+         "package_size": "10000", "package_amount": "4.00"},
+        {"meter": "storage_gb", "model": "volume", "display_name": "Storage (GB-month)",
+         "tiers": [{"up_to": "1000", "unit_amount": "0.10"}, {"up_to": None, "unit_amount": "0.07"}]},
+        {"meter": "batch_kwh", "model": "time_of_use", "display_name": "Batch compute energy (kWh)",
+         "default_unit_amount": "0.09",
+         "windows": [{"name": "peak", "days": ["mon", "tue", "wed", "thu", "fri"], "from": "08:00", "to": "20:00",
+                      "unit_amount": "0.21"}]},
     ],
 }
-USAGE = {"llm_tokens": Decimal("137482910"), "gpu_seconds": Decimal("52817.5"), "api_requests": Decimal("918304")}
+# kWh: 24 buckets per weekday at 09:00 local (peak) and 02:00 (off-peak), 10 kWh each
+_KWH = tuple(sorted(
+    (int(datetime(2026, 10, d, h, tzinfo=timezone.utc).timestamp()), Decimal(10))
+    for d in range(1, 32) if datetime(2026, 10, d).weekday() < 5 for h in (2, 9)))
+USAGE = {
+    "llm_tokens": Usage.of(Decimal("137482910")),
+    "gpu_seconds": Usage(Decimal("52817.5"), 930, {(("gpu", "h100"),): Decimal("40000"),
+                                                   (("gpu", "a10g"),): Decimal("12000"),
+                                                   (("gpu", "t4"),): Decimal("817.5")}),
+    "api_requests": Usage.of(Decimal("918304")),
+    "storage_gb": Usage.of(Decimal("1843.2")),
+    "batch_kwh": Usage(sum((v for _, v in _KWH), Decimal(0)), len(_KWH), {}, _KWH),
+}
 CUSTOMER = {"id": "cus_northwind", "name": "Northwind Analytics, Inc.", "email": "accounts-payable@northwind.example",
             "payment_terms_days": 14,
             "address": {"line1": "200 Pine Street", "line2": "Suite 1200", "city": "Seattle", "state": "WA",
@@ -79,8 +99,7 @@ def logo_png(size: int = 96) -> bytes:
 def example_invoice() -> dict:
     plan = parse_plan("scale", PLAN)
     period = Period(datetime(2026, 10, 1, tzinfo=timezone.utc), datetime(2026, 11, 1, tzinfo=timezone.utc), 0)
-    rated = rate(plan, {m: Usage.of(q) for m, q in USAGE.items()}, period, period,
-                 PricingContext(plan.currency, "UTC"))
+    rated = rate(plan, USAGE, period, period, PricingContext(plan.currency, "UTC"))
     return build_invoice(invoice_id=invoice_id(CUSTOMER["id"], period), number="INV-000128", customer=CUSTOMER,
                          plan_code="scale", plan_version=3, period=period, rated=rated,
                          created_at="2026-11-01T00:04:12Z")
