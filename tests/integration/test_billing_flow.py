@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.conftest import ev
+from tests.conftest import ev, standard_catalog
 
 OCT, NOV = "2026-10-01T00:00:00Z", "2026-11-01T00:00:00Z"
 
@@ -21,16 +21,7 @@ def body(*events: dict[str, Any]) -> str:
 
 @pytest.fixture
 def catalog(container: Any) -> Any:
-    c = container.catalog
-    c.put_meter("tokens", {"event_type": "api.call", "aggregation": "sum", "property": "tokens"})
-    c.put_meter("calls", {"event_type": "api.call", "aggregation": "count"})
-    c.put_plan("pro", {"currency": "USD", "interval": "month", "base_fee": "49.00", "charges": [
-        {"meter": "tokens", "model": "graduated",
-         "tiers": [{"up_to": "1000", "unit_amount": "0.01"}, {"up_to": None, "unit_amount": "0.005"}]},
-        {"meter": "calls", "model": "per_unit", "unit_amount": "0.001"}]})
-    c.put_customer("acme", {"name": "Acme", "plan": "pro", "started_at": OCT, "billing_anchor": OCT,
-                            "payment_terms_days": 15})
-    return c
+    return standard_catalog(container)
 
 
 def close(container: Any, as_of: str = NOV) -> Any:

@@ -19,7 +19,7 @@ import boto3
 import pytest
 
 from meterbill.local.stack import LambdaContext
-from tests.conftest import ev
+from tests.conftest import ev, standard_catalog
 
 EVENTS_DIR = Path(__file__).resolve().parent.parent / "events"
 OCT, NOV = "2026-10-01T00:00:00Z", "2026-11-01T00:00:00Z"
@@ -51,15 +51,7 @@ def wired(container: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
 
 @pytest.fixture
 def priced(wired: Any) -> Any:
-    c = wired.catalog
-    c.put_meter("tokens", {"event_type": "api.call", "aggregation": "sum", "property": "tokens"})
-    c.put_meter("calls", {"event_type": "api.call", "aggregation": "count"})
-    c.put_plan("pro", {"currency": "USD", "interval": "month", "base_fee": "49.00", "charges": [
-        {"meter": "tokens", "model": "graduated",
-         "tiers": [{"up_to": "1000", "unit_amount": "0.01"}, {"up_to": None, "unit_amount": "0.005"}]},
-        {"meter": "calls", "model": "per_unit", "unit_amount": "0.001"}]})
-    c.put_customer("acme", {"name": "Acme", "email": "ap@acme.example", "plan": "pro", "started_at": OCT,
-                            "billing_anchor": OCT, "payment_terms_days": 15})
+    standard_catalog(wired)
     return wired
 
 
