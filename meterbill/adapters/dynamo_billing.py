@@ -311,6 +311,29 @@ class DynamoBillingStore:
                 raise Conflict(f"invoice {invoice['id']} is already final") from exc
             raise
 
+    def set_invoice_status(self, invoice_id: str, allowed_from: Iterable[str], status: str,
+                           changes: Mapping[str, Any]) -> dict[str, Any]:
+        """Move an invoice to ``status`` only if it is in one of ``allowed_from`` (atomic)."""
+        allowed = sorted(allowed_from)
+        values = {f":f{i}": v for i, v in enumerate(allowed)}
+        names = {"#st": "status", **{f"#c{i}": k for i, k in enumerate(changes)}}
+        sets = ", ".join(["#st = :to", *(f"#c{i} = :c{i}" for i in range(len(changes)))])
+        try:
+            resp = self._c.update_item(
+                TableName=self._t, Key={"pk": {"S": f"INV#{invoice_id}"}, "sk": {"S": "INVOICE"}},
+                UpdateExpression=f"SET {sets}",
+                ConditionExpression=f"attribute_exists(pk) AND #st IN ({', '.join(values)})",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=to_item({**values, ":to": status,
+                                                   **{f":c{i}": v for i, v in enumerate(changes.values())}}),
+                ReturnValues="ALL_NEW")
+        except ClientError as exc:
+            if _conditional_failed(exc):
+                raise Conflict(f"invoice {invoice_id} is not in a state that allows this "
+                               f"(allowed from: {', '.join(allowed)})", field="status") from exc
+            raise
+        return from_item(resp["Attributes"])
+
     def get_invoice(self, invoice_id: str) -> dict[str, Any] | None:
         return self._get(f"INV#{invoice_id}", "INVOICE")
 

@@ -14,7 +14,7 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 
-from meterbill.api.schemas import BillingRunIn, CustomerIn, MeterIn, PlanIn, dump
+from meterbill.api.schemas import BillingRunIn, CustomerIn, InvoiceActionIn, MeterIn, PlanIn, dump
 from meterbill.bootstrap import Container
 from meterbill.domain.instants import parse_instant
 from meterbill.domain.invoices import public_view
@@ -222,3 +222,11 @@ def get_invoice(invoice_id: str) -> dict[str, Any]:
 def list_invoices(customer: Cursor = None, limit: Limit = 50, cursor: Cursor = None) -> dict[str, Any]:
     items, nxt = container().billing_store.list_invoices(customer, limit, cursor)
     return page([public_view(i) for i in items], nxt)
+
+
+@router.post("/v1/invoices/<invoice_id>/<action>",
+             description="Lifecycle of a final invoice: mark-paid, void, mark-uncollectible. "
+                         "Repeating an action is harmless; an impossible move is 409.")
+def invoice_action(invoice_id: str, action: str, body: Annotated[InvoiceActionIn, Body()]) -> dict[str, Any]:
+    at = parse_instant(body.at, "at") if body.at else None
+    return plain(public_view(container().billing.transition(invoice_id, action, body.reference, at)))

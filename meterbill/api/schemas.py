@@ -83,3 +83,9 @@ class BillingRunIn(Strict):
 
 def dump(model: BaseModel) -> dict[str, Any]:
     return model.model_dump(exclude_unset=True)
+
+
+class InvoiceActionIn(Strict):
+    reference: str | None = Field(default=None, max_length=200,
+                                  description="payment reference, reason for voiding, collection case…")
+    at: str | None = Field(default=None, description="when it happened (default now), RFC 3339")

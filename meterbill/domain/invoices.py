@@ -79,3 +79,11 @@ def public_view(doc: Mapping[str, Any]) -> dict[str, Any]:
     view = {k: v for k, v in doc.items() if k not in ("pk", "sk", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk")}
     view.setdefault("number", None)  # drafts have no number yet (storage omits nulls)
     return view
+
+
+# Lifecycle after finalization: action -> (statuses it may start from, status it leads to).
+TRANSITIONS: dict[str, tuple[frozenset[str], str]] = {
+    "mark-paid": (frozenset({"final", "uncollectible"}), "paid"),
+    "void": (frozenset({"final", "uncollectible"}), "void"),
+    "mark-uncollectible": (frozenset({"final"}), "uncollectible"),
+}

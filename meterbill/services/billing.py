@@ -15,7 +15,7 @@ from typing import Any
 
 from meterbill.domain.errors import DomainError
 from meterbill.domain.instants import iso, parse_instant
-from meterbill.domain.invoices import build_invoice, invoice_id, invoice_number
+from meterbill.domain.invoices import TRANSITIONS, build_invoice, invoice_id, invoice_number
 from meterbill.domain.charges import DETAILED, PricingContext, Usage
 from meterbill.domain.meters import usage_of
 from meterbill.domain.periods import Period, closed_periods, full_period, period_containing
@@ -89,6 +89,23 @@ class BillingService:
             if self._commit_one(customer, plan, period):
                 summary.invoices.append(invoice_id(customer_id, period))
         raise Conflict(f"customer {customer_id}: gave up after repeated concurrent changes")
+
+    def transition(self, invoice_id: str, action: str, reference: str | None = None,
+                   at: datetime | None = None) -> dict[str, Any]:
+        """mark-paid | void | mark-uncollectible. Repeating the same action is harmless."""
+        if action not in TRANSITIONS:
+            raise InvalidField("action", f"must be one of: {', '.join(TRANSITIONS)}")
+        allowed, status = TRANSITIONS[action]
+        current = self._store.get_invoice(invoice_id)
+        if current is None:
+            raise NotFound(f"invoice '{invoice_id}' does not exist", field="id")
+        if current["status"] == status:
+            return current  # a retried request
+        when = iso(at or self._clock())
+        changes: dict[str, Any] = {f"{status}_at": when}
+        if reference:
+            changes[f"{status}_reference"] = reference
+        return self._store.set_invoice_status(invoice_id, allowed, status, changes)
 
     def upcoming(self, customer_id: str) -> dict[str, Any]:
         """The running bill of the open period: rated by the same code as the real close, from

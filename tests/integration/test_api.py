@@ -658,3 +658,22 @@ def test_upcoming_invoice_over_http(catalog: Api, drain: Any) -> None:
     assert [ln["amount"] for ln in doc["lines"]][1] == "0.10" and isinstance(doc["total"], str)
     assert catalog.get("/v1/customers/acme/upcoming-invoice", key="ingest").status_code == 403
     assert catalog.get("/v1/customers/nobody/upcoming-invoice", key="read").status_code == 404
+
+
+def test_invoice_lifecycle_after_finalization(catalog: Api, drain: Any) -> None:
+    catalog.ok("POST", "/v1/events", events_body(ev("lc1", tokens=5)), key="ingest")
+    drain()
+    catalog.ok("POST", "/v1/billing-runs", {"as_of": NOV})
+    inv = catalog.ok("GET", "/v1/invoices", key="read", params={"customer": "acme"})["data"][0]
+    path = f"/v1/invoices/{inv['id']}"
+    assert catalog.get(f"{path}/mark-paid", key="read").status_code in (404, 405)
+    unc = catalog.ok("POST", f"{path}/mark-uncollectible", {"reference": "collections #12"})
+    assert (unc["status"], unc["uncollectible_reference"]) == ("uncollectible", "collections #12")
+    paid = catalog.ok("POST", f"{path}/mark-paid", {"reference": "wire 8812", "at": "2026-11-20T10:00:00Z"})
+    assert (paid["status"], paid["paid_at"], paid["number"], paid["total"]) == (
+        "paid", "2026-11-20T10:00:00Z", inv["number"], inv["total"])
+    assert catalog.ok("POST", f"{path}/mark-paid", {})["status"] == "paid"  # retried: harmless
+    assert error(catalog.post(f"{path}/void", {}), 409)["field"] == "status"
+    assert error(catalog.post(f"{path}/refund", {}), 400)["field"] == "action"
+    assert error(catalog.post("/v1/invoices/in_nope/void", {}), 404)["code"] == "not_found"
+    assert catalog.post(f"{path}/void", {}, key="read").status_code == 403
