@@ -187,14 +187,14 @@ def test_timer_closes_an_ended_period_by_itself(stack: Stack) -> None:
         "name": "Timer GmbH", "email": "ap@timer.example", "plan": "e2e_plan", "started_at": iso(start),
         "billing_anchor": iso(start), "payment_terms_days": 10,
         "address": {"line1": "Hauptstr. 1", "city": "Berlin", "country": "DE"}})
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 90  # generous: CI shares 2 cores
     invoices: list[dict[str, Any]] = []
     while time.monotonic() < deadline:
         invoices = stack.ok("GET", f"/v1/invoices?customer={customer}")["data"]
         if invoices:
             break
         time.sleep(0.5)
-    assert len(invoices) == 1, f"no invoice within 30 s:\n{stack.log_tail()}"
+    assert len(invoices) == 1, f"no invoice within 90 s:\n{stack.log_tail()}"
     inv = invoices[0]
     # 1 + 2 + ... + 20 = 210 units x 0.25 = 52.50, plus the 10.00 base fee
     assert (inv["currency"], inv["subtotal"], inv["total"]) == ("EUR", "62.50", "62.50")
@@ -202,7 +202,7 @@ def test_timer_closes_an_ended_period_by_itself(stack: Stack) -> None:
     assert inv["customer"]["name"] == "Timer GmbH" and inv["status"] == "final"
     assert [(ln.get("meter"), ln.get("quantity"), ln["amount"]) for ln in inv["lines"]] == [
         (None, None, "10.00"), ("e2e_units", "210", "52.50")]
-    log_deadline = time.monotonic() + 5
+    log_deadline = time.monotonic() + 30
     while inv["id"] not in stack.log.read_text(errors="replace") and time.monotonic() < log_deadline:
         time.sleep(0.2)
     assert inv["id"] in stack.log.read_text(errors="replace"), "the timer did not log the close"
