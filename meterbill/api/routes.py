@@ -14,7 +14,7 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 
-from meterbill.api.schemas import BillingRunIn, CustomerIn, InvoiceActionIn, MeterIn, PlanIn, dump
+from meterbill.api.schemas import BillingRunIn, CustomerIn, InvoiceActionIn, MeterIn, PlanIn, TaxRateIn, dump
 from meterbill.bootstrap import Container
 from meterbill.domain.instants import parse_instant
 from meterbill.domain.invoices import public_view
@@ -96,6 +96,21 @@ def get_plan(code: str) -> dict[str, Any]:
 @router.get("/v1/plans")
 def list_plans(limit: Limit = 50, cursor: Cursor = None) -> dict[str, Any]:
     return page(*container().catalog.list_catalog("PLAN", limit, cursor))
+
+
+@router.put("/v1/tax-rates/<code>")
+def put_tax_rate(code: str, body: Annotated[TaxRateIn, Body()]) -> dict[str, Any]:
+    return plain(container().catalog.put_tax_rate(code, dump(body)))
+
+
+@router.get("/v1/tax-rates/<code>")
+def get_tax_rate(code: str) -> dict[str, Any]:
+    return plain(container().catalog.get_tax_rate(code))
+
+
+@router.get("/v1/tax-rates")
+def list_tax_rates(limit: Limit = 50, cursor: Cursor = None) -> dict[str, Any]:
+    return page(*container().catalog.list_catalog("TAX", limit, cursor))
 
 
 # -- customers -----------------------------------------------------------------------

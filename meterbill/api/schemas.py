@@ -48,6 +48,7 @@ class PlanIn(Strict):
     interval: Literal["hour", "day", "week", "month", "quarter", "year"] = "month"
     base_fee: str = Field(default="0", pattern=r"^\d+(\.\d+)?$")
     base_fee_timing: Literal["arrears", "advance"] = "arrears"
+    tax_inclusive: bool = False
     minimum_commitment: str | None = Field(default=None, pattern=r"^\d+(\.\d+)?$")
     name: str | None = None
     charges: list[ChargeIn] = []
@@ -72,6 +73,8 @@ class CustomerIn(Strict):
     payment_terms_days: int = Field(default=30, ge=0, le=365)
     address: AddressIn | None = None
     metadata: dict[str, str] | None = None
+    tax_exempt: bool | None = None
+    tax_id: str | None = Field(default=None, description="tax registration (e.g. EU VAT) number")
     invoice_grace_hours: int | None = Field(default=None, ge=0, le=720,
                                             description="hours an ended period's invoice stays a draft "
                                                         "(late events still land on it); default from settings")
@@ -89,3 +92,10 @@ class InvoiceActionIn(Strict):
     reference: str | None = Field(default=None, max_length=200,
                                   description="payment reference, reason for voiding, collection case…")
     at: str | None = Field(default=None, description="when it happened (default now), RFC 3339")
+
+
+class TaxRateIn(Strict):
+    name: str = Field(min_length=1, examples=["VAT 19%"])
+    percentage: str = Field(pattern=r"^\d+(\.\d+)?$", examples=["19"])
+    country: str = Field(min_length=2, max_length=2, examples=["DE"])
+    state: str | None = Field(default=None, description="state / province code, where taxes differ below country")

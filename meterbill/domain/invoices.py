@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 from meterbill.domain.charges import TierLine
@@ -12,6 +13,7 @@ from meterbill.domain.instants import iso
 from meterbill.domain.money import format_amount
 from meterbill.domain.periods import Period
 from meterbill.domain.rating import Line, Rated
+from meterbill.domain.taxes import TaxLine, tax_docs, total_with
 
 
 def invoice_id(customer_id: str, period: Period) -> str:
@@ -54,22 +56,26 @@ def _line(line: Line, currency: str, period: Period) -> dict[str, Any]:
 
 
 def build_invoice(*, invoice_id: str, number: str | None, customer: Mapping[str, Any], plan_code: str,
-                  plan_version: int, period: Period, rated: Rated, created_at: str) -> dict[str, Any]:
+                  plan_version: int, period: Period, rated: Rated, created_at: str,
+                  taxes: Sequence[TaxLine] = (), tax_inclusive: bool = False) -> dict[str, Any]:
     terms = int(customer.get("payment_terms_days", 30))
     issued = period.end
     currency = rated.currency
+    tax_total = sum((t.amount for t in taxes), Decimal(0))
     return {
         "id": invoice_id, "number": number, "status": "draft" if number is None else "final",
         "customer_id": customer["id"],
         "customer": {"id": customer["id"], "name": customer["name"], "email": customer.get("email"),
-                     "address": dict(customer.get("address") or {})},
+                     "address": dict(customer.get("address") or {}), "tax_id": customer.get("tax_id")},
         "plan": plan_code, "plan_version": plan_version, "currency": currency,
         "period": {"start": iso(period.start), "end": iso(period.end)},
         "issued_at": iso(issued), "due_at": iso(issued + timedelta(days=terms)),
         "payment_terms_days": terms,
         "lines": [_line(ln, currency, period) for ln in rated.lines],
         "subtotal": format_amount(rated.subtotal, currency),
-        "total": format_amount(rated.total, currency),
+        "taxes": tax_docs(taxes, currency), "tax_total": format_amount(tax_total, currency),
+        "tax_inclusive": tax_inclusive,
+        "total": format_amount(total_with(rated.total, taxes, tax_inclusive), currency),
         "created_at": created_at,
     }
 

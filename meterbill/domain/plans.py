@@ -48,6 +48,7 @@ class Plan:
     name: str | None = None
     base_fee_timing: str = "arrears"
     minimum_commitment: Decimal = ZERO
+    tax_inclusive: bool = False      # prices already contain tax
 
 
 def _optional_text(raw: Mapping[str, Any], key: str, path: str) -> str | None:
@@ -94,5 +95,8 @@ def parse_plan(code: str, raw: Mapping[str, Any]) -> Plan:
     if timing not in TIMINGS:
         raise InvalidField("base_fee_timing", "must be 'arrears' or 'advance'")
     commitment = parse_decimal(raw.get("minimum_commitment", "0"), "minimum_commitment")
+    inclusive = raw.get("tax_inclusive", False)
+    if type(inclusive) is not bool:
+        raise InvalidField("tax_inclusive", "must be true or false")
     return Plan(code, currency, interval, base_fee, tuple(charges), _optional_text(raw, "name", ""),
-                timing, commitment)
+                timing, commitment, inclusive)

@@ -21,6 +21,7 @@ from meterbill.domain.meters import usage_of
 from meterbill.domain.periods import Period, closed_periods, full_period, period_containing
 from meterbill.domain.plans import Plan
 from meterbill.domain.rating import rate
+from meterbill.domain.taxes import TaxParty, tax_lines
 from meterbill.ports import BillingStore, Clock
 from meterbill.services.catalog import CatalogService
 from meterbill.services.errors import Conflict, InvalidField, NotFound
@@ -44,7 +45,8 @@ class RunSummary:
 
 class BillingService:
     def __init__(self, store: BillingStore, catalog: CatalogService, clock: Clock,
-                 invoice_prefix: str = "INV-", grace_hours: float = 0) -> None:
+                 invoice_prefix: str = "INV-", grace_hours: float = 0, seller_country: str | None = None) -> None:
+        self._seller_country = seller_country
         self._store = store
         self._catalog = catalog
         self._clock = clock
@@ -131,10 +133,16 @@ class BillingService:
     def _document(self, customer: dict[str, Any], plan: Plan, period: Period, seq: int | None) -> dict[str, Any]:
         rated = self.rate_period(customer, plan, period)
         plan_doc = self._catalog.get_plan_doc(plan.code)
+        address = customer.get("address") or {}
+        party = TaxParty(address.get("country"), address.get("state"), bool(customer.get("tax_exempt")),
+                         customer.get("tax_id"))
+        taxes = tax_lines(rated.subtotal, plan.currency, self._catalog.tax_rates(), party, self._seller_country,
+                          plan.tax_inclusive)
         return build_invoice(invoice_id=invoice_id(customer["id"], period),
                              number=None if seq is None else invoice_number(self._prefix, seq),
                              customer=customer, plan_code=plan.code, plan_version=int(plan_doc["version"]),
-                             period=period, rated=rated, created_at=iso(self._clock()))
+                             period=period, rated=rated, created_at=iso(self._clock()), taxes=taxes,
+                             tax_inclusive=plan.tax_inclusive)
 
     def _next_period(self, customer: dict[str, Any], plan: Plan, as_of: datetime) -> Period | None:
         after = parse_instant(customer["closed_through"], "closed_through") if customer["closed_through"] else None

@@ -11,12 +11,13 @@ from meterbill.domain.instants import from_ms, iso, parse_instant
 from meterbill.domain.meters import ADDITIVE, Meter, check_code, meter_to_dict, parse_meter
 from meterbill.domain.periods import period_containing
 from meterbill.domain.plans import Charge, Plan, parse_plan
+from meterbill.domain.taxes import TaxRate, parse_tax_rate
 from meterbill.ports import BillingStore, Clock
 from meterbill.services.cache import TTLMap, TTLValue
 from meterbill.services.errors import Conflict, NotFound
 
 CUSTOMER_FIELDS = ("name", "email", "plan", "started_at", "billing_anchor", "timezone",
-                   "payment_terms_days", "address", "metadata", "invoice_grace_hours")
+                   "payment_terms_days", "address", "metadata", "invoice_grace_hours", "tax_exempt", "tax_id")
 ADDRESS_FIELDS = ("line1", "line2", "city", "state", "postal_code", "country")
 
 
@@ -27,6 +28,8 @@ class CatalogService:
         self._meters = TTLValue(self._load_meters, cache_ttl_s)
         self._plans = TTLMap(self._load_plans, cache_ttl_s)
         self._customers = TTLMap(self._store.get_customers, cache_ttl_s)
+        self._tax_rates = TTLValue(lambda: [parse_tax_rate(d["code"], d) for d in self._store.all_catalog("TAX")],
+                                   cache_ttl_s)
 
     # -- meters ----------------------------------------------------------------------
     def put_meter(self, code: str, raw: Mapping[str, Any]) -> dict[str, Any]:
@@ -64,6 +67,28 @@ class CatalogService:
         for m in self.meters().values():
             by_type.setdefault(m.event_type, []).append(m)
         return by_type
+
+    # -- tax rates -------------------------------------------------------------------
+    def put_tax_rate(self, code: str, raw: Mapping[str, Any]) -> dict[str, Any]:
+        rate = parse_tax_rate(code, raw)
+        current = self._store.get_catalog("TAX", code)
+        now = iso(self._clock())
+        doc = {"code": code, "name": rate.name, "percentage": format(rate.percentage, "f"), "country": rate.country,
+               "state": rate.state, "created_at": now, "updated_at": now, "version": 1}
+        if current is not None:
+            doc.update(created_at=current["created_at"], version=int(current["version"]) + 1)
+        self._store.put_catalog("TAX", code, doc, None if current is None else int(current["version"]))
+        self._tax_rates.invalidate()
+        return doc
+
+    def get_tax_rate(self, code: str) -> dict[str, Any]:
+        doc = self._store.get_catalog("TAX", check_code(code))
+        if doc is None:
+            raise NotFound(f"tax rate '{code}' does not exist", field="code")
+        return doc
+
+    def tax_rates(self) -> list[TaxRate]:
+        return self._tax_rates.get()
 
     # -- plans -----------------------------------------------------------------------
     def put_plan(self, code: str, raw: Mapping[str, Any]) -> dict[str, Any]:
@@ -139,6 +164,12 @@ class CatalogService:
         if type(terms) is not int or not 0 <= terms <= 365:
             raise InvalidField("payment_terms_days", "must be a whole number of days from 0 to 365")
         address = _address(raw.get("address"))
+        exempt = raw.get("tax_exempt", False)
+        if type(exempt) is not bool:
+            raise InvalidField("tax_exempt", "must be true or false")
+        tax_id = raw.get("tax_id")
+        if tax_id is not None and (type(tax_id) is not str or not 2 <= len(tax_id) <= 32):
+            raise InvalidField("tax_id", "must be a tax registration number such as \"DE123456789\"")
         grace = raw.get("invoice_grace_hours")
         if grace is not None and (type(grace) is not int or not 0 <= grace <= 720):
             raise InvalidField("invoice_grace_hours", "must be a whole number of hours from 0 to 720")
@@ -158,7 +189,7 @@ class CatalogService:
             "id": customer_id, "name": name, "email": email, "plan": plan_code, "currency": plan.currency,
             "started_at": iso(started), "billing_anchor": iso(anchor), "timezone": tz,
             "payment_terms_days": terms, "address": address, "metadata": metadata,
-            "invoice_grace_hours": grace,
+            "invoice_grace_hours": grace, "tax_exempt": exempt, "tax_id": tax_id,
             "created_at": iso(now), "updated_at": iso(now), "version": 1,
             "closed_through": "", "next_close": iso(first.end)}
         if current is None:

@@ -530,7 +530,8 @@ def test_events_to_invoice_over_http(catalog: Api, drain: Any) -> None:
     assert inv["number"] == "T-000001"
     assert inv["status"] == "final"
     assert inv["customer"] == {"id": "acme", "name": "Acme Inc", "email": "billing@acme.example",
-                               "address": ADDRESS}
+                               "address": ADDRESS, "tax_id": None}
+    assert (inv["taxes"], inv["tax_total"], inv["tax_inclusive"]) == ([], "0.00", False)  # no rate for US
     assert inv["period"] == {"start": OCT, "end": NOV}
     assert inv["issued_at"] == NOV and inv["due_at"] == "2026-11-16T00:00:00Z"
     assert inv["payment_terms_days"] == 15

@@ -316,3 +316,21 @@ def test_upcoming_invoice_is_the_running_bill_and_matches_the_close(container: A
     close(container, "2026-12-01T00:00:00+00:00")
     nov = [i for i in invoices(container) if i["period"]["start"] == "2026-11-01T00:00:00Z"][0]
     assert (nov["id"], nov["total"]) == (upcoming["id"], upcoming["total"])
+
+
+def test_invoice_taxes_by_jurisdiction(container: Any, catalog: Any, drain: Any) -> None:
+    container.catalog.put_tax_rate("de", {"name": "VAT 19%", "percentage": "19", "country": "DE"})
+    container.catalog.put_customer("acme", {"name": "Acme", "plan": "pro", "started_at": OCT, "billing_anchor": OCT,
+                                            "address": {"country": "DE", "city": "Berlin"}})
+    container.catalog.put_customer("exempt", {"name": "Charity", "plan": "pro", "started_at": OCT,
+                                              "billing_anchor": OCT, "tax_exempt": True,
+                                              "address": {"country": "DE"}})
+    container.ingest.ingest(body(*[ev(i, tokens=300) for i in range(5)]), None)
+    drain()
+    close(container)
+    inv = invoices(container)[0]
+    assert (inv["subtotal"], inv["tax_total"], inv["total"]) == ("61.51", "11.69", "73.20")
+    assert inv["taxes"] == [{"name": "VAT 19%", "percentage": "19", "rate": "0.19", "taxable_amount": "61.51",
+                             "amount": "11.69"}]
+    charity = invoices(container, "exempt")[0]
+    assert (charity["total"], charity["taxes"][0]["name"]) == ("49.00", "Tax exempt")
