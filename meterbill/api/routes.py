@@ -14,7 +14,7 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 
-from meterbill.api.schemas import BillingRunIn, CustomerIn, InvoiceActionIn, MeterIn, PlanIn, TaxRateIn, dump
+from meterbill.api.schemas import BillingRunIn, CustomerIn, InvoiceActionIn, MeterIn, PlanIn, SimulationIn, TaxRateIn, dump
 from meterbill.bootstrap import Container
 from meterbill.domain.instants import parse_instant
 from meterbill.domain.invoices import public_view
@@ -245,3 +245,10 @@ def list_invoices(customer: Cursor = None, limit: Limit = 50, cursor: Cursor = N
 def invoice_action(invoice_id: str, action: str, body: Annotated[InvoiceActionIn, Body()]) -> dict[str, Any]:
     at = parse_instant(body.at, "at") if body.at else None
     return plain(public_view(container().billing.transition(invoice_id, action, body.reference, at)))
+
+
+@router.post("/v1/simulations",
+             description="Re-rate customers' past invoiced periods under a candidate plan (same rating code as "
+                         "the real close); old vs new pre-tax subtotals. Nothing is stored.")
+def simulate(body: Annotated[SimulationIn, Body()]) -> dict[str, Any]:
+    return container().billing.simulate(dump(body.plan), body.customers, body.periods)

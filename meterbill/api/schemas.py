@@ -99,3 +99,9 @@ class TaxRateIn(Strict):
     percentage: str = Field(pattern=r"^\d+(\.\d+)?$", examples=["19"])
     country: str = Field(min_length=2, max_length=2, examples=["DE"])
     state: str | None = Field(default=None, description="state / province code, where taxes differ below country")
+
+
+class SimulationIn(Strict):
+    plan: PlanIn = Field(description="the candidate plan (not stored)")
+    customers: list[str] | None = Field(default=None, max_length=100, description="default: the first 100 customers")
+    periods: int = Field(default=3, ge=1, le=24, description="how many of each customer's last invoiced periods")

@@ -11,13 +11,15 @@ import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
+from meterbill.domain.charges import DETAILED, PricingContext, Usage
 from meterbill.domain.errors import DomainError
 from meterbill.domain.instants import iso, parse_instant
 from meterbill.domain.invoices import TRANSITIONS, build_invoice, invoice_id, invoice_number
-from meterbill.domain.charges import DETAILED, PricingContext, Usage
 from meterbill.domain.meters import usage_of
+from meterbill.domain.money import format_amount
 from meterbill.domain.periods import Period, closed_periods, full_period, period_containing
 from meterbill.domain.plans import Plan
 from meterbill.domain.rating import rate
@@ -108,6 +110,40 @@ class BillingService:
         if reference:
             changes[f"{status}_reference"] = reference
         return self._store.set_invoice_status(invoice_id, allowed, status, changes)
+
+    def simulate(self, plan_raw: dict[str, Any], customer_ids: list[str] | None, periods: int = 3) -> dict[str, Any]:
+        """Re-rate customers' last ``periods`` invoiced periods under a candidate plan, with the
+        same rating code as the real close, and compare pre-tax subtotals. Nothing is stored."""
+        if not 1 <= periods <= 24:
+            raise InvalidField("periods", "must be 1 to 24")
+        candidate = self._catalog.candidate_plan(plan_raw)
+        if customer_ids is None:
+            customer_ids = [c["id"] for c in self._store.list_customers(100, None)[0]]
+        if len(customer_ids) > 100:
+            raise InvalidField("customers", "at most 100 customers per simulation")
+        rows, old_sum, new_sum = [], Decimal(0), Decimal(0)
+        for cid in customer_ids:
+            customer = self._store.get_customer(cid)
+            if customer is None:
+                raise NotFound(f"customer '{cid}' does not exist", field="customers")
+            if customer["currency"] != candidate.currency:
+                raise InvalidField("plan.currency", f"customer '{cid}' is billed in {customer['currency']}")
+            invoiced = [i for i in self._store.list_invoices(cid, 100, None)[0] if i.get("number")]
+            result = []
+            for inv in sorted(invoiced, key=lambda i: i["period"]["start"])[-periods:]:
+                period = Period(parse_instant(inv["period"]["start"], "start"),
+                                parse_instant(inv["period"]["end"], "end"), 0)
+                new = self.rate_period(customer, candidate, period).subtotal
+                old = Decimal(inv["subtotal"])
+                result.append({"period": inv["period"], "invoice": inv["number"], "old_subtotal": inv["subtotal"],
+                               "new_subtotal": format_amount(new, candidate.currency),
+                               "difference": format_amount(new - old, candidate.currency)})
+                old_sum, new_sum = old_sum + old, new_sum + new
+            rows.append({"customer": cid, "periods": result})
+        return {"currency": candidate.currency, "customers": rows,
+                "old_subtotal": format_amount(old_sum, candidate.currency),
+                "new_subtotal": format_amount(new_sum, candidate.currency),
+                "difference": format_amount(new_sum - old_sum, candidate.currency)}
 
     def upcoming(self, customer_id: str) -> dict[str, Any]:
         """The running bill of the open period: rated by the same code as the real close, from

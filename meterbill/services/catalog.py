@@ -91,13 +91,21 @@ class CatalogService:
         return self._tax_rates.get()
 
     # -- plans -----------------------------------------------------------------------
+    def candidate_plan(self, raw: Mapping[str, Any], code: str = "candidate", prefix: str = "plan.") -> Plan:
+        """Parse and check a plan against the existing meters, without storing it."""
+        try:
+            plan = parse_plan(code, raw)
+            meters = self._load_meters()
+            for i, charge in enumerate(plan.charges):
+                if charge.meter not in meters:
+                    raise InvalidField(f"charges[{i}].meter", f"meter '{charge.meter}' does not exist; create it first")
+                check_charge_fits_meter(charge, meters[charge.meter], f"charges[{i}]")
+        except InvalidField as exc:
+            raise InvalidField(prefix + exc.field, exc.problem, exc.code) from exc
+        return plan
+
     def put_plan(self, code: str, raw: Mapping[str, Any]) -> dict[str, Any]:
-        plan = parse_plan(code, raw)
-        meters = self._load_meters()
-        for i, charge in enumerate(plan.charges):
-            if charge.meter not in meters:
-                raise InvalidField(f"charges[{i}].meter", f"meter '{charge.meter}' does not exist; create it first")
-            check_charge_fits_meter(charge, meters[charge.meter], f"charges[{i}]")
+        plan = self.candidate_plan(raw, code, prefix="")
         current = self._store.get_catalog("PLAN", code)
         now = iso(self._clock())
         doc = {**raw, "code": code, "currency": plan.currency, "interval": plan.interval,

@@ -678,3 +678,21 @@ def test_invoice_lifecycle_after_finalization(catalog: Api, drain: Any) -> None:
     assert error(catalog.post(f"{path}/refund", {}), 400)["field"] == "action"
     assert error(catalog.post("/v1/invoices/in_nope/void", {}), 404)["code"] == "not_found"
     assert catalog.post(f"{path}/void", {}, key="read").status_code == 403
+
+
+def test_simulation_reprices_past_periods_without_storing(catalog: Api, drain: Any) -> None:
+    catalog.ok("POST", "/v1/events", events_body(*[ev(f"s{i}", tokens=300) for i in range(5)]), key="ingest")
+    drain()
+    catalog.ok("POST", "/v1/billing-runs", {"as_of": NOV})
+    candidate = {"currency": "USD", "base_fee": "29.00", "charges": [
+        {"meter": "tokens", "model": "package", "package_size": "1000", "package_amount": "8.00"}]}
+    sim = catalog.ok("POST", "/v1/simulations", {"plan": candidate, "customers": ["acme"], "periods": 2})
+    # old: 49 + 12.50 + 0.01 = 61.51; new: 29 + 2 packages (1500 tokens) x 8 = 45.00
+    assert sim["customers"][0]["periods"][0]["old_subtotal"] == "61.51"
+    assert (sim["old_subtotal"], sim["new_subtotal"], sim["difference"]) == ("61.51", "45.00", "-16.51")
+    assert len(catalog.ok("GET", "/v1/invoices", key="read", params={"customer": "acme"})["data"]) == 1
+    bad = dict(candidate, charges=[{"meter": "nope", "model": "per_unit", "unit_amount": "1"}])
+    assert error(catalog.post("/v1/simulations", {"plan": bad}), 400)["field"] == "plan.charges[0].meter"
+    eur = dict(candidate, currency="EUR")
+    assert error(catalog.post("/v1/simulations", {"plan": eur}), 400)["field"] == "plan.currency"
+    assert catalog.post("/v1/simulations", {"plan": candidate}, key="read").status_code == 403
