@@ -31,6 +31,12 @@ class CatalogService:
         self._tax_rates = TTLValue(lambda: [parse_tax_rate(d["code"], d) for d in self._store.all_catalog("TAX")],
                                    cache_ttl_s)
 
+    def _save(self, kind: str, code: str, doc: dict[str, Any], current: dict[str, Any] | None) -> None:
+        """Create, or replace as the next version (optimistic: fails if someone else saved first)."""
+        if current is not None:
+            doc.update(created_at=current["created_at"], version=int(current["version"]) + 1)
+        self._store.put_catalog(kind, code, doc, None if current is None else int(current["version"]))
+
     # -- meters ----------------------------------------------------------------------
     def put_meter(self, code: str, raw: Mapping[str, Any]) -> dict[str, Any]:
         meter = parse_meter(code, raw)
@@ -42,8 +48,7 @@ class CatalogService:
                 raise Conflict(f"meter '{code}' already exists with a different event_type, aggregation, "
                                "property, filter or group_by; recorded usage would no longer match. "
                                "Create a new meter code instead", field="code")
-            doc.update(created_at=current["created_at"], version=int(current["version"]) + 1)
-        self._store.put_catalog("METER", code, doc, None if current is None else int(current["version"]))
+        self._save("METER", code, doc, current)
         self._meters.invalidate()
         return doc
 
@@ -75,9 +80,7 @@ class CatalogService:
         now = iso(self._clock())
         doc = {"code": code, "name": rate.name, "percentage": format(rate.percentage, "f"), "country": rate.country,
                "state": rate.state, "created_at": now, "updated_at": now, "version": 1}
-        if current is not None:
-            doc.update(created_at=current["created_at"], version=int(current["version"]) + 1)
-        self._store.put_catalog("TAX", code, doc, None if current is None else int(current["version"]))
+        self._save("TAX", code, doc, current)
         self._tax_rates.invalidate()
         return doc
 
@@ -114,8 +117,7 @@ class CatalogService:
             if current["currency"] != plan.currency:
                 raise Conflict(f"plan '{code}' is billed in {current['currency']}; a plan's currency "
                                "cannot change", field="currency")
-            doc.update(created_at=current["created_at"], version=int(current["version"]) + 1)
-        self._store.put_catalog("PLAN", code, doc, None if current is None else int(current["version"]))
+        self._save("PLAN", code, doc, current)
         self._plans.invalidate(code)
         return doc
 
