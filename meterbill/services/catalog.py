@@ -52,11 +52,14 @@ class CatalogService:
         self._meters.invalidate()
         return doc
 
-    def get_meter(self, code: str) -> dict[str, Any]:
-        doc = self._store.get_catalog("METER", check_code(code))
+    def _get(self, kind: str, code: str, label: str, field: str = "code") -> dict[str, Any]:
+        doc = self._store.get_catalog(kind, check_code(code))
         if doc is None:
-            raise NotFound(f"meter '{code}' does not exist", field="code")
+            raise NotFound(f"{label} '{code}' does not exist", field=field)
         return doc
+
+    def get_meter(self, code: str) -> dict[str, Any]:
+        return self._get("METER", code, "meter")
 
     def list_catalog(self, kind: str, limit: int, cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
         return self._store.list_catalog(kind, limit, cursor)
@@ -85,10 +88,7 @@ class CatalogService:
         return doc
 
     def get_tax_rate(self, code: str) -> dict[str, Any]:
-        doc = self._store.get_catalog("TAX", check_code(code))
-        if doc is None:
-            raise NotFound(f"tax rate '{code}' does not exist", field="code")
-        return doc
+        return self._get("TAX", code, "tax rate")
 
     def tax_rates(self) -> list[TaxRate]:
         return self._tax_rates.get()
@@ -122,10 +122,7 @@ class CatalogService:
         return doc
 
     def get_plan_doc(self, code: str) -> dict[str, Any]:
-        doc = self._store.get_catalog("PLAN", check_code(code))
-        if doc is None:
-            raise NotFound(f"plan '{code}' does not exist", field="plan")
-        return doc
+        return self._get("PLAN", code, "plan", field="plan")
 
     def _load_plans(self, codes: list[str]) -> dict[str, Plan]:
         out = {}
