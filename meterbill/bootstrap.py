@@ -16,9 +16,11 @@ from meterbill.adapters.dynamo_events import DynamoEventStore, decode_stream
 from meterbill.config import Settings
 from meterbill.ports import Clock
 from meterbill.rendering import InvoiceRenderer
+from meterbill.services.accounts import AccountService
 from meterbill.services.aggregation import AggregationService
 from meterbill.services.billing import BillingService
 from meterbill.services.catalog import CatalogService
+from meterbill.services.credit_notes import CreditNoteService
 from meterbill.services.ingest import IngestService
 from meterbill.services.keys import KeyService
 from meterbill.services.usage import UsageService
@@ -38,6 +40,8 @@ class Container:
     ingest: IngestService
     aggregation: AggregationService
     billing: BillingService
+    accounts: AccountService
+    credit_notes: CreditNoteService
     usage: UsageService
     keys: KeyService
     renderer: InvoiceRenderer
@@ -59,12 +63,14 @@ def bootstrap(settings: Settings | None = None, *, client: Any = None, clock: Cl
     events = DynamoEventStore(client, settings.events_table)
     store = DynamoBillingStore(client, settings.billing_table)
     catalog = CatalogService(store, clock, cache_ttl_s=cache_ttl_s)
+    credit_notes = CreditNoteService(store, clock, settings.credit_note_prefix)
     return Container(
         settings=settings, clock=clock, events_store=events, billing_store=store, catalog=catalog,
         ingest=IngestService(events, catalog, clock, store),
         aggregation=AggregationService(store, catalog, clock, decode_stream),
-        billing=BillingService(store, catalog, clock, settings.invoice_prefix, settings.grace_hours,
+        billing=BillingService(store, catalog, clock, credit_notes, settings.invoice_prefix, settings.grace_hours,
                                settings.seller_country),
+        accounts=AccountService(store, catalog, clock), credit_notes=credit_notes,
         usage=UsageService(store, catalog, clock),
         keys=KeyService(store, clock),
         renderer=InvoiceRenderer(settings),

@@ -41,6 +41,7 @@ class Settings:
     region: str = "us-east-1"
     dynamodb_endpoint: str | None = None   # None on AWS; moto's server URL locally
     invoice_prefix: str = "INV-"
+    credit_note_prefix: str = "CN-"
     grace_hours: float = 0.0               # an ended period's invoice stays a draft this long
     seller_country: str | None = None      # ISO 3166-1 alpha-2 of the seller (EU reverse charge)
     # Invoice documents (HTML/PDF): the seller's branding and payment instructions.
@@ -61,6 +62,7 @@ class Settings:
             region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or cls.region,
             dynamodb_endpoint=env.get("METERBILL_DYNAMODB_ENDPOINT") or None,
             invoice_prefix=env.get("METERBILL_INVOICE_PREFIX", cls.invoice_prefix),
+            credit_note_prefix=env.get("METERBILL_CREDIT_NOTE_PREFIX", cls.credit_note_prefix),
             grace_hours=_grace(env.get("METERBILL_GRACE_HOURS")),
             seller_country=(env.get("METERBILL_SELLER_COUNTRY") or "").strip().upper() or None,
             brand_name=env.get("METERBILL_BRAND_NAME", "").strip(),

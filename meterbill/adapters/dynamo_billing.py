@@ -3,12 +3,16 @@
 Item layout (pk / sk):
   METER#<code> / METER        gsi1: METERS / <code>
   PLAN#<code>  / PLAN         gsi1: PLANS  / <code>
+  PLAN#<code>  / V#<version>  every saved version, immutable (re-rating closed periods)
   CUS#<id>     / PROFILE      gsi1: CUSTOMERS / <id>     gsi2: DUE / <next period end>#<id>
   CUS#<id>     / LATE#<period start>      late usage marker (re-rating work list)
+  CUS#<id>     / DISC#<discount id>       a discount and how often it has been applied
+  CUS#<id>     / GRANT#<grant id>         prepaid credit: amount, remaining, expiry
   PENDING#<customer> / PENDING  gsi1: PENDING / <customer>   usage for a customer not created yet
   U#<customer> / <bucket start:012d>#<meter>#<group>   usage bucket (no GSI: 1 write)
   INV#<id>     / INVOICE      gsi1: CUSINV#<customer> / <period start>   gsi2: INVOICES / <number>
-  COUNTER#invoice / COUNTER   gapless invoice sequence
+  COUNTER#invoice / COUNTER   gapless invoice sequence (COUNTER#credit_note: credit notes)
+  CN#<id>      / CREDITNOTE   gsi1: CN#<invoice id> / <number>   gsi2: CREDITNOTES / <number>
   KEY#<sha256> / KEY          API key (hash only)
   AGGDONE#<first seq> / DONE  a stream batch fully applied (TTL 2 days: streams keep 24 h)
 """
@@ -24,7 +28,7 @@ from botocore.exceptions import ClientError
 
 from meterbill.adapters.dynamo_codec import decode_cursor, encode_cursor, from_item, to_item
 from meterbill.domain.meters import BucketState
-from meterbill.ports import BucketKey, StoredBucket
+from meterbill.ports import BucketKey, ItemChange, StoredBucket
 from meterbill.services.errors import Conflict
 
 BATCH_GET = 100
@@ -59,6 +63,45 @@ def bucket_to_doc(bucket: StoredBucket) -> dict[str, Any]:
     if st.uniques:
         doc["u"] = set(st.uniques)
     return doc
+
+
+VERSIONED = frozenset({"PLAN"})
+SUB_ITEMS = {"late": "LATE#", "discount": "DISC#", "grant": "GRANT#"}
+
+
+def _change_key(ch: ItemChange) -> dict[str, Any]:
+    if ch.kind == "invoice":
+        return {"pk": {"S": f"INV#{ch.owner}"}, "sk": {"S": "INVOICE"}}
+    return {"pk": {"S": f"CUS#{ch.owner}"}, "sk": {"S": SUB_ITEMS[ch.kind] + ch.key}}
+
+
+def _change_op(table: str, ch: ItemChange) -> dict[str, Any]:
+    """ItemChange -> one TransactWriteItems entry (conditional put, update or delete)."""
+    key = _change_key(ch)
+    if ch.create:
+        return {"Put": {"TableName": table, "Item": {**to_item(ch.set or {}), **key},
+                        "ConditionExpression": "attribute_not_exists(pk)"}}
+    names = {f"#e{i}": k for i, k in enumerate(ch.expect)}
+    values = {f":e{i}": v for i, v in enumerate(ch.expect.values())}
+    cond = " AND ".join(["attribute_exists(pk)", *(
+        f"attribute_not_exists(#e{i})" if v is None else f"#e{i} = :e{i}" for i, v in enumerate(ch.expect.values()))])
+    values = {k: v for k, v in values.items() if v is not None}
+    op: dict[str, Any] = {"TableName": table, "Key": key, "ConditionExpression": cond}
+    if ch.set is None:
+        kind = "Delete"
+    else:
+        kind = "Update"
+        names.update({f"#s{i}": k for i, k in enumerate(ch.set)})
+        values.update({f":s{i}": v for i, v in enumerate(ch.set.values()) if v is not None})
+        sets = [f"#s{i} = :s{i}" for i, v in enumerate(ch.set.values()) if v is not None]
+        removes = [f"#s{i}" for i, v in enumerate(ch.set.values()) if v is None]
+        op["UpdateExpression"] = " ".join(filter(None, [sets and "SET " + ", ".join(sets),
+                                                        removes and "REMOVE " + ", ".join(removes)]))
+    if names:
+        op["ExpressionAttributeNames"] = names
+    if values:
+        op["ExpressionAttributeValues"] = to_item(values)
+    return {kind: op}
 
 
 def _conditional_failed(exc: ClientError) -> bool:
@@ -128,13 +171,28 @@ class DynamoBillingStore:
                     expected_version: int | None) -> None:
         """kind: METER | PLAN. Optimistic concurrency on ``version``."""
         item = {**doc, "pk": f"{kind}#{code}", "sk": kind, "gsi1pk": f"{kind}S", "gsi1sk": code}
+        if kind not in VERSIONED:
+            if expected_version is None:
+                self._put(item, "attribute_not_exists(pk)")
+            else:
+                self._put(item, "version = :v", {":v": expected_version})
+            return
+        # plans: the current item and an immutable copy of this version, so a closed period can
+        # be re-rated with exactly the terms it was invoiced under
+        current: dict[str, Any] = {"TableName": self._t, "Item": to_item(item)}
         if expected_version is None:
-            self._put(item, "attribute_not_exists(pk)")
+            current["ConditionExpression"] = "attribute_not_exists(pk)"
         else:
-            self._put(item, "version = :v", {":v": expected_version})
+            current.update(ConditionExpression="version = :v",
+                           ExpressionAttributeValues={":v": {"N": str(expected_version)}})
+        archived = {**doc, "pk": f"{kind}#{code}", "sk": f"V#{int(doc['version']):08d}"}
+        self._transact([{"Put": current}, {"Put": {"TableName": self._t, "Item": to_item(archived),
+                                                   "ConditionExpression": "attribute_not_exists(pk)"}}])
 
-    def get_catalog(self, kind: str, code: str) -> dict[str, Any] | None:
-        return self._get(f"{kind}#{code}", kind)
+    def get_catalog(self, kind: str, code: str, version: int | None = None) -> dict[str, Any] | None:
+        if version is None:
+            return self._get(f"{kind}#{code}", kind)
+        return self._get(f"{kind}#{code}", f"V#{version:08d}")
 
     def list_catalog(self, kind: str, limit: int = 100, cursor: str | None = None
                      ) -> tuple[list[dict[str, Any]], str | None]:
@@ -191,10 +249,34 @@ class DynamoBillingStore:
                             UpdateExpression="SET updated_at = :a ADD late_batches :one",
                             ExpressionAttributeValues={":a": {"S": at_iso}, ":one": {"N": "1"}})
 
-    def late_markers(self, customer_id: str) -> list[dict[str, Any]]:
-        resp = self._c.query(TableName=self._t, KeyConditionExpression="pk = :p AND begins_with(sk, :s)",
-                             ExpressionAttributeValues={":p": {"S": f"CUS#{customer_id}"}, ":s": {"S": "LATE#"}})
-        return [from_item(i) for i in resp.get("Items", [])]
+    # -- customer sub-items: late markers, discounts, credit grants ----------------------
+    def customer_items(self, kind: str, customer_id: str) -> list[dict[str, Any]]:
+        kwargs: dict[str, Any] = {
+            "TableName": self._t, "KeyConditionExpression": "pk = :p AND begins_with(sk, :s)",
+            "ExpressionAttributeValues": {":p": {"S": f"CUS#{customer_id}"}, ":s": {"S": SUB_ITEMS[kind]}},
+            "ConsistentRead": True}
+        items: list[dict[str, Any]] = []
+        while True:
+            resp = self._c.query(**kwargs)
+            items.extend(from_item(i) for i in resp.get("Items", []))
+            if "LastEvaluatedKey" not in resp:
+                return items
+            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+
+    def put_customer_item(self, kind: str, customer_id: str, key: str, doc: Mapping[str, Any]) -> None:
+        """Create once; Conflict if an item with that key exists."""
+        self._put({**doc, "pk": f"CUS#{customer_id}", "sk": SUB_ITEMS[kind] + key}, "attribute_not_exists(pk)")
+
+    def apply_changes(self, changes: Sequence[ItemChange]) -> None:
+        self._transact([_change_op(self._t, ch) for ch in changes])
+
+    def _transact(self, ops: list[dict[str, Any]]) -> None:
+        try:
+            self._c.transact_write_items(TransactItems=ops)
+        except ClientError as exc:
+            if _conditional_failed(exc):
+                raise Conflict("a stored item changed concurrently; retry") from exc
+            raise
 
     def first_usage_bucket(self, customer_id: str) -> int | None:
         resp = self._c.query(TableName=self._t, KeyConditionExpression="pk = :p",
@@ -250,21 +332,12 @@ class DynamoBillingStore:
         return int(doc["n"]) if doc else 0
 
     def commit_invoice(self, invoice: Mapping[str, Any], number_seq: int,
-                       customer_id: str, customer_version: int, customer_changes: Mapping[str, Any]) -> None:
+                       customer_id: str, customer_version: int, customer_changes: Mapping[str, Any],
+                       changes: Sequence[ItemChange] = ()) -> None:
         """Atomically: store the invoice (once), take sequence number ``number_seq`` (gapless),
-        and advance the customer's closed-through mark. All or nothing."""
-        prev = number_seq - 1
-        counter_update: dict[str, Any] = {
-            "TableName": self._t, "Key": {"pk": {"S": "COUNTER#invoice"}, "sk": {"S": "COUNTER"}},
-            "UpdateExpression": "SET n = :n",
-            "ExpressionAttributeValues": {":n": {"N": str(number_seq)}},
-        }
-        if prev == 0:
-            counter_update["ConditionExpression"] = "attribute_not_exists(n) OR n = :z"
-            counter_update["ExpressionAttributeValues"][":z"] = {"N": "0"}
-        else:
-            counter_update["ConditionExpression"] = "n = :prev"
-            counter_update["ExpressionAttributeValues"][":prev"] = {"N": str(prev)}
+        advance the customer's closed-through mark, and apply ``changes`` (discounts used,
+        credits drawn, late usage settled). All or nothing."""
+        counter_update = self._counter_update("invoice", number_seq)
         names = {f"#k{i}": k for i, k in enumerate(customer_changes)}
         values = {f":v{i}": v for i, v in enumerate(customer_changes.values())}
         sets = ", ".join(f"#k{i} = :v{i}" for i in range(len(customer_changes)))
@@ -282,11 +355,49 @@ class DynamoBillingStore:
                 {"Put": {"TableName": self._t, "Item": to_item(item), **self._unless_final}},
                 {"Update": counter_update},
                 {"Update": customer_update},
+                *(_change_op(self._t, ch) for ch in changes),
             ])
         except ClientError as exc:
             if _conditional_failed(exc):
                 raise Conflict("invoice, sequence or customer changed concurrently") from exc
             raise
+
+    def _counter_update(self, name: str, seq: int) -> dict[str, Any]:
+        """Take number ``seq`` of a gapless sequence: only if ``seq - 1`` is the last one taken."""
+        update: dict[str, Any] = {
+            "TableName": self._t, "Key": {"pk": {"S": f"COUNTER#{name}"}, "sk": {"S": "COUNTER"}},
+            "UpdateExpression": "SET n = :n", "ExpressionAttributeValues": {":n": {"N": str(seq)}}}
+        if seq == 1:
+            update["ConditionExpression"] = "attribute_not_exists(n) OR n = :z"
+            update["ExpressionAttributeValues"][":z"] = {"N": "0"}
+        else:
+            update["ConditionExpression"] = "n = :prev"
+            update["ExpressionAttributeValues"][":prev"] = {"N": str(seq - 1)}
+        return update
+
+    # -- credit notes ----------------------------------------------------------------
+    def credit_note_counter(self) -> int:
+        doc = self._get("COUNTER#credit_note", "COUNTER")
+        return int(doc["n"]) if doc else 0
+
+    def commit_credit_note(self, note: Mapping[str, Any], number_seq: int, changes: Sequence[ItemChange]) -> None:
+        """Store the credit note once with its gapless number, and apply ``changes`` (the invoice
+        credited, a credit balance granted). All or nothing."""
+        item = {**note, "pk": f"CN#{note['id']}", "sk": "CREDITNOTE", "gsi1pk": f"CN#{note['invoice_id']}",
+                "gsi1sk": f"{number_seq:012d}", "gsi2pk": "CREDITNOTES", "gsi2sk": f"{number_seq:012d}"}
+        self._transact([
+            {"Put": {"TableName": self._t, "Item": to_item(item), "ConditionExpression": "attribute_not_exists(pk)"}},
+            {"Update": self._counter_update("credit_note", number_seq)},
+            *(_change_op(self._t, ch) for ch in changes)])
+
+    def get_credit_note(self, note_id: str) -> dict[str, Any] | None:
+        return self._get(f"CN#{note_id}", "CREDITNOTE")
+
+    def list_credit_notes(self, invoice_id: str | None, limit: int, cursor: str | None
+                          ) -> tuple[list[dict[str, Any]], str | None]:
+        if invoice_id:
+            return self._query_index("gsi1", f"CN#{invoice_id}", limit, cursor)
+        return self._query_index("gsi2", "CREDITNOTES", limit, cursor)
 
     # a draft may be replaced (re-rated, or finalized); a final invoice never
     _unless_final: Mapping[str, Any] = {

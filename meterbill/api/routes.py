@@ -14,7 +14,8 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 
-from meterbill.api.schemas import BillingRunIn, CustomerIn, InvoiceActionIn, MeterIn, PlanIn, SimulationIn, TaxRateIn, dump
+from meterbill.api.schemas import (BillingRunIn, CreditNoteIn, CustomerIn, DiscountIn, GrantIn, InvoiceActionIn, MeterIn,
+                                   PlanIn, SimulationIn, TaxRateIn, dump)
 from meterbill.bootstrap import Container
 from meterbill.domain.instants import parse_instant
 from meterbill.domain.invoices import public_view
@@ -149,6 +150,37 @@ def customer_usage(customer_id: str, from_: Annotated[str | None, Query(alias="f
     return container().usage.series(customer_id, from_, to, meter, window, group_by)
 
 
+@router.put("/v1/customers/<customer_id>/discounts/<discount_id>",
+            description="Percentage or fixed; once / repeating N invoices / forever; the whole invoice or one "
+                        "meter's charge. Applied before tax when invoices are finalized. Creating the same id "
+                        "again with the same terms is harmless; different terms are 409.")
+def put_discount(customer_id: str, discount_id: str, body: Annotated[DiscountIn, Body()]) -> dict[str, Any]:
+    return plain(container().accounts.put_discount(customer_id, discount_id, dump(body)))
+
+
+@router.get("/v1/customers/<customer_id>/discounts")
+def list_discounts(customer_id: str) -> dict[str, Any]:
+    return {"data": plain(container().accounts.list_discounts(customer_id))}
+
+
+@router.delete("/v1/customers/<customer_id>/discounts/<discount_id>",
+               description="End a discount: later invoices no longer get it.")
+def end_discount(customer_id: str, discount_id: str) -> dict[str, Any]:
+    return plain(container().accounts.end_discount(customer_id, discount_id))
+
+
+@router.put("/v1/customers/<customer_id>/credit-grants/<grant_id>",
+            description="Prepaid credit in the customer's currency, optionally expiring. Drawn by finalized "
+                        "invoices (after tax, soonest expiry first) before anything is charged.")
+def put_grant(customer_id: str, grant_id: str, body: Annotated[GrantIn, Body()]) -> dict[str, Any]:
+    return plain(container().accounts.put_grant(customer_id, grant_id, dump(body)))
+
+
+@router.get("/v1/customers/<customer_id>/credits", description="Prepaid credit balance and every grant.")
+def customer_credits(customer_id: str) -> dict[str, Any]:
+    return plain(container().accounts.credits(customer_id))
+
+
 # -- events --------------------------------------------------------------------------
 @router.post("/v1/events",
              description="1 to 1,000 events as {\"events\": [...]}, or CloudEvents "
@@ -245,6 +277,28 @@ def list_invoices(customer: Cursor = None, limit: Limit = 50, cursor: Cursor = N
 def invoice_action(invoice_id: str, action: str, body: Annotated[InvoiceActionIn, Body()]) -> dict[str, Any]:
     at = parse_instant(body.at, "at") if body.at else None
     return plain(public_view(container().billing.transition(invoice_id, action, body.reference, at)))
+
+
+@router.post("/v1/credit-notes",
+             description="Credit (part of) a final, paid or uncollectible invoice: tax given back in proportion; "
+                         "the unpaid amount is reduced first, the rest becomes the customer's credit balance.")
+def create_credit_note(body: Annotated[CreditNoteIn, Body()]) -> tuple[dict[str, Any], int]:
+    raw = dump(body)
+    invoice, key = raw.pop("invoice"), raw.pop("idempotency_key", None)
+    return plain(container().credit_notes.issue(invoice, raw, key)), 201
+
+
+@router.get("/v1/credit-notes/<note_id>")
+def get_credit_note(note_id: str) -> dict[str, Any]:
+    found = container().billing_store.get_credit_note(note_id)
+    if found is None:
+        raise NotFound(f"credit note '{note_id}' does not exist", field="id")
+    return plain(found)
+
+
+@router.get("/v1/credit-notes")
+def list_credit_notes(invoice: Cursor = None, limit: Limit = 50, cursor: Cursor = None) -> dict[str, Any]:
+    return page(*container().billing_store.list_credit_notes(invoice, limit, cursor))
 
 
 @router.post("/v1/simulations",

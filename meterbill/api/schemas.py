@@ -105,3 +105,35 @@ class SimulationIn(Strict):
     plan: PlanIn = Field(description="the candidate plan (not stored)")
     customers: list[str] | None = Field(default=None, max_length=100, description="default: the first 100 customers")
     periods: int = Field(default=3, ge=1, le=24, description="how many of each customer's last invoiced periods")
+
+
+class DiscountIn(Strict):
+    type: Literal["percentage", "fixed"]
+    percentage: str | None = Field(default=None, pattern=r"^\d+(\.\d+)?$", examples=["20"])
+    amount: str | None = Field(default=None, pattern=r"^\d+(\.\d+)?$", description="fixed discounts, in the customer's currency")
+    duration: Literal["once", "repeating", "forever"] = "once"
+    periods: int | None = Field(default=None, ge=1, le=1200, description="repeating: how many invoices")
+    meter: str | None = Field(default=None, description="only this meter's charge; default the whole invoice")
+    name: str | None = Field(default=None, max_length=200)
+
+
+class GrantIn(Strict):
+    amount: str = Field(pattern=r"^\d+(\.\d+)?$", examples=["500.00"])
+    expires_at: str | None = Field(default=None, description="RFC 3339; default never")
+    reason: str | None = Field(default=None, max_length=200)
+
+
+class CreditNoteLineIn(Strict):
+    line: int = Field(ge=0, description="index of the invoice line credited")
+    amount: str = Field(pattern=r"^\d+(\.\d+)?$")
+
+
+class CreditNoteIn(Strict):
+    invoice: str = Field(min_length=1, description="id of a final, paid or uncollectible invoice")
+    reason: Literal["duplicate", "fraudulent", "order_change", "product_unsatisfactory", "other"] = "other"
+    amount: str | None = Field(default=None, pattern=r"^\d+(\.\d+)?$",
+                               description="before tax (tax-inclusive if the invoice's prices were); or give lines")
+    lines: list[CreditNoteLineIn] | None = None
+    memo: str | None = Field(default=None, max_length=500)
+    idempotency_key: str | None = Field(default=None, max_length=200,
+                                        description="a retried request with the same key returns the same note")

@@ -8,6 +8,7 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
+from meterbill.domain.adjustments import DiscountLine, Grant
 from meterbill.domain.charges import TierLine
 from meterbill.domain.instants import iso
 from meterbill.domain.money import format_amount
@@ -52,16 +53,27 @@ def _line(line: Line, currency: str, period: Period) -> dict[str, Any]:
                              "amount": _dec(p.amount)} for p in line.parts]
     if line.proration is not None:
         doc["proration"] = _dec(line.proration)
+    if line.refers_to is not None:
+        doc["refers_to"] = dict(line.refers_to)
+        if line.parts and line.meter is None:
+            doc["parts"] = [{"label": p.label, "units": _dec(p.units), "amount": _dec(p.amount)} for p in line.parts]
     return doc
 
 
 def build_invoice(*, invoice_id: str, number: str | None, customer: Mapping[str, Any], plan_code: str,
                   plan_version: int, period: Period, rated: Rated, created_at: str,
-                  taxes: Sequence[TaxLine] = (), tax_inclusive: bool = False) -> dict[str, Any]:
+                  taxes: Sequence[TaxLine] = (), tax_inclusive: bool = False,
+                  discounts: Sequence[DiscountLine] = (), credits: Sequence[tuple[Grant, Decimal]] = ()
+                  ) -> dict[str, Any]:
+    """``rated.lines``: every line before discounts (charges, late-usage adjustments, progressive
+    netting); ``taxes`` computed on subtotal - discounts; ``credits`` drawn from the total."""
     terms = int(customer.get("payment_terms_days", 30))
     issued = period.end
     currency = rated.currency
     tax_total = sum((t.amount for t in taxes), Decimal(0))
+    discount_total = sum((d.amount for d in discounts), Decimal(0))
+    total = total_with(rated.subtotal - discount_total, taxes, tax_inclusive)
+    credit_total = sum((a for _, a in credits), Decimal(0))
     return {
         "id": invoice_id, "number": number, "status": "draft" if number is None else "final",
         "customer_id": customer["id"],
@@ -73,9 +85,16 @@ def build_invoice(*, invoice_id: str, number: str | None, customer: Mapping[str,
         "payment_terms_days": terms,
         "lines": [_line(ln, currency, period) for ln in rated.lines],
         "subtotal": format_amount(rated.subtotal, currency),
+        "discounts": [{"discount": d.discount.id, "description": d.discount.label(currency),
+                       "meter": d.discount.meter, "amount": format_amount(d.amount, currency)} for d in discounts],
+        "discount_total": format_amount(discount_total, currency),
         "taxes": tax_docs(taxes, currency), "tax_total": format_amount(tax_total, currency),
         "tax_inclusive": tax_inclusive,
-        "total": format_amount(total_with(rated.total, taxes, tax_inclusive), currency),
+        "total": format_amount(total, currency),
+        "credits": [{"grant": g.id, "description": g.reason or "prepaid credit",
+                     "amount": format_amount(a, currency)} for g, a in credits],
+        "credits_applied": format_amount(credit_total, currency),
+        "amount_due": format_amount(total - credit_total, currency),
         "created_at": created_at,
     }
 

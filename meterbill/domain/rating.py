@@ -32,6 +32,7 @@ class Line:
     proration: Decimal | None = None  # fraction of the full period billed (base fee)
     free_units: Decimal | None = None  # allowance deducted before pricing
     covers: Period | None = None       # the service period a line bills, when not the invoice's
+    refers_to: dict[str, str] | None = None  # the invoice an adjustment line corrects
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,22 +14,26 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from meterbill.domain.charges import DETAILED, PricingContext, Usage
+from meterbill.domain.adjustments import Discount, apply_discounts, discount_from_doc, draw_credits, grant_from_doc
+from meterbill.domain.charges import DETAILED, Part, PricingContext, Usage
 from meterbill.domain.errors import DomainError
 from meterbill.domain.instants import iso, parse_instant
 from meterbill.domain.invoices import TRANSITIONS, build_invoice, invoice_id, invoice_number
 from meterbill.domain.meters import usage_of
-from meterbill.domain.money import format_amount
+from meterbill.domain.money import format_amount, quantize
 from meterbill.domain.periods import Period, closed_periods, full_period, period_containing
 from meterbill.domain.plans import Plan
-from meterbill.domain.rating import rate
-from meterbill.domain.taxes import TaxParty, tax_lines
-from meterbill.ports import BillingStore, Clock
+from meterbill.domain.rating import Line, Rated, rate
+from meterbill.domain.taxes import TaxParty, tax_lines, total_with
+from meterbill.ports import BillingStore, Clock, ItemChange
+from meterbill.services.credit_notes import CreditNoteService
 from meterbill.services.catalog import CatalogService
 from meterbill.services.errors import Conflict, InvalidField, NotFound
 
 log = logging.getLogger(__name__)
 MAX_COMMIT_RETRIES = 10
+MAX_LATE_PER_RUN = 20   # late-usage periods settled per invoice (the rest on the next one)
+ZERO = Decimal(0)
 
 
 @dataclass(slots=True)
@@ -46,8 +50,9 @@ class RunSummary:
 
 
 class BillingService:
-    def __init__(self, store: BillingStore, catalog: CatalogService, clock: Clock,
+    def __init__(self, store: BillingStore, catalog: CatalogService, clock: Clock, credit_notes: CreditNoteService,
                  invoice_prefix: str = "INV-", grace_hours: float = 0, seller_country: str | None = None) -> None:
+        self._credit_notes = credit_notes
         self._seller_country = seller_country
         self._store = store
         self._catalog = catalog
@@ -162,23 +167,129 @@ class BillingService:
         return doc
 
     def _save_draft(self, customer: dict[str, Any], plan: Plan, period: Period) -> str:
-        inv = self._document(customer, plan, period, None)
+        inv, _ = self._assemble(customer, plan, period, None)
         self._store.save_draft(inv, customer["id"])
         return str(inv["id"])
 
     def _document(self, customer: dict[str, Any], plan: Plan, period: Period, seq: int | None) -> dict[str, Any]:
+        return self._assemble(customer, plan, period, seq)[0]
+
+    def _assemble(self, customer: dict[str, Any], plan: Plan, period: Period, seq: int | None
+                  ) -> tuple[dict[str, Any], list[ItemChange]]:
+        """The invoice for ``period`` and, when it is final (``seq`` given), what committing it
+        changes: late usage settled, discounts used, prepaid credits drawn."""
+        cid, currency = customer["id"], plan.currency
         rated = self.rate_period(customer, plan, period)
-        plan_doc = self._catalog.get_plan_doc(plan.code)
+        late_lines, changes = self._late_adjustments(customer, period)
+        lines = (*rated.lines, *late_lines)
+        subtotal = rated.subtotal + sum((ln.amount for ln in late_lines), ZERO)
+        discounts = apply_discounts([(ln.meter, ln.amount) for ln in lines], self._discounts(cid), currency)
+        taxable = subtotal - sum((d.amount for d in discounts), ZERO)
         address = customer.get("address") or {}
         party = TaxParty(address.get("country"), address.get("state"), bool(customer.get("tax_exempt")),
                          customer.get("tax_id"))
-        taxes = tax_lines(rated.subtotal, plan.currency, self._catalog.tax_rates(), party, self._seller_country,
+        taxes = tax_lines(taxable, currency, self._catalog.tax_rates(), party, self._seller_country,
                           plan.tax_inclusive)
-        return build_invoice(invoice_id=invoice_id(customer["id"], period),
-                             number=None if seq is None else invoice_number(self._prefix, seq),
-                             customer=customer, plan_code=plan.code, plan_version=int(plan_doc["version"]),
-                             period=period, rated=rated, created_at=iso(self._clock()), taxes=taxes,
-                             tax_inclusive=plan.tax_inclusive)
+        grants = [grant_from_doc(g) for g in self._store.customer_items("grant", cid)]
+        drawn = draw_credits(total_with(taxable, taxes, plan.tax_inclusive), grants, period.end)
+        plan_doc = self._catalog.get_plan_doc(plan.code)
+        doc = build_invoice(invoice_id=invoice_id(cid, period),
+                            number=None if seq is None else invoice_number(self._prefix, seq),
+                            customer=customer, plan_code=plan.code, plan_version=int(plan_doc["version"]),
+                            period=period, rated=Rated(currency, lines, subtotal, subtotal),
+                            created_at=iso(self._clock()), taxes=taxes, tax_inclusive=plan.tax_inclusive,
+                            discounts=discounts, credits=drawn)
+        doc["rated_subtotal"] = format_amount(rated.subtotal, currency)  # charges only: late re-rating baseline
+        changes += [ItemChange("discount", cid, d.discount.id, d.after(currency), {"applied": d.discount.applied})
+                    for d in discounts]
+        changes += [ItemChange("grant", cid, g.id, {"remaining": format_amount(g.remaining - a, currency)},
+                               {"remaining": format_amount(g.remaining, currency)}) for g, a in drawn]
+        return doc, changes
+
+    def _discounts(self, customer_id: str) -> list[Discount]:
+        docs = sorted(self._store.customer_items("discount", customer_id), key=lambda d: (d["created_at"], d["id"]))
+        return [discount_from_doc(d) for d in docs if not d.get("ended_at")]
+
+    # -- late usage after finalization ----------------------------------------------------
+    def _late_periods(self, customer: dict[str, Any], before: Period) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+        """(marker, final invoice) for each invoiced period that received usage after it was final."""
+        out = []
+        for marker in sorted(self._store.customer_items("late", customer["id"]), key=lambda m: m["sk"]):
+            start = parse_instant(marker["sk"][5:], "late period")
+            if start >= before.start:
+                continue
+            original = self._store.get_invoice(invoice_id(customer["id"], Period(start, start, 0)))
+            if original is not None and original["status"] != "draft":
+                out.append((marker, original))
+            if len(out) == MAX_LATE_PER_RUN:
+                break
+        return out
+
+    def _rerate(self, customer: dict[str, Any], original: dict[str, Any]) -> tuple[Rated, Decimal, list[ItemChange]]:
+        """Re-rate an invoiced period with the usage stored now and the plan version it was
+        invoiced under. Returns the new rating, the difference to what has been billed for it so
+        far, and the changes that record it as settled."""
+        period = Period(parse_instant(original["period"]["start"], "start"),
+                        parse_instant(original["period"]["end"], "end"), 0)
+        plan = self._catalog.plan_at(original["plan"], int(original["plan_version"]))
+        rated = self.rate_period(customer, plan, period)
+        billed = Decimal(original.get("rerated_subtotal") or original.get("rated_subtotal") or original["subtotal"])
+        settle = [ItemChange("invoice", original["id"], "",
+                             {"rerated_subtotal": format_amount(rated.subtotal, plan.currency),
+                              "rerated_lines": [{"type": ln.kind, "meter": ln.meter, "description": ln.description,
+                                                 "quantity": None if ln.quantity is None else format(ln.quantity, "f"),
+                                                 "amount": format_amount(ln.amount, plan.currency)}
+                                                for ln in rated.lines],
+                              "rerated_at": iso(self._clock())},
+                             {"rerated_subtotal": original.get("rerated_subtotal")})]
+        return rated, rated.subtotal - billed, settle
+
+    def _late_adjustments(self, customer: dict[str, Any], period: Period) -> tuple[list[Line], list[ItemChange]]:
+        """Positive differences become adjustment lines on this invoice, naming the original."""
+        lines: list[Line] = []
+        changes: list[ItemChange] = []
+        for marker, original in self._late_periods(customer, period):
+            if original["status"] == "void":
+                continue
+            rated, delta, settle = self._rerate(customer, original)
+            if delta < 0:
+                continue  # credited by a credit note before the invoice is committed
+            changes += [*settle, ItemChange("late", customer["id"], marker["sk"][5:], None,
+                                            {"late_batches": marker["late_batches"]})]
+            if delta > 0:
+                orig_period = Period(parse_instant(original["period"]["start"], "start"),
+                                     parse_instant(original["period"]["end"], "end"), 0)
+                lines.append(Line("adjustment", f"Late usage for invoice {original['number']} "
+                                                f"({original['period']['start'][:10]} to {original['period']['end'][:10]})",
+                                  delta, delta, covers=orig_period, parts=_differences(original, rated),
+                                  refers_to={"invoice": original["id"], "number": original["number"]}))
+        return lines, changes
+
+    def _settle_late_credits(self, customer: dict[str, Any], before: Period) -> None:
+        """Late usage that lowers a final invoice (e.g. a negative sum, a lower 'latest'):
+        a credit note against that invoice, and void invoices are settled without billing."""
+        for marker, original in self._late_periods(customer, before):
+            settled_marker = ItemChange("late", customer["id"], marker["sk"][5:], None,
+                                        {"late_batches": marker["late_batches"]})
+            if original["status"] == "void":
+                log.warning("late usage for void invoice %s not billed", original["id"])
+                self._store.apply_changes([settled_marker])
+                continue
+            rated, delta, settle = self._rerate(customer, original)
+            if delta >= 0:
+                continue
+            discounted = Decimal(original.get("discount_total") or 0)
+            before_discount = Decimal(original["subtotal"])
+            credit = -delta
+            if discounted and before_discount:   # credit what was actually charged for it
+                credit = quantize(credit * (before_discount - discounted) / before_discount, original["currency"])
+            parts = [{"label": p.label, "units": format(p.units, "f"), "amount": format(p.amount, "f")}
+                     for p in _differences(original, rated)]
+            self._credit_notes.issue(original["id"], {"amount": format(credit, "f"), "reason": "late_usage_adjustment",
+                                                      "memo": "usage received after the invoice was final",
+                                                      "lines": parts},
+                                     key=f"late#{marker['sk'][5:]}#{original.get('rerated_subtotal') or ''}",
+                                     extra=[*settle, settled_marker])
 
     def _next_period(self, customer: dict[str, Any], plan: Plan, as_of: datetime) -> Period | None:
         after = parse_instant(customer["closed_through"], "closed_through") if customer["closed_through"] else None
@@ -202,20 +313,36 @@ class BillingService:
         anchor = parse_instant(customer["billing_anchor"], "billing_anchor")
         tz = customer["timezone"]
         return rate(plan, usages, period, full_period(anchor, plan.interval, tz, period),
-                    PricingContext(plan.currency, tz), first=not customer.get("closed_through"),
+                    PricingContext(plan.currency, tz),
+                    first=period.start <= parse_instant(customer["started_at"], "started_at"),
                     next_full=period_containing(anchor, plan.interval, tz, period.end))
 
     def _commit_one(self, customer: dict[str, Any], plan: Plan, period: Period) -> bool:
+        self._settle_late_credits(customer, period)
         seq = self._store.invoice_counter() + 1
-        inv = self._document(customer, plan, period, seq)
+        inv, extra = self._assemble(customer, plan, period, seq)
         anchor = parse_instant(customer["billing_anchor"], "billing_anchor")
         next_end = period_containing(anchor, plan.interval, customer["timezone"], period.end).end
         changes = {"closed_through": iso(period.end), "next_close": iso(next_end),
                    "gsi2sk": f"{iso(next_end)}#{customer['id']}"}
         try:
-            self._store.commit_invoice(inv, seq, customer["id"], int(customer["version"]), changes)
+            self._store.commit_invoice(inv, seq, customer["id"], int(customer["version"]), changes, extra)
         except Conflict:
             return False  # counter or customer moved (another closer, a profile edit): re-read, retry
         log.info("invoice %s (%s) for %s %s..%s total %s %s", inv["number"], inv["id"], customer["id"],
                  inv["period"]["start"], inv["period"]["end"], inv["total"], inv["currency"])
         return True
+
+
+def _differences(original: dict[str, Any], rated: Rated) -> tuple[Part, ...]:
+    """Per line of the period, what changed since it was last billed (as issued, or as last re-rated)."""
+    billed = original.get("rerated_lines") or [ln for ln in original["lines"] if ln["type"] != "adjustment"]
+    was = {(ln["type"], ln.get("meter"), ln["description"]): (Decimal(ln.get("quantity") or 0), Decimal(ln["amount"]))
+           for ln in billed}
+    out = []
+    for ln in rated.lines:
+        qty, amount = was.pop((ln.kind, ln.meter, ln.description), (ZERO, ZERO))
+        if ln.amount != amount or (ln.quantity or ZERO) != qty:
+            out.append(Part(ln.meter or ln.description, (ln.quantity or ZERO) - qty, None, ln.amount - amount))
+    out += [Part(meter or desc, -qty, None, -amount) for (_, meter, desc), (qty, amount) in was.items() if amount]
+    return tuple(out)

@@ -27,6 +27,7 @@ class CatalogService:
         self._clock = clock
         self._meters = TTLValue(self._load_meters, cache_ttl_s)
         self._plans = TTLMap(self._load_plans, cache_ttl_s)
+        self._plan_versions: dict[tuple[str, int], Plan] = {}
         self._customers = TTLMap(self._store.get_customers, cache_ttl_s)
         self._tax_rates = TTLValue(lambda: [parse_tax_rate(d["code"], d) for d in self._store.all_catalog("TAX")],
                                    cache_ttl_s)
@@ -137,6 +138,18 @@ class CatalogService:
         if code not in found:
             raise NotFound(f"plan '{code}' does not exist", field="plan")
         return found[code]
+
+    def plan_at(self, code: str, version: int) -> Plan:
+        """A plan exactly as it was at ``version`` (saved versions are immutable)."""
+        key = (code, version)
+        if key not in self._plan_versions:
+            doc = self._store.get_catalog("PLAN", code, version)
+            if doc is None:  # saved before versions were archived: only the current one is known
+                doc = self._store.get_catalog("PLAN", code)
+                if doc is None or int(doc["version"]) != version:
+                    raise NotFound(f"plan '{code}' version {version} is not stored", field="plan")
+            self._plan_versions[key] = parse_plan(code, doc)
+        return self._plan_versions[key]
 
     # -- customers -------------------------------------------------------------------
     def customers(self, ids: set[str]) -> dict[str, dict[str, Any]]:

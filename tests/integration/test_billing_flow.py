@@ -111,7 +111,7 @@ def test_late_event_is_kept_and_flagged(container: Any, catalog: Any, drain: Any
     assert res.late == ["late"] and res.accepted == 1
     drain()
     assert container.events_store.get("late")["flag"] == "late"
-    assert [m["sk"] for m in container.billing_store.late_markers("acme")] == ["LATE#2026-10-01T00:00:00Z"]
+    assert [m["sk"] for m in container.billing_store.customer_items("late", "acme")] == ["LATE#2026-10-01T00:00:00Z"]
     assert invoices(container)[0]["lines"][1]["quantity"] == "5"  # final invoices do not change
 
 

@@ -1,0 +1,253 @@
+"""What happens to a rated invoice after pricing (pure): discounts, prepaid credits, credit notes.
+
+Order on every invoice (the same as Stripe's: discounts before tax, credit balance after it):
+
+    subtotal (charge lines + late-usage adjustments + progressive netting)
+  − discounts                       -> taxable amount -> taxes
+  = total                           (tax added, or contained when prices include tax)
+  − prepaid credits drawn           -> amount due
+
+Each amount is rounded once to the currency's minor unit; every sum above is exact.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from meterbill.domain.errors import InvalidField
+from meterbill.domain.instants import parse_instant
+from meterbill.domain.money import CONTEXT, format_amount, parse_decimal, quantize
+
+ZERO = Decimal(0)
+HUNDRED = Decimal(100)
+DURATIONS = ("once", "repeating", "forever")
+CREDIT_NOTE_REASONS = ("duplicate", "fraudulent", "order_change", "product_unsatisfactory",
+                       "late_usage_adjustment", "other")
+
+
+# -- discounts ---------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Discount:
+    id: str
+    kind: str                      # "percentage" | "fixed"
+    value: Decimal                 # percent (20 = 20 %) or an amount in the customer's currency
+    duration: str                  # once | repeating | forever
+    periods: int | None = None     # for "repeating": how many invoices it applies to
+    meter: str | None = None       # None: the whole invoice; else only that meter's lines
+    name: str | None = None
+    applied: int = 0               # invoices it has been applied to
+    remaining: Decimal | None = None  # fixed "once": the part not used yet (carried forward)
+
+    @property
+    def active(self) -> bool:
+        if self.duration == "forever":
+            return True
+        if self.duration == "repeating":
+            return self.applied < (self.periods or 0)
+        if self.kind == "fixed":  # once, fixed: until the amount is used up
+            return (self.value if self.remaining is None else self.remaining) > 0
+        return self.applied == 0
+
+    def label(self, currency: str) -> str:
+        what = f"{format(self.value.normalize(), 'f')}%" if self.kind == "percentage" else \
+            f"{format(self.value, 'f')} {currency}"
+        scope = f" on {self.meter}" if self.meter else ""
+        return f"{self.name or 'Discount'} ({what}{scope})"
+
+
+def parse_discount(discount_id: str, raw: Mapping[str, Any]) -> Discount:
+    kind = raw.get("type")
+    if kind not in ("percentage", "fixed"):
+        raise InvalidField("type", "must be 'percentage' or 'fixed'")
+    if kind == "percentage":
+        value = parse_decimal(raw.get("percentage"), "percentage")
+        if not ZERO < value <= HUNDRED:
+            raise InvalidField("percentage", "must be more than 0 and at most 100")
+    else:
+        value = parse_decimal(raw.get("amount"), "amount")
+        if value <= 0:
+            raise InvalidField("amount", "must be more than 0")
+    duration = raw.get("duration", "once")
+    if duration not in DURATIONS:
+        raise InvalidField("duration", f"must be one of: {', '.join(DURATIONS)}")
+    periods = raw.get("periods")
+    if duration == "repeating":
+        if type(periods) is not int or not 1 <= periods <= 1200:
+            raise InvalidField("periods", "is required for a repeating discount: a whole number from 1 to 1200")
+    elif periods is not None:
+        raise InvalidField("periods", "only applies to a repeating discount")
+    meter = raw.get("meter")
+    if meter is not None and (type(meter) is not str or not meter):
+        raise InvalidField("meter", "must be the code of a meter the customer's plan charges")
+    name = raw.get("name")
+    if name is not None and type(name) is not str:
+        raise InvalidField("name", "must be a string")
+    return Discount(discount_id, kind, value, duration, periods, meter, name)
+
+
+def discount_from_doc(doc: Mapping[str, Any]) -> Discount:
+    periods = doc.get("periods")
+    d = parse_discount(doc["id"], {**doc, "periods": None if periods is None else int(periods)})
+    remaining = doc.get("remaining")
+    return replace(d, applied=int(doc.get("applied", 0)),
+                   remaining=None if remaining is None else Decimal(remaining))
+
+
+@dataclass(frozen=True, slots=True)
+class DiscountLine:
+    discount: Discount
+    amount: Decimal                # positive: what it takes off
+    base: Decimal                  # what it applied to
+
+    def after(self, currency: str) -> dict[str, Any]:
+        """The discount's state once this invoice is final."""
+        d = self.discount
+        state: dict[str, Any] = {"applied": d.applied + 1}
+        if d.kind == "fixed" and d.duration == "once":
+            state["remaining"] = format_amount((d.value if d.remaining is None else d.remaining) - self.amount,
+                                               currency)
+        return state
+
+
+def apply_discounts(lines: Iterable[tuple[str | None, Decimal]], discounts: Sequence[Discount],
+                    currency: str) -> list[DiscountLine]:
+    """``lines``: (meter or None, amount) of every line before discounts. Active discounts apply
+    in order; none takes more than what is left of its base after the ones before it, so the
+    invoice never goes below zero through discounts."""
+    by_meter: dict[str | None, Decimal] = {}
+    for meter, amount in lines:
+        by_meter[meter] = by_meter.get(meter, ZERO) + amount
+    left = {m: max(a, ZERO) for m, a in by_meter.items()}
+    invoice_left = max(sum(by_meter.values(), ZERO), ZERO)
+    out: list[DiscountLine] = []
+    for d in discounts:
+        if not d.active:
+            continue
+        base = min(left.get(d.meter, ZERO), invoice_left) if d.meter else invoice_left
+        if d.kind == "percentage":
+            amount = quantize(CONTEXT.divide(base * d.value, HUNDRED), currency)
+        else:
+            amount = quantize(d.value if d.remaining is None else d.remaining, currency)
+        amount = min(amount, base)
+        out.append(DiscountLine(d, amount, base))
+        invoice_left -= amount
+        if d.meter:
+            left[d.meter] -= amount
+    return out
+
+
+# -- prepaid credits --------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Grant:
+    id: str
+    amount: Decimal                # granted
+    remaining: Decimal
+    granted_at: datetime
+    expires_at: datetime | None = None
+    reason: str | None = None
+
+    def usable(self, at: datetime) -> bool:
+        return self.remaining > 0 and (self.expires_at is None or at < self.expires_at)
+
+
+def parse_grant(grant_id: str, raw: Mapping[str, Any], currency: str, now: datetime) -> Grant:
+    amount = quantize(parse_decimal(raw.get("amount"), "amount"), currency)
+    if amount <= 0:
+        raise InvalidField("amount", f"must be at least one minor unit of {currency}")
+    if parse_decimal(raw.get("amount"), "amount") != amount:
+        raise InvalidField("amount", f"has more decimals than {currency} allows")
+    expires = raw.get("expires_at")
+    expires_at = None if expires is None else parse_instant(expires, "expires_at")
+    if expires_at is not None and expires_at <= now:
+        raise InvalidField("expires_at", "must be in the future")
+    reason = raw.get("reason")
+    if reason is not None and (type(reason) is not str or len(reason) > 200):
+        raise InvalidField("reason", "must be a string of at most 200 characters")
+    return Grant(grant_id, amount, amount, now, expires_at, reason)
+
+
+def grant_from_doc(doc: Mapping[str, Any]) -> Grant:
+    expires = doc.get("expires_at")
+    return Grant(doc["id"], Decimal(doc["amount"]), Decimal(doc["remaining"]),
+                 parse_instant(doc["granted_at"], "granted_at"),
+                 None if not expires else parse_instant(expires, "expires_at"), doc.get("reason"))
+
+
+def draw_credits(due: Decimal, grants: Iterable[Grant], at: datetime) -> list[tuple[Grant, Decimal]]:
+    """Draw ``due`` from the grants usable at ``at``: soonest expiry first (never-expiring last),
+    then oldest. Returns (grant, amount drawn) for each grant touched."""
+    usable = sorted((g for g in grants if g.usable(at)),
+                    key=lambda g: (g.expires_at is None, g.expires_at or g.granted_at, g.granted_at, g.id))
+    out = []
+    for g in usable:
+        if due <= 0:
+            break
+        take = min(g.remaining, due)
+        out.append((g, take))
+        due -= take
+    return out
+
+
+def balance(grants: Iterable[Grant], at: datetime) -> Decimal:
+    return sum((g.remaining for g in grants if g.usable(at)), ZERO)
+
+
+# -- credit notes -----------------------------------------------------------------------
+def credit_taxes(credit: Decimal, invoice: Mapping[str, Any], currency: str) -> list[tuple[Mapping[str, Any], Decimal]]:
+    """The tax a credit of ``credit`` (pre-tax, or tax-inclusive when the invoice's prices were)
+    gives back: each of the invoice's tax lines in proportion, rounded once."""
+    out = []
+    for tax in invoice.get("taxes") or []:
+        p = Decimal(tax["percentage"])
+        if invoice.get("tax_inclusive"):
+            raw = CONTEXT.divide(credit * p, HUNDRED + p)
+        else:
+            raw = CONTEXT.divide(credit * p, HUNDRED)
+        out.append((tax, quantize(raw, currency)))
+    return out
+
+
+def creditable(invoice: Mapping[str, Any]) -> Decimal:
+    """What can still be credited on an invoice: its total less earlier credit notes."""
+    return Decimal(invoice["total"]) - Decimal(invoice.get("credited_total") or 0)
+
+
+def credit_note_id(invoice_id: str, key: str) -> str:
+    return "cn_" + hashlib.blake2b(f"{invoice_id}\x1f{key}".encode(), digest_size=10).hexdigest()
+
+
+def build_credit_note(*, note_id: str, number: str, invoice: Mapping[str, Any], amount: Decimal,
+                      reason: str, memo: str | None, lines: Sequence[Mapping[str, Any]],
+                      created_at: str) -> dict[str, Any]:
+    """A credit note of ``amount`` (before tax; tax-inclusive when the invoice's prices were)
+    against a final invoice. Unpaid part of the invoice first; the rest becomes credit balance."""
+    currency = invoice["currency"]
+    if reason not in CREDIT_NOTE_REASONS:
+        raise InvalidField("reason", f"must be one of: {', '.join(CREDIT_NOTE_REASONS)}")
+    if amount <= 0 or quantize(amount, currency) != amount:
+        raise InvalidField("amount", f"must be a positive amount in whole minor units of {currency}")
+    taxes = credit_taxes(amount, invoice, currency)
+    tax_total = sum((t for _, t in taxes), ZERO)
+    total = amount if invoice.get("tax_inclusive") else amount + tax_total
+    if total > creditable(invoice):
+        raise InvalidField("amount", f"credits {format_amount(total, currency)} {currency} with tax; only "
+                                     f"{format_amount(creditable(invoice), currency)} {currency} of invoice "
+                                     f"{invoice.get('number')} is left to credit")
+    unpaid = Decimal(invoice.get("amount_due", invoice["total"])) if invoice["status"] != "paid" else ZERO
+    to_invoice = min(total, max(unpaid, ZERO))
+    return {"id": note_id, "number": number, "invoice_id": invoice["id"], "invoice_number": invoice.get("number"),
+            "customer_id": invoice["customer_id"], "customer": invoice.get("customer"), "currency": currency,
+            "reason": reason, "memo": memo, "lines": list(lines),
+            "subtotal": format_amount(amount, currency),
+            "taxes": [{"name": t["name"], "percentage": t["percentage"], "amount": format_amount(a, currency)}
+                      for t, a in taxes],
+            "tax_total": format_amount(tax_total, currency), "tax_inclusive": bool(invoice.get("tax_inclusive")),
+            "total": format_amount(total, currency),
+            "credited_to_invoice": format_amount(to_invoice, currency),
+            "credited_to_balance": format_amount(total - to_invoice, currency),
+            "status": "issued", "created_at": created_at}
