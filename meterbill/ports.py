@@ -20,6 +20,10 @@ class StoredBucket:
     state: BucketState
     markers: dict[str, str] = field(default_factory=dict)  # stream batch id -> "max seq|epoch s"
     version: int | None = None                             # None: not stored yet
+    # ids of sealed overflow pages of per-event values (keep_values meters): the bucket's
+    # value multiset is ``state.values`` plus these pages. ``get_buckets`` (the write path)
+    # leaves them unread; ``query_buckets`` merges them into ``state.values`` (pages ``()``).
+    pages: tuple[str, ...] = ()
 
     @property
     def customer(self) -> str:

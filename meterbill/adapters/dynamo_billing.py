@@ -10,6 +10,7 @@ Item layout (pk / sk):
   CUS#<id>     / GRANT#<grant id>         prepaid credit: amount, remaining, expiry
   PENDING#<customer> / PENDING  gsi1: PENDING / <customer>   usage for a customer not created yet
   U#<customer> / <bucket start:012d>#<meter>#<group>   usage bucket (no GSI: 1 write)
+  UV#<customer> / <bucket sk>#<page id>   sealed page of a bucket's per-event values (immutable)
   INV#<id>     / INVOICE      gsi1: CUSINV#<customer> / <period start>   gsi2: INVOICES / <number>
   COUNTER#invoice / COUNTER   gapless invoice sequence (COUNTER#credit_note: credit notes)
   CN#<id>      / CREDITNOTE   gsi1: CN#<invoice id> / <number>   gsi2: CREDITNOTES / <number>
@@ -19,6 +20,7 @@ Item layout (pk / sk):
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
@@ -33,6 +35,12 @@ from meterbill.services.errors import Conflict
 
 BATCH_GET = 100
 MAX_ATTEMPTS = 8
+# Per-event values of keep_values meters (docs/decisions.md, "Per-event values"): a bucket item
+# keeps at most VALUES_INLINE bytes of them; beyond that they are sealed into immutable pages
+# of <= PAGE_MAX bytes, and more than REFS_MAX value pages are sealed into one page of ids.
+VALUES_INLINE = 16_384
+PAGE_MAX = 200_000
+REFS_MAX = 1_000
 
 
 class ThrottledError(RuntimeError):
@@ -44,12 +52,28 @@ def bucket_pk_sk(key: BucketKey) -> tuple[str, str]:
     return f"U#{customer}", f"{start_s:012d}#{meter}#{group}"
 
 
+def encode_values(values: Mapping[Decimal, int]) -> str:
+    """A value multiset as text: ``"12.5*3 7 0.99*2"`` (``*count`` only when more than one)."""
+    return " ".join(str(v) if n == 1 else f"{v}*{n}" for v, n in values.items())
+
+
+def decode_values(text: str, into: dict[Decimal, int]) -> None:
+    """Add the multiset ``text`` (see encode_values) to ``into``."""
+    get = into.get
+    for entry in text.split():
+        value, _, n = entry.partition("*")
+        d = Decimal(value)
+        into[d] = get(d, 0) + int(n or 1)
+
+
 def bucket_from_doc(doc: Mapping[str, Any]) -> StoredBucket:
     latest = (int(doc["lt"]), str(doc["li"]), Decimal(doc["lv"])) if "lt" in doc else None
     state = BucketState(count=int(doc.get("n", 0)), sum=Decimal(doc.get("s", 0)), max=doc.get("mx"),
                         min=doc.get("mn"), latest=latest, uniques=set(doc.get("u", ())))
+    if "vs" in doc:
+        decode_values(doc["vs"], state.values)
     key = (doc["pk"][2:], int(doc["bs"]), doc["m"], doc.get("g", ""))
-    return StoredBucket(key, state, dict(doc.get("ap", {})), int(doc["v"]))
+    return StoredBucket(key, state, dict(doc.get("ap", {})), int(doc["v"]), tuple(doc.get("vp", ())))
 
 
 def bucket_to_doc(bucket: StoredBucket) -> dict[str, Any]:
@@ -62,6 +86,10 @@ def bucket_to_doc(bucket: StoredBucket) -> dict[str, Any]:
         doc.update(lt=st.latest[0], li=st.latest[1], lv=st.latest[2])
     if st.uniques:
         doc["u"] = set(st.uniques)
+    if st.values:
+        doc["vs"] = encode_values(st.values)
+    if bucket.pages:
+        doc["vp"] = list(bucket.pages)
     return doc
 
 
@@ -102,6 +130,19 @@ def _change_op(table: str, ch: ItemChange) -> dict[str, Any]:
     if values:
         op["ExpressionAttributeValues"] = to_item(values)
     return {kind: op}
+
+
+def _chunks(text: str, size: int) -> Iterable[str]:
+    """``text`` cut at spaces into pieces of at most ``size`` characters (an entry is never cut)."""
+    while len(text) > size:
+        cut = text.rfind(" ", 0, size + 1)
+        if cut <= 0:
+            cut = text.find(" ", 1)
+            if cut < 0:
+                break
+        yield text[:cut]
+        text = text[cut + 1:]
+    yield text
 
 
 def _conditional_failed(exc: ClientError) -> bool:
@@ -302,18 +343,62 @@ class DynamoBillingStore:
         return {b.key: b for b in found}
 
     def put_bucket(self, bucket: StoredBucket, expected_version: int | None) -> bool:
-        """False when another writer got there first (re-read and re-apply)."""
+        """False when another writer got there first (re-read and re-apply). Per-event values
+        beyond VALUES_INLINE are first sealed into pages; the conditional put that references
+        them is what counts them, so pages of a losing writer are never read."""
+        doc = bucket_to_doc(bucket)
+        if len(doc.get("vs", "")) > VALUES_INLINE:
+            doc["vp"] = self._seal(bucket.key, doc.pop("vs"), list(bucket.pages))
         try:
             if expected_version is None:
-                self._put(bucket_to_doc(bucket), "attribute_not_exists(pk)")
+                self._put(doc, "attribute_not_exists(pk)")
             else:
-                self._put(bucket_to_doc(bucket), "v = :v", {":v": expected_version})
+                self._put(doc, "v = :v", {":v": expected_version})
         except Conflict:
             return False
         return True
 
+    @staticmethod
+    def _page_key(key: BucketKey, page: str) -> tuple[str, str]:
+        return f"UV#{key[0]}", f"{bucket_pk_sk(key)[1]}#{page}"
+
+    def _put_page(self, key: BucketKey, kind: str, text: str) -> str:
+        """Store an immutable page; its id is its kind and content hash, so a rewrite is a no-op."""
+        page = kind + hashlib.sha256(text.encode()).hexdigest()[:32]
+        pk, sk = self._page_key(key, page)
+        self._c.put_item(TableName=self._t, Item={"pk": {"S": pk}, "sk": {"S": sk}, "vs": {"S": text}})
+        return page
+
+    def _seal(self, key: BucketKey, text: str, pages: list[str]) -> list[str]:
+        """Seal encoded values into value pages ("v…"); over REFS_MAX value pages, seal their
+        ids into one page of ids ("r…"). A page id may repeat: each reference counts."""
+        pages += [self._put_page(key, "v", chunk) for chunk in _chunks(text, PAGE_MAX)]
+        value_pages = [p for p in pages if p[0] == "v"]
+        if len(value_pages) > REFS_MAX:
+            pages = [p for p in pages if p[0] == "r"] + [self._put_page(key, "r", " ".join(value_pages))]
+        return pages
+
+    def _read_pages(self, buckets: list[StoredBucket]) -> None:
+        """Merge every referenced page into its bucket's ``state.values`` (pages become ``()``)."""
+        todo = [(b, page) for b in buckets for page in b.pages]
+        while todo:
+            found = {(d["pk"], d["sk"]): d["vs"]
+                     for d in self._batch_get(sorted({self._page_key(b.key, p) for b, p in todo}))}
+            more = []
+            for b, page in todo:
+                text = found.get(self._page_key(b.key, page))
+                if text is None:
+                    raise RuntimeError(f"usage bucket {b.key} references missing values page {page}")
+                if page[0] == "r":
+                    more.extend((b, p) for p in text.split())
+                else:
+                    decode_values(text, b.state.values)
+            todo = more
+        for b in buckets:
+            b.pages = ()
+
     def query_buckets(self, customer_id: str, start_s: int, end_s: int) -> list[StoredBucket]:
-        """Buckets whose start lies in [start_s, end_s)."""
+        """Buckets whose start lies in [start_s, end_s), with all their per-event values."""
         items: list[StoredBucket] = []
         kwargs: dict[str, Any] = {
             "TableName": self._t, "KeyConditionExpression": "pk = :p AND sk BETWEEN :a AND :b",
@@ -323,6 +408,7 @@ class DynamoBillingStore:
             resp = self._c.query(**kwargs)
             items.extend(bucket_from_doc(from_item(i)) for i in resp.get("Items", []))
             if "LastEvaluatedKey" not in resp:
+                self._read_pages([b for b in items if b.pages])
                 return items
             kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
 

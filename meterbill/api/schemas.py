@@ -22,6 +22,9 @@ class MeterIn(Strict):
     group_by: list[str] | None = None
     name: str | None = None
     unit: str | None = None
+    keep_values: bool = Field(default=False, description=(
+        "sum meters only: also keep each event's exact value, which percentage charges with "
+        "per_event_min / per_event_max need; cannot change once the meter exists"))
 
 
 class TierIn(Strict):

@@ -40,10 +40,11 @@ class Meter:
     group_by: tuple[str, ...] = ()
     name: str | None = None
     unit: str | None = None
+    keep_values: bool = False  # sum only: buckets also keep each event's value (value -> count)
 
     def semantics(self) -> tuple[Any, ...]:
         """What decides the numbers; it may not change once usage has been recorded."""
-        return (self.event_type, self.aggregation, self.property, self.filter, self.group_by)
+        return (self.event_type, self.aggregation, self.property, self.filter, self.group_by, self.keep_values)
 
 
 def parse_meter(code: str, raw: Mapping[str, Any]) -> Meter:
@@ -79,15 +80,20 @@ def parse_meter(code: str, raw: Mapping[str, Any]) -> Meter:
     for key in ("name", "unit"):
         if raw.get(key) is not None and type(raw.get(key)) is not str:
             raise InvalidField(key, "must be a string")
+    keep = raw.get("keep_values") or False
+    if type(keep) is not bool:
+        raise InvalidField("keep_values", "must be true or false")
+    if keep and aggregation != "sum":
+        raise InvalidField("keep_values", f"is only for aggregation 'sum' (this meter uses '{aggregation}')")
     return Meter(code, event_type, aggregation, prop, tuple(pairs), tuple(group_by),
-                 raw.get("name"), raw.get("unit"))
+                 raw.get("name"), raw.get("unit"), keep)
 
 
 def meter_to_dict(m: Meter) -> dict[str, Any]:
     return {"code": m.code, "event_type": m.event_type, "aggregation": m.aggregation,
             "property": m.property,
             "filter": {k: [from_canonical(x) for x in sorted(v)] for k, v in m.filter},
-            "group_by": list(m.group_by), "name": m.name, "unit": m.unit}
+            "group_by": list(m.group_by), "name": m.name, "unit": m.unit, "keep_values": m.keep_values}
 
 
 def from_canonical(text: str) -> Scalar:
@@ -159,6 +165,7 @@ class BucketState:
     min: Decimal | None = None
     latest: tuple[int, str, Decimal] | None = None  # (ts_ms, event id, value)
     uniques: set[str] = field(default_factory=set)
+    values: dict[Decimal, int] = field(default_factory=dict)  # keep_values meters: value -> events
 
     def add(self, meter: Meter, event: Event) -> None:
         self.count += 1
@@ -174,6 +181,8 @@ class BucketState:
             raise ValueError(f"event {event.id}: property {meter.property} is not numeric")
         if agg == "sum":
             self.sum += value
+            if meter.keep_values:
+                self.values[value] = self.values.get(value, 0) + 1
         elif agg == "max":
             self.max = value if self.max is None or value > self.max else self.max
         elif agg == "min":
@@ -193,6 +202,15 @@ class BucketState:
         if other.latest is not None and (self.latest is None or other.latest[:2] > self.latest[:2]):
             self.latest = other.latest
         self.uniques |= other.uniques
+        if other.values:
+            add_values(self.values, other.values)
+
+
+def add_values(into: dict[Decimal, int], more: Mapping[Decimal, int]) -> None:
+    """Multiset union: ``into[v] += more[v]`` (equal decimals such as 1.0 and 1.00 are one value)."""
+    get = into.get
+    for value, n in more.items():
+        into[value] = get(value, 0) + n
 
 
 def quantity(aggregation: str, states: Iterable[BucketState]) -> Decimal:
@@ -217,14 +235,21 @@ ADDITIVE = frozenset({"count", "sum"})
 
 def usage_of(meter: Meter, buckets: Iterable[tuple[int, str, BucketState]], detail: bool = True) -> Usage:
     """One meter's usage over a period, from its buckets ``(start epoch s, group key, state)``:
-    the total and, when ``detail`` (the charge model reads them), the aggregate per dimension
-    group (matrix) and, for additive meters, per 15-minute bucket (time-of-use)."""
+    the total; for ``keep_values`` meters the multiset of event values (percentage per-event
+    min/max; its cost grows with distinct values, so only meters that keep them pay it); and,
+    when ``detail`` (the charge model reads them), the aggregate per dimension group (matrix)
+    and, for additive meters, per 15-minute bucket (time-of-use)."""
     buckets = buckets if isinstance(buckets, list) else list(buckets)
     states = [b[2] for b in buckets]
     total = quantity(meter.aggregation, states)
     events = sum(s.count for s in states)
+    values: dict[Decimal, int] | None = None
+    if meter.keep_values:
+        values = {}
+        for s in states:
+            add_values(values, s.values)
     if not detail:
-        return Usage(total, events)
+        return Usage(total, events, values=values)
     by_group: dict[str, list[BucketState]] = {}
     for _, g, st in buckets:
         by_group.setdefault(g, []).append(st)
@@ -237,7 +262,7 @@ def usage_of(meter: Meter, buckets: Iterable[tuple[int, str, BucketState]], deta
             add = Decimal(st.count) if meter.aggregation == "count" else st.sum
             per_start[start] = per_start.get(start, Decimal(0)) + add
         series = tuple(sorted(per_start.items()))
-    return Usage(total, events, groups, series)
+    return Usage(total, events, groups, series, values)
 
 
 def bucket_start(ts_ms: int) -> int:

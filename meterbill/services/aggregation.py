@@ -141,7 +141,8 @@ class AggregationService:
             markers = {k: v for k, v in markers.items()
                        if k not in self._known_done and now_s - int(v.split("|")[1]) < MARKER_TTL_S}
             version = stored.version if stored else None
-            if self._store.put_bucket(StoredBucket(key, state, markers, (version or 0) + 1), version):
+            pages = stored.pages if stored else ()
+            if self._store.put_bucket(StoredBucket(key, state, markers, (version or 0) + 1, pages), version):
                 return 1, len(items) - len(todo)
             stored = self._store.get_buckets([key]).get(key)  # another writer won: re-read, re-apply
         raise RuntimeError(f"bucket {key} kept changing concurrently; batch will be retried")

@@ -47,7 +47,7 @@ class CatalogService:
         if current is not None:
             if parse_meter(code, current).semantics() != meter.semantics():
                 raise Conflict(f"meter '{code}' already exists with a different event_type, aggregation, "
-                               "property, filter or group_by; recorded usage would no longer match. "
+                               "property, filter, group_by or keep_values; recorded usage would no longer match. "
                                "Create a new meter code instead", field="code")
         self._save("METER", code, doc, current)
         self._meters.invalidate()
@@ -248,10 +248,12 @@ def check_charge_fits_meter(charge: Charge, meter: Meter, path: str) -> None:
     if model.name == "matrix" and tuple(dims or ()) != meter.group_by:
         raise InvalidField(f"{path}.dimensions", f"must equal meter '{meter.code}' group_by "
                                                  f"{list(meter.group_by)}")
-    if model.name == "percentage" and (getattr(charge.params, "per_event_min", None) is not None
-                                       or getattr(charge.params, "per_event_max", None) is not None):
-        raise InvalidField(f"{path}.per_event_min", "per-event minimum/maximum needs meters that keep "
-                                                    "per-event values, which meterbill does not offer yet")
+    if model.name == "percentage" and not meter.keep_values:
+        for key in ("per_event_min", "per_event_max"):
+            if getattr(charge.params, key, None) is not None:
+                raise InvalidField(f"{path}.{key}", f"needs the exact value of each event: meter "
+                                                    f"'{meter.code}' must be a sum meter with keep_values: true "
+                                                    "(a new meter code; a meter's semantics cannot change)")
 
 
 def check_id(customer_id: str) -> str:

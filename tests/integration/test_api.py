@@ -438,6 +438,15 @@ def test_meter_round_trip(api: Api) -> None:
     assert again["version"] == 2
 
 
+def test_meter_keep_values(api: Api) -> None:
+    meter = {"event_type": "payment", "aggregation": "sum", "property": "amount", "keep_values": True}
+    assert api.ok("PUT", "/v1/meters/payments", meter)["keep_values"] is True
+    assert api.ok("GET", "/v1/meters/payments", key="read")["keep_values"] is True
+    assert error(api.put("/v1/meters/payments", {**meter, "keep_values": False}), 409)["field"] == "code"
+    err = error(api.put("/v1/meters/calls", {"event_type": "x", "aggregation": "count", "keep_values": True}), 400)
+    assert (err["field"], err["message"]) == ("keep_values", "is only for aggregation 'sum' (this meter uses 'count')")
+
+
 def test_meter_semantics_change_is_409(api: Api) -> None:
     api.ok("PUT", "/v1/meters/tokens", METER_TOKENS)
     err = error(api.put("/v1/meters/tokens", {**METER_TOKENS, "aggregation": "max"}), 409)

@@ -19,7 +19,8 @@ Plan properties (all decimals >= 0; only ``rate`` is required)::
   fee of the events the free amount covers, in event order.
 * ``per_event_min`` / ``per_event_max`` clamp EACH event's fee ``rate% * value + fixed``
   (Lago's ``per_transaction_min_amount`` / ``_max_amount``); this needs the exact
-  per-event values (``usage.values``): without them pricing raises ``ValueError``.
+  per-event values (``usage.values``, from a meter with ``keep_values``): without them
+  pricing raises ``ValueError``. Fees are computed once per distinct value.
   Not combinable with free events (which events are free changes how fees are clamped).
 
 Without min/max the amount is exact from the totals::
