@@ -1,7 +1,7 @@
 """Rating: usage quantities + plan -> priced invoice lines (pure).
 
 aggregate (meters.quantity) -> price (charges) -> rate (here) -> invoice (invoices).
-Each line is rounded once, to the currency's minor unit; totals add rounded lines.
+Each line is rounded once, to the currency's minor unit, in the plan's rounding mode; totals add rounded lines.
 """
 
 from __future__ import annotations
@@ -55,11 +55,12 @@ NO_USAGE = Usage(ZERO)
 
 def _base_fee(plan: Plan, covers: Period, fraction: Decimal, note: str, current: Period) -> Line:
     raw = plan.base_fee * fraction
-    return Line("base_fee", f"{plan.name or plan.code} base fee{note}", quantize(raw, plan.currency), raw,
+    amount = quantize(raw, plan.currency, plan.rounding)
+    return Line("base_fee", f"{plan.name or plan.code} base fee{note}", amount, raw,
                 proration=None if fraction == 1 else fraction, covers=None if covers == current else covers)
 
 
-def _usage_line(charge: Charge, usage: Usage, fraction: Decimal, ctx: PricingContext) -> Line:
+def _usage_line(charge: Charge, usage: Usage, fraction: Decimal, ctx: PricingContext, rounding: str) -> Line:
     priced_usage = usage
     if charge.free_units:
         priced_usage = Usage(max(ZERO, usage.quantity - charge.free_units), usage.events)
@@ -69,7 +70,7 @@ def _usage_line(charge: Charge, usage: Usage, fraction: Decimal, ctx: PricingCon
     if amount < minimum:
         parts = (*parts, Part("minimum charge", ZERO, None, minimum - amount))
         amount = minimum
-    return Line("usage", charge.display_name or charge.meter, quantize(amount, ctx.currency), amount,
+    return Line("usage", charge.display_name or charge.meter, quantize(amount, ctx.currency, rounding), amount,
                 meter=charge.meter, quantity=usage.quantity, unit_amount=priced.unit_amount,
                 tiers=priced.tiers, parts=parts, free_units=charge.free_units or None)
 
@@ -92,10 +93,10 @@ def rate(plan: Plan, usages: Mapping[str, Usage], period: Period, full: Period, 
             if next_full is not None:
                 lines.append(_base_fee(plan, next_full, Decimal(1), " (next period, in advance)", period))
     for charge in plan.charges:
-        lines.append(_usage_line(charge, usages.get(charge.meter, NO_USAGE), fraction, ctx))
+        lines.append(_usage_line(charge, usages.get(charge.meter, NO_USAGE), fraction, ctx, plan.rounding))
     subtotal = sum((ln.amount for ln in lines), ZERO)
     if plan.minimum_commitment:
-        commitment = quantize(plan.minimum_commitment * fraction, currency)
+        commitment = quantize(plan.minimum_commitment * fraction, currency, plan.rounding)
         if subtotal < commitment:
             gap = commitment - subtotal
             lines.append(Line("minimum_commitment", f"minimum commitment true-up (commitment {commitment})",

@@ -173,7 +173,7 @@ class BillingService:
         party = TaxParty(address.get("country"), address.get("state"), bool(customer.get("tax_exempt")),
                          customer.get("tax_id"))
         taxes = tax_lines(rated.subtotal, plan.currency, self._catalog.tax_rates(), party, self._seller_country,
-                          plan.tax_inclusive)
+                          plan.tax_inclusive, plan.rounding)
         return build_invoice(invoice_id=invoice_id(customer["id"], period),
                              number=None if seq is None else invoice_number(self._prefix, seq),
                              customer=customer, plan_code=plan.code, plan_version=int(plan_doc["version"]),

@@ -452,6 +452,13 @@ def test_plan_round_trip(catalog: Api) -> None:
     assert not {"pk", "sk", "gsi1pk", "gsi1sk"} & set(got)
 
 
+def test_plan_rounding_is_kept_and_validated(catalog: Api) -> None:
+    assert catalog.ok("PUT", "/v1/plans/even", {**PLAN_PRO, "rounding": "half_even"})["rounding"] == "half_even"
+    assert catalog.ok("GET", "/v1/plans/even", key="read")["rounding"] == "half_even"
+    err = error(catalog.put("/v1/plans/even", {**PLAN_PRO, "rounding": "bankers"}), 400)
+    assert err["field"] == "rounding" and "half_even" in err["message"]
+
+
 def test_customer_round_trip(catalog: Api) -> None:
     got = catalog.ok("GET", "/v1/customers/acme", key="read")
     for k in ("name", "email", "plan", "started_at", "billing_anchor", "payment_terms_days", "address"):
