@@ -203,7 +203,8 @@ class BillingService:
         tz = customer["timezone"]
         return rate(plan, usages, period, full_period(anchor, plan.interval, tz, period),
                     PricingContext(plan.currency, tz), first=not customer.get("closed_through"),
-                    next_full=period_containing(anchor, plan.interval, tz, period.end))
+                    next_full=period_containing(anchor, plan.interval, tz, period.end),
+                    meter_units={c.meter: meters[c.meter].unit for c in plan.charges})
 
     def _commit_one(self, customer: dict[str, Any], plan: Plan, period: Period) -> bool:
         seq = self._store.invoice_counter() + 1

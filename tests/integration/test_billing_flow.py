@@ -350,3 +350,15 @@ def test_plan_rounding_mode_rounds_lines_and_tax(container: Any, catalog: Any, d
     # 5 calls x 0.001 = 0.005 -> 0.00 (down; half-up gave 0.01); tax 61.50 x 19 % = 11.685 -> 11.68
     assert [ln["amount"] for ln in inv["lines"]] == ["49.00", "12.50", "0.00"]
     assert (inv["subtotal"], inv["tax_total"], inv["total"]) == ("61.50", "11.68", "73.18")
+
+
+def test_invoice_lines_show_the_charge_unit_else_the_meter_unit(container: Any, catalog: Any, drain: Any) -> None:
+    container.catalog.put_meter("tokens", {"event_type": "api.call", "aggregation": "sum", "property": "tokens",
+                                           "unit": "tokens"})  # a unit is not semantics: allowed to change
+    container.ingest.ingest(body(*[ev(i, tokens=2500) for i in range(5)]), None)
+    drain()
+    close(container)
+    lines = invoices(container)[0]["lines"]
+    assert [(ln.get("quantity"), ln.get("unit")) for ln in lines] == [(None, None), ("12500", "tokens"), ("5", None)]
+    html = container.renderer.html(invoices(container)[0])
+    assert "12,500 tokens" in html

@@ -43,6 +43,19 @@ def test_free_allowance_is_deducted_before_pricing() -> None:
     assert rate(p, {"calls": Usage.of(Decimal(60))}, OCT, OCT, CTX).lines[1].amount == 0
 
 
+def test_usage_lines_carry_the_charge_unit_else_the_meter_unit() -> None:
+    from meterbill.domain.invoices import build_invoice
+
+    p = plan(charges=[{"meter": m, "model": "per_unit", "unit_amount": "1", **extra} for m, extra in [
+        ("a", {"unit": "requests"}), ("b", {}), ("c", {}), ("d", {"free_units": "10"})]])
+    r = rate(p, {}, OCT, OCT, CTX, meter_units={"a": "calls", "b": "GB", "d": "tokens"})
+    assert [ln.unit for ln in r.lines] == [None, "requests", "GB", None, "tokens"]
+    doc = build_invoice(invoice_id="in_1", number=None, customer={"id": "c", "name": "C"}, plan_code="p",
+                        plan_version=1, period=OCT, rated=r, created_at="2026-11-01T00:00:00Z")
+    assert [(ln.get("unit"), ln.get("free_units")) for ln in doc["lines"]] == [
+        (None, None), ("requests", None), ("GB", None), (None, None), ("tokens", "10")]
+
+
 def test_per_charge_minimum_and_its_proration() -> None:
     p = plan(charges=[{"meter": "calls", "model": "per_unit", "unit_amount": "0.10", "min_amount": "20"}])
     full = rate(p, {"calls": Usage.of(Decimal(50))}, OCT, OCT, CTX)
