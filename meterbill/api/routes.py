@@ -265,6 +265,18 @@ def get_invoice(invoice_id: str) -> dict[str, Any]:
     return invoice_doc(invoice_id)
 
 
+# Three path segments after the id: neither GET .../<invoice_id>(.pdf|.html) nor POST .../<invoice_id>/<action>
+# can match it (a path parameter never spans a '/'); tests/integration/test_api.py checks the neighbours.
+@router.get("/v1/invoices/<invoice_id>/lines/<index>/usage",
+            description="The aggregated usage behind invoice line `index` (0-based): the stored 15-minute buckets "
+                        "of its meter over the line's period (value as the meter aggregates, per dimension group), "
+                        "a page at a time, and their total, computed by the rating's own roll-up: it equals the "
+                        "line's quantity unless usage arrived after the invoice was final.")
+def invoice_line_usage(invoice_id: str, index: str, limit: Annotated[int, Query(ge=1, le=1000)] = 500,
+                       cursor: Cursor = None) -> dict[str, Any]:
+    return container().usage.line_usage(invoice_id, index, limit, cursor)
+
+
 @router.get("/v1/invoices")
 def list_invoices(customer: Cursor = None, limit: Limit = 50, cursor: Cursor = None) -> dict[str, Any]:
     items, nxt = container().billing_store.list_invoices(customer, limit, cursor)

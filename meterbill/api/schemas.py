@@ -52,6 +52,8 @@ class PlanIn(Strict):
     base_fee: str = Field(default="0", pattern=r"^\d+(\.\d+)?$")
     base_fee_timing: Literal["arrears", "advance"] = "arrears"
     tax_inclusive: bool = False
+    rounding: Literal["half_up", "half_even", "half_down", "up", "down"] = Field(
+        default="half_up", description="how each invoice line is rounded to the currency's minor unit")
     minimum_commitment: str | None = Field(default=None, pattern=r"^\d+(\.\d+)?$")
     name: str | None = None
     charges: list[ChargeIn] = []

@@ -16,7 +16,7 @@ import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from meterbill.domain.errors import InvalidField
@@ -115,7 +115,7 @@ class DiscountLine:
 
 
 def apply_discounts(lines: Iterable[tuple[str | None, Decimal]], discounts: Sequence[Discount],
-                    currency: str) -> list[DiscountLine]:
+                    currency: str, rounding: str = ROUND_HALF_UP) -> list[DiscountLine]:
     """``lines``: (meter or None, amount) of every line before discounts. Active discounts apply
     in order; none takes more than what is left of its base after the ones before it, so the
     invoice never goes below zero through discounts."""
@@ -130,7 +130,7 @@ def apply_discounts(lines: Iterable[tuple[str | None, Decimal]], discounts: Sequ
             continue
         base = min(left.get(d.meter, ZERO), invoice_left) if d.meter else invoice_left
         if d.kind == "percentage":
-            amount = quantize(CONTEXT.divide(base * d.value, HUNDRED), currency)
+            amount = quantize(CONTEXT.divide(base * d.value, HUNDRED), currency, rounding)
         else:
             amount = quantize(d.value if d.remaining is None else d.remaining, currency)
         amount = min(amount, base)

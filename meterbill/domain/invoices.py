@@ -48,6 +48,8 @@ def _line(line: Line, currency: str, period: Period) -> dict[str, Any]:
     if line.meter is not None:
         doc.update(meter=line.meter, quantity=_dec(line.quantity), unit_amount=_dec(line.unit_amount),
                    tiers=[_tier(t, currency) for t in line.tiers])
+        if line.unit:
+            doc["unit"] = line.unit
         if line.parts:
             doc["parts"] = [{"label": p.label, "units": _dec(p.units), "unit_amount": _dec(p.unit_amount),
                              "amount": _dec(p.amount)} for p in line.parts]

@@ -9,8 +9,11 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from decimal import (
+    ROUND_DOWN,
+    ROUND_HALF_DOWN,
     ROUND_HALF_EVEN,
     ROUND_HALF_UP,
+    ROUND_UP,
     Context,
     Decimal,
     DivisionByZero,
@@ -24,6 +27,7 @@ from meterbill.domain.errors import InvalidField, UnknownCurrency
 __all__ = [
     "CONTEXT",
     "MINOR_UNITS",
+    "ROUNDING_MODES",
     "format_amount",
     "minor_units",
     "parse_decimal",
@@ -73,6 +77,11 @@ MINOR_UNITS: Mapping[str, int] = MappingProxyType(
 _QUANTUM: Mapping[str, Decimal] = MappingProxyType(
     {code: Decimal(1).scaleb(-exp) for code, exp in MINOR_UNITS.items()}
 )
+
+#: A plan's ``rounding`` -> the decimal rounding constant (``up``/``down``: away from / towards zero).
+ROUNDING_MODES: Mapping[str, str] = MappingProxyType({
+    "half_up": ROUND_HALF_UP, "half_even": ROUND_HALF_EVEN, "half_down": ROUND_HALF_DOWN,
+    "up": ROUND_UP, "down": ROUND_DOWN})
 
 _PLAIN_DECIMAL = re.compile(r"[+-]?[0-9]+(?:\.[0-9]+)?", re.ASCII)
 _MAX_DECIMAL_CHARS = 64

@@ -3,9 +3,11 @@
 Plan-level terms: ``base_fee_timing`` ("arrears": the closing invoice bills the period that
 ended; "advance": it bills the next period's fee, and the first invoice also the first
 period's), ``minimum_commitment`` (a true-up line when the invoice falls short; prorated for a
-partial period). Charge-level terms understood here, for every model: ``free_units`` (an
-allowance deducted before pricing; quantity-priced models only), ``min_amount`` (the charge
-costs at least this; prorated for a partial period), ``display_name``, ``unit``.
+partial period), ``rounding`` (how each line of its invoices, the true-up and the tax are rounded
+to the minor unit: half_up (default), half_even, half_down, up, down). Charge-level terms
+understood here, for every model: ``free_units`` (an allowance deducted before pricing;
+quantity-priced models only), ``min_amount`` (the charge costs at least this; prorated for a
+partial period), ``display_name``, ``unit``.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 from meterbill.domain.charges import ChargeModel, get_model
 from meterbill.domain.errors import InvalidField
 from meterbill.domain.meters import check_code
-from meterbill.domain.money import minor_units, parse_decimal
+from meterbill.domain.money import ROUNDING_MODES, minor_units, parse_decimal
 from meterbill.domain.periods import INTERVALS
 
 
@@ -49,6 +51,7 @@ class Plan:
     base_fee_timing: str = "arrears"
     minimum_commitment: Decimal = ZERO
     tax_inclusive: bool = False      # prices already contain tax
+    rounding: str = ROUNDING_MODES["half_up"]  # a decimal ROUND_* constant
 
 
 def _optional_text(raw: Mapping[str, Any], key: str, path: str) -> str | None:
@@ -98,5 +101,8 @@ def parse_plan(code: str, raw: Mapping[str, Any]) -> Plan:
     inclusive = raw.get("tax_inclusive", False)
     if type(inclusive) is not bool:
         raise InvalidField("tax_inclusive", "must be true or false")
+    rounding = raw.get("rounding", "half_up")
+    if type(rounding) is not str or rounding not in ROUNDING_MODES:
+        raise InvalidField("rounding", f"must be one of: {', '.join(ROUNDING_MODES)}")
     return Plan(code, currency, interval, base_fee, tuple(charges), _optional_text(raw, "name", ""),
-                timing, commitment, inclusive)
+                timing, commitment, inclusive, ROUNDING_MODES[rounding])

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from meterbill.domain.errors import InvalidField
@@ -78,7 +78,7 @@ def choose_rate(rates: Iterable[TaxRate], party: TaxParty) -> TaxRate | None:
 
 
 def tax_lines(subtotal: Decimal, currency: str, rates: Iterable[TaxRate], customer: TaxParty,
-              seller_country: str | None, inclusive: bool) -> list[TaxLine]:
+              seller_country: str | None, inclusive: bool, rounding: str = ROUND_HALF_UP) -> list[TaxLine]:
     if customer.exempt:
         return [TaxLine("Tax exempt", Decimal(0), subtotal, quantize(Decimal(0), currency), EXEMPT_NOTE)]
     if (customer.tax_id and seller_country in EU and customer.country in EU
@@ -90,7 +90,7 @@ def tax_lines(subtotal: Decimal, currency: str, rates: Iterable[TaxRate], custom
         return []
     p = rate.percentage
     raw = CONTEXT.divide(subtotal * p, HUNDRED + p) if inclusive else CONTEXT.divide(subtotal * p, HUNDRED)
-    amount = quantize(raw, currency)
+    amount = quantize(raw, currency, rounding)
     taxable = subtotal - amount if inclusive else subtotal
     note = "Prices include tax." if inclusive else None
     return [TaxLine(rate.name, p, taxable, amount, note)]

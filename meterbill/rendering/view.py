@@ -9,7 +9,8 @@ time-of-use windows…: ``label``, ``units``, ``unit_amount``, ``amount``).
 Optional fields that later work may add are rendered when present: ``taxes`` (``name``,
 ``rate`` as a fraction such as ``"0.19"`` or ``percentage`` such as ``"19"``, ``amount``,
 ``note``), ``payment_url`` (https only), ``notes``, ``timezone`` (dates are shown in it,
-else in the customer's, else UTC), per line ``unit`` and ``note``.
+else in the customer's, else UTC), per line ``unit`` (after the quantity: "12,500 tokens"),
+``free_units`` (a note: "first 1,000 tokens free") and ``note``.
 """
 
 from __future__ import annotations
@@ -229,7 +230,7 @@ def _line(ln: Mapping[str, Any], invoice_period: Mapping[str, Any], tz: Any, tz_
     tiers = tuple(_tier(t, decimals) for t in ln.get("tiers") or () if isinstance(t, Mapping))
     parts = tuple(_part(p, decimals) for p in ln.get("parts") or () if isinstance(p, Mapping))
     qty = text(ln.get("quantity"))
-    unit = text(ln.get("unit")) or text(ln.get("meter")).replace("_", " ")
+    unit = text(ln.get("unit"))
     quantity = f"{group_digits(qty)} {unit}".strip() if qty else ""
     unit_price = text(ln.get("unit_amount"))
     if tiers:
@@ -238,6 +239,8 @@ def _line(ln: Mapping[str, Any], invoice_period: Mapping[str, Any], tz: Any, tz_
         unit_price = "see breakdown"
     tiers += parts
     notes: list[str] = []
+    if text(ln.get("free_units")) not in ("", "0"):
+        notes.append(f"first {group_digits(ln.get('free_units'))} {unit or 'units'} free")
     if ln.get("proration") not in (None, ""):
         note = proration_note(ln.get("proration"), ln.get("period") or invoice_period)
         if note:

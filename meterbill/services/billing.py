@@ -183,13 +183,14 @@ class BillingService:
         late_lines, changes = self._late_adjustments(customer, period)
         lines = (*rated.lines, *late_lines)
         subtotal = rated.subtotal + sum((ln.amount for ln in late_lines), ZERO)
-        discounts = apply_discounts([(ln.meter, ln.amount) for ln in lines], self._discounts(cid), currency)
+        discounts = apply_discounts([(ln.meter, ln.amount) for ln in lines], self._discounts(cid), currency,
+                                    plan.rounding)
         taxable = subtotal - sum((d.amount for d in discounts), ZERO)
         address = customer.get("address") or {}
         party = TaxParty(address.get("country"), address.get("state"), bool(customer.get("tax_exempt")),
                          customer.get("tax_id"))
         taxes = tax_lines(taxable, currency, self._catalog.tax_rates(), party, self._seller_country,
-                          plan.tax_inclusive)
+                          plan.tax_inclusive, plan.rounding)
         grants = [grant_from_doc(g) for g in self._store.customer_items("grant", cid)]
         drawn = draw_credits(total_with(taxable, taxes, plan.tax_inclusive), grants, period.end)
         plan_doc = self._catalog.get_plan_doc(plan.code)
@@ -315,7 +316,8 @@ class BillingService:
         return rate(plan, usages, period, full_period(anchor, plan.interval, tz, period),
                     PricingContext(plan.currency, tz),
                     first=period.start <= parse_instant(customer["started_at"], "started_at"),
-                    next_full=period_containing(anchor, plan.interval, tz, period.end))
+                    next_full=period_containing(anchor, plan.interval, tz, period.end),
+                    meter_units={c.meter: meters[c.meter].unit for c in plan.charges})
 
     def _commit_one(self, customer: dict[str, Any], plan: Plan, period: Period) -> bool:
         self._settle_late_credits(customer, period)

@@ -1,4 +1,5 @@
-"""Usage queries: aggregated series per meter, rolled up from buckets into hour/day windows."""
+"""Usage queries: aggregated series per meter, rolled up from buckets into hour/day windows, and
+the stored buckets behind one invoice line."""
 
 from __future__ import annotations
 
@@ -8,14 +9,15 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from meterbill.domain.instants import from_ms, iso, parse_instant
-from meterbill.domain.meters import BUCKET_SECONDS, BucketState, group_values, quantity
+from meterbill.domain.meters import BUCKET_SECONDS, BucketState, group_values, quantity, usage_of
 from meterbill.domain.periods import period_containing
 from meterbill.ports import BillingStore, Clock
 from meterbill.services.catalog import CatalogService
-from meterbill.services.errors import InvalidField
+from meterbill.services.errors import InvalidField, NotFound
 
 WINDOWS = ("hour", "day")
 MAX_WINDOWS = 24 * 93
+MAX_BUCKETS_PER_PAGE = 1000  # a month of 15-minute buckets is ~2,976 per dimension group
 
 
 class UsageService:
@@ -65,3 +67,44 @@ class UsageService:
                 "timezone": tz,
                 "meters": [{"meter": code, "aggregation": meters[code].aggregation, "points": pts}
                            for code, pts in series.items()]}
+
+    def line_usage(self, invoice_id: str, index: str, limit: int = 500, cursor: str | None = None) -> dict[str, Any]:
+        """The stored 15-minute buckets behind invoice line ``index`` (0-based), a page at a time, and
+        their total computed by the rating's own roll-up (``usage_of``) over the line's whole period.
+        ``total`` equals the line's ``quantity`` unless usage arrived after the invoice was final."""
+        if not 1 <= limit <= MAX_BUCKETS_PER_PAGE:
+            raise InvalidField("limit", f"must be 1 to {MAX_BUCKETS_PER_PAGE}")
+        if cursor is not None and not cursor.isdigit():
+            raise InvalidField("cursor", "is not a cursor returned by this listing")
+        offset = int(cursor or 0)
+        invoice = self._store.get_invoice(invoice_id)
+        if invoice is None:
+            raise NotFound(f"invoice '{invoice_id}' does not exist", field="id")
+        lines = invoice.get("lines") or []
+        if not index.isdigit():
+            raise InvalidField("index", "must be a line number: 0, 1, 2, …")
+        i = int(index)
+        if i >= len(lines):
+            raise NotFound(f"invoice '{invoice_id}' has {len(lines)} lines: index {i} is not one of "
+                           f"0..{len(lines) - 1}", field="index")
+        line = lines[i]
+        code = line.get("meter")
+        if not code:
+            raise NotFound(f"invoice line {i} ({line.get('type')}: {line.get('description')}) is not metered: "
+                           "no usage behind it", field="index")
+        meter = self._catalog.meters().get(code)
+        if meter is None:
+            raise NotFound(f"meter '{code}' of invoice line {i} does not exist", field="index")
+        start, end = parse_instant(line["period"]["start"], "start"), parse_instant(line["period"]["end"], "end")
+        # the same bucket range as BillingService.rate_period
+        buckets = [b for b in self._store.query_buckets(invoice["customer_id"], int(start.timestamp()),
+                                                        int(end.timestamp())) if b.meter == code]
+        usage = usage_of(meter, [(b.start_s, b.group, b.state) for b in buckets], detail=False)
+        page = buckets[offset:offset + limit]
+        return {"invoice": invoice_id, "index": i, "meter": code, "aggregation": meter.aggregation,
+                "group_by": list(meter.group_by), "unit": line.get("unit"), "period": dict(line["period"]),
+                "quantity": line.get("quantity"), "total": format(usage.quantity, "f"), "events": usage.events,
+                "buckets": [{"start": iso(from_ms(b.start_s * 1000)), "group": group_values(meter, b.group),
+                             "value": format(quantity(meter.aggregation, [b.state]), "f"), "events": b.state.count}
+                            for b in page],
+                "next_cursor": str(offset + limit) if offset + limit < len(buckets) else None}

@@ -461,6 +461,13 @@ def test_plan_round_trip(catalog: Api) -> None:
     assert not {"pk", "sk", "gsi1pk", "gsi1sk"} & set(got)
 
 
+def test_plan_rounding_is_kept_and_validated(catalog: Api) -> None:
+    assert catalog.ok("PUT", "/v1/plans/even", {**PLAN_PRO, "rounding": "half_even"})["rounding"] == "half_even"
+    assert catalog.ok("GET", "/v1/plans/even", key="read")["rounding"] == "half_even"
+    err = error(catalog.put("/v1/plans/even", {**PLAN_PRO, "rounding": "bankers"}), 400)
+    assert err["field"] == "rounding" and "half_even" in err["message"]
+
+
 def test_customer_round_trip(catalog: Api) -> None:
     got = catalog.ok("GET", "/v1/customers/acme", key="read")
     for k in ("name", "email", "plan", "started_at", "billing_anchor", "payment_terms_days", "address"):
@@ -705,3 +712,79 @@ def test_simulation_reprices_past_periods_without_storing(catalog: Api, drain: A
     eur = dict(candidate, currency="EUR")
     assert error(catalog.post("/v1/simulations", {"plan": eur}), 400)["field"] == "plan.currency"
     assert catalog.post("/v1/simulations", {"plan": candidate}, key="read").status_code == 403
+
+
+# -- the usage behind an invoice line ------------------------------------------------------
+@pytest.fixture
+def ml_invoice(api: Api, drain: Any) -> str:
+    """Customer 'lab': GPU seconds summed per gpu (dimension group) and peak memory (max), closed for October."""
+    api.ok("PUT", "/v1/meters/gpu", {"event_type": "gpu.run", "aggregation": "sum", "property": "seconds",
+                                     "group_by": ["gpu"], "unit": "s"})
+    api.ok("PUT", "/v1/meters/mem", {"event_type": "gpu.run", "aggregation": "max", "property": "gb"})
+    api.ok("PUT", "/v1/plans/ml", {"currency": "USD", "base_fee": "10.00", "charges": [
+        {"meter": "gpu", "model": "per_unit", "unit_amount": "0.001"},
+        {"meter": "mem", "model": "per_unit", "unit_amount": "1"}]})
+    api.ok("PUT", "/v1/customers/lab", {"name": "Lab", "plan": "ml", "started_at": OCT, "billing_anchor": OCT})
+    run = [("g1", "2026-10-10T10:01:00Z", "h100", "12.5", 4), ("g2", "2026-10-10T10:07:00Z", "h100", "7.25", 9),
+           ("g3", "2026-10-10T10:20:00Z", "a10g", "3", 6), ("g4", "2026-10-31T23:59:59Z", "h100", "1.125", 2),
+           ("g5", "2026-10-31T23:50:00Z", None, "2", 1), ("g6", "2026-11-01T00:00:00Z", "h100", "99", 99)]
+    events = [ev(i, "lab", ts, "gpu.run", seconds=s, gb=gb, **({"gpu": g} if g else {}))
+              for i, ts, g, s, gb in run]
+    assert api.ok("POST", "/v1/events", {"events": events}, key="ingest")["accepted"] == 6
+    drain()
+    return api.ok("POST", "/v1/billing-runs", {"as_of": NOV})["invoices_created"][0]
+
+
+def test_usage_behind_a_line_sums_to_its_quantity(api: Api, ml_invoice: str) -> None:
+    inv = api.ok("GET", f"/v1/invoices/{ml_invoice}", key="read")
+    # g6 lies in November: 12.5 + 7.25 + 3 + 1.125 + 2 = 25.875 s x 0.001 = 0.025875 -> 0.03; peak memory 9 GB
+    assert [(ln.get("meter"), ln.get("quantity"), ln["amount"]) for ln in inv["lines"]] == [
+        (None, None, "10.00"), ("gpu", "25.875", "0.03"), ("mem", "9", "9.00")]
+    gpu = api.ok("GET", f"/v1/invoices/{ml_invoice}/lines/1/usage", key="read")
+    assert (gpu["meter"], gpu["aggregation"], gpu["unit"], gpu["period"]) == ("gpu", "sum", "s", inv["period"])
+    assert (gpu["quantity"], gpu["total"], gpu["events"], gpu["next_cursor"]) == ("25.875", "25.875", 5, None)
+    assert [(b["start"], b["group"], b["value"], b["events"]) for b in gpu["buckets"]] == [
+        ("2026-10-10T10:00:00Z", {"gpu": "h100"}, "19.75", 2), ("2026-10-10T10:15:00Z", {"gpu": "a10g"}, "3", 1),
+        ("2026-10-31T23:45:00Z", {"gpu": "h100"}, "1.125", 1), ("2026-10-31T23:45:00Z", {"gpu": None}, "2", 1)]
+    assert sum(Decimal(b["value"]) for b in gpu["buckets"]) == Decimal(gpu["quantity"])
+    # a max meter: per-bucket maxima, and the total is their max (the rating's roll-up), not their sum
+    mem = api.ok("GET", f"/v1/invoices/{ml_invoice}/lines/2/usage", key="read")
+    assert [b["value"] for b in mem["buckets"]] == ["9", "6", "2"] and mem["total"] == mem["quantity"] == "9"
+
+
+def test_usage_behind_a_line_is_paginated(api: Api, ml_invoice: str) -> None:
+    path, seen, cursor = f"/v1/invoices/{ml_invoice}/lines/1/usage", [], None
+    for _ in range(3):
+        page = api.ok("GET", path, key="read", params={"limit": 3, **({"cursor": cursor} if cursor else {})})
+        assert page["total"] == "25.875"  # always over the whole period
+        seen += page["buckets"]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert [len(seen), cursor] == [4, None] and sum(Decimal(b["value"]) for b in seen) == Decimal("25.875")
+    assert error(api.get(path, key="read", params={"cursor": "abc"}), 400)["field"] == "cursor"
+    assert error(api.get(path, key="read", params={"limit": 1001}), 400)["field"].endswith("limit")
+
+
+def test_usage_of_a_line_without_meter_or_index_names_index(api: Api, ml_invoice: str) -> None:
+    err = error(api.get(f"/v1/invoices/{ml_invoice}/lines/0/usage", key="read"), 404)
+    assert err["field"] == "index" and "line 0" in err["message"] and "not metered" in err["message"]
+    err = error(api.get(f"/v1/invoices/{ml_invoice}/lines/3/usage", key="read"), 404)
+    assert err["field"] == "index" and "index 3" in err["message"]
+    assert error(api.get(f"/v1/invoices/{ml_invoice}/lines/x/usage", key="read"), 400)["field"] == "index"
+    assert error(api.get("/v1/invoices/in_nope/lines/0/usage", key="read"), 404)["field"] == "id"
+    assert api.get(f"/v1/invoices/{ml_invoice}/lines/1/usage", key="ingest").status_code == 403
+
+
+def test_line_usage_route_does_not_collide_with_its_neighbours(api: Api, ml_invoice: str) -> None:
+    base = f"/v1/invoices/{ml_invoice}"
+    assert api.get(f"{base}.pdf", key="read").headers["content-type"] == "application/pdf"
+    assert api.get(f"{base}.html", key="read").headers["content-type"].startswith("text/html")
+    assert api.ok("GET", base, key="read")["id"] == ml_invoice
+    assert "buckets" in api.ok("GET", f"{base}/lines/1/usage", key="read")
+    for path in (f"{base}/lines/1/usage.pdf", f"{base}/lines/1/usage.html", f"{base}/lines/1",
+                 f"{base}/lines/1/usage/x", f"{base}/lines"):
+        assert api.get(path, key="read").status_code == 404, path
+    assert api.post(f"{base}/lines/1/usage", {}).status_code in (404, 405)
+    assert api.ok("POST", f"{base}/mark-paid", {})["status"] == "paid"  # the action route still answers
+    assert "buckets" in api.ok("GET", f"{base}/lines/1/usage", key="read")  # and a paid invoice still traces

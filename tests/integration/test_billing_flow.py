@@ -334,3 +334,31 @@ def test_invoice_taxes_by_jurisdiction(container: Any, catalog: Any, drain: Any)
                              "amount": "11.69"}]
     charity = invoices(container, "exempt")[0]
     assert (charity["total"], charity["taxes"][0]["name"]) == ("49.00", "Tax exempt")
+
+
+def test_plan_rounding_mode_rounds_lines_and_tax(container: Any, catalog: Any, drain: Any) -> None:
+    container.catalog.put_tax_rate("de", {"name": "VAT 19%", "percentage": "19", "country": "DE"})
+    raw = container.catalog.get_plan_doc("pro")
+    container.catalog.put_plan("pro", {k: raw[k] for k in ("currency", "interval", "base_fee", "charges")}
+                               | {"rounding": "down"})
+    container.catalog.put_customer("acme", {"name": "Acme", "plan": "pro", "started_at": OCT, "billing_anchor": OCT,
+                                            "address": {"country": "DE"}})
+    container.ingest.ingest(body(*[ev(i, tokens=300) for i in range(5)]), None)
+    drain()
+    close(container)
+    inv = invoices(container)[0]
+    # 5 calls x 0.001 = 0.005 -> 0.00 (down; half-up gave 0.01); tax 61.50 x 19 % = 11.685 -> 11.68
+    assert [ln["amount"] for ln in inv["lines"]] == ["49.00", "12.50", "0.00"]
+    assert (inv["subtotal"], inv["tax_total"], inv["total"]) == ("61.50", "11.68", "73.18")
+
+
+def test_invoice_lines_show_the_charge_unit_else_the_meter_unit(container: Any, catalog: Any, drain: Any) -> None:
+    container.catalog.put_meter("tokens", {"event_type": "api.call", "aggregation": "sum", "property": "tokens",
+                                           "unit": "tokens"})  # a unit is not semantics: allowed to change
+    container.ingest.ingest(body(*[ev(i, tokens=2500) for i in range(5)]), None)
+    drain()
+    close(container)
+    lines = invoices(container)[0]["lines"]
+    assert [(ln.get("quantity"), ln.get("unit")) for ln in lines] == [(None, None), ("12500", "tokens"), ("5", None)]
+    html = container.renderer.html(invoices(container)[0])
+    assert "12,500 tokens" in html

@@ -48,8 +48,9 @@ def api(container: Any) -> Api:
 @pytest.fixture
 def invoice(api: Api, drain: Any) -> dict[str, Any]:
     """One final invoice: base fee, graduated tokens (two tiers), per-unit calls; a hostile name."""
-    api.ok("PUT", "/v1/meters/tokens", {"event_type": "api.call", "aggregation": "sum", "property": "tokens"})
-    api.ok("PUT", "/v1/meters/calls", {"event_type": "api.call", "aggregation": "count"})
+    api.ok("PUT", "/v1/meters/tokens", {"event_type": "api.call", "aggregation": "sum", "property": "tokens",
+                                        "unit": "tokens"})
+    api.ok("PUT", "/v1/meters/calls", {"event_type": "api.call", "aggregation": "count", "unit": "calls"})
     api.ok("PUT", "/v1/plans/pro", {"currency": "USD", "interval": "month", "base_fee": "49.00", "name": "Pro",
                                     "charges": [
                                         {"meter": "tokens", "model": "graduated", "display_name": "LLM tokens",

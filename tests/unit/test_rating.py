@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from meterbill.domain.charges import PricingContext, Usage
 from meterbill.domain.errors import InvalidField
+from meterbill.domain.money import ROUNDING_MODES, quantize
 from meterbill.domain.periods import Period
 from meterbill.domain.plans import parse_plan
 from meterbill.domain.rating import rate
@@ -40,6 +41,19 @@ def test_free_allowance_is_deducted_before_pricing() -> None:
     assert amounts(r)[1] == ("usage", "65.00")
     assert r.lines[1].quantity == 180 and r.lines[1].free_units == 100
     assert rate(p, {"calls": Usage.of(Decimal(60))}, OCT, OCT, CTX).lines[1].amount == 0
+
+
+def test_usage_lines_carry_the_charge_unit_else_the_meter_unit() -> None:
+    from meterbill.domain.invoices import build_invoice
+
+    p = plan(charges=[{"meter": m, "model": "per_unit", "unit_amount": "1", **extra} for m, extra in [
+        ("a", {"unit": "requests"}), ("b", {}), ("c", {}), ("d", {"free_units": "10"})]])
+    r = rate(p, {}, OCT, OCT, CTX, meter_units={"a": "calls", "b": "GB", "d": "tokens"})
+    assert [ln.unit for ln in r.lines] == [None, "requests", "GB", None, "tokens"]
+    doc = build_invoice(invoice_id="in_1", number=None, customer={"id": "c", "name": "C"}, plan_code="p",
+                        plan_version=1, period=OCT, rated=r, created_at="2026-11-01T00:00:00Z")
+    assert [(ln.get("unit"), ln.get("free_units")) for ln in doc["lines"]] == [
+        (None, None), ("requests", None), ("GB", None), (None, None), ("tokens", "10")]
 
 
 def test_per_charge_minimum_and_its_proration() -> None:
@@ -72,7 +86,46 @@ def test_base_fee_in_advance() -> None:
     assert amounts(later) == [("base_fee", "30.00"), ("usage", "0.00")]
 
 
+MODES = ("half_up", "half_even", "half_down", "up", "down")
+
+
+@pytest.mark.parametrize(("currency", "unit_amount", "units", "expected"), [
+    # 125 x 0.001 = 0.125 USD: a tie; half_even goes to the even 2, half_down/down towards zero
+    ("USD", "0.001", 125, ("0.13", "0.12", "0.12", "0.13", "0.12")),
+    ("USD", "0.001", 135, ("0.14", "0.14", "0.13", "0.14", "0.13")),  # 0.135: the even neighbour is 4
+    ("USD", "0.001", 121, ("0.12", "0.12", "0.12", "0.13", "0.12")),  # 0.121: only 'up' leaves 0.12
+    ("USD", "0.001", 127, ("0.13", "0.13", "0.13", "0.13", "0.12")),  # 0.127: only 'down' stays at 0.12
+    ("JPY", "0.5", 5, ("3", "2", "2", "3", "2")),                     # 2.5 JPY, no minor unit
+    ("JPY", "0.5", 7, ("4", "4", "3", "4", "3")),                     # 3.5 JPY
+    ("KWD", "0.0005", 5, ("0.003", "0.002", "0.002", "0.003", "0.002")),  # 0.0025 KWD, 3 decimals
+])
+def test_rounding_mode_of_the_plan_rounds_each_usage_line(currency: str, unit_amount: str, units: int,
+                                                           expected: tuple[str, ...]) -> None:
+    for mode, want in zip(MODES, expected):
+        p = parse_plan("p", {"currency": currency, "rounding": mode,
+                             "charges": [{"meter": "calls", "model": "per_unit", "unit_amount": unit_amount}]})
+        r = rate(p, {"calls": Usage.of(Decimal(units))}, OCT, OCT, PricingContext(currency, "UTC"))
+        assert (mode, str(r.lines[0].amount), str(r.total)) == (mode, want, want)
+
+
+def test_rounding_mode_applies_to_base_fee_and_commitment_true_up() -> None:
+    # half of October: base fee 0.25 x 1/2 = 0.125; commitment 0.45 x 1/2 = 0.225
+    for mode, fee, commitment in [("half_up", "0.13", "0.23"), ("half_even", "0.12", "0.22"),
+                                  ("half_down", "0.12", "0.22"), ("up", "0.13", "0.23"), ("down", "0.12", "0.22")]:
+        p = parse_plan("p", {"currency": "USD", "base_fee": "0.25", "minimum_commitment": "0.45", "rounding": mode})
+        r = rate(p, {}, HALF_OCT, OCT, CTX)
+        assert [(ln.kind, str(ln.amount)) for ln in r.lines] == [
+            ("base_fee", fee), ("minimum_commitment", str(Decimal(commitment) - Decimal(fee)))], mode
+        assert str(r.total) == commitment
+
+
+def test_default_rounding_is_half_up() -> None:
+    assert plan().rounding == ROUNDING_MODES["half_up"] == "ROUND_HALF_UP"
+
+
 @pytest.mark.parametrize(("raw", "field"), [
+    ({"rounding": "bankers"}, "rounding"),
+    ({"rounding": None}, "rounding"),
     ({"charges": [{"meter": "c", "model": "time_of_use", "free_units": "5", "default_unit_amount": "1",
                    "windows": [{"name": "w", "days": ["mon"], "from": "00:00", "to": "24:00", "unit_amount": "1"}]}]},
      "charges[0].free_units"),
@@ -88,9 +141,11 @@ def test_plan_terms_are_validated(raw: dict[str, Any], field: str) -> None:
 
 @settings(max_examples=300)
 @given(st.lists(st.decimals(min_value=0, max_value=10**7, places=4, allow_nan=False), min_size=3, max_size=3),
-       st.sampled_from(["USD", "JPY", "KWD"]), st.sampled_from(["0", "5000"]), st.booleans())
-def test_total_is_the_sum_of_rounded_lines(qs: list[Decimal], currency: str, commitment: str, half: bool) -> None:
-    p = parse_plan("p", {"currency": currency, "base_fee": "19.99", "minimum_commitment": commitment, "charges": [
+       st.sampled_from(["USD", "JPY", "KWD"]), st.sampled_from(["0", "5000"]), st.booleans(), st.sampled_from(MODES))
+def test_total_is_the_sum_of_rounded_lines(qs: list[Decimal], currency: str, commitment: str, half: bool,
+                                           mode: str) -> None:
+    p = parse_plan("p", {"currency": currency, "base_fee": "19.99", "minimum_commitment": commitment,
+                         "rounding": mode, "charges": [
         {"meter": "a", "model": "per_unit", "unit_amount": "0.0013"},
         {"meter": "b", "model": "graduated", "min_amount": "3.333",
          "tiers": [{"up_to": "1000", "unit_amount": "0.017"}, {"up_to": None, "unit_amount": "0.0011"}]},
@@ -101,4 +156,7 @@ def test_total_is_the_sum_of_rounded_lines(qs: list[Decimal], currency: str, com
     exponent = {"USD": -2, "JPY": 0, "KWD": -3}[currency]
     assert all(ln.amount.as_tuple().exponent == exponent for ln in r.lines)  # each line rounded once
     assert r.total == r.subtotal == sum(ln.amount for ln in r.lines)
-    assert r.total >= (Decimal(commitment) / (2 if half else 1)).quantize(Decimal(1).scaleb(exponent))
+    assert r.total >= quantize(Decimal(commitment) / (2 if half else 1), currency, ROUNDING_MODES[mode])
+    for ln in r.lines:  # each line is its unrounded amount rounded in the plan's mode
+        assert ln.kind == "minimum_commitment" or ln.amount == quantize(ln.amount_unrounded, currency,
+                                                                         ROUNDING_MODES[mode])

@@ -68,7 +68,7 @@ def make_doc(**changes: Any) -> dict[str, Any]:
             {"type": "base_fee", "description": "Pro base fee", "amount": "49.00",
              "amount_unrounded": "49.00", "period": period},
             {"type": "usage", "description": "LLM tokens", "amount": "6177.84", "amount_unrounded": "6177.835",
-             "period": period, "meter": "llm_tokens", "quantity": "1234567", "unit_amount": None,
+             "period": period, "meter": "llm_tokens", "quantity": "1234567", "unit": "tokens", "unit_amount": None,
              "tiers": [{"tier": 1, "from": "0", "up_to": "1000", "units": "1000", "unit_amount": "0.01",
                         "flat_amount": "0", "amount": "10.00"},
                        {"tier": 2, "from": "1000", "up_to": None, "units": "1233567", "unit_amount": "0.005",
@@ -154,10 +154,10 @@ def test_view_of_a_stored_invoice() -> None:
     assert view.customer_lines == ("1 Main St", "12345 Springfield, IL", "US")
     base, tokens, calls = view.lines
     assert (base.quantity, base.unit_price, base.amount, base.tiers, base.notes) == ("", "", "49.00", (), ())
-    assert (tokens.quantity, tokens.unit_price, tokens.amount) == ("1,234,567 llm tokens", "see tiers", "6177.84")
+    assert (tokens.quantity, tokens.unit_price, tokens.amount) == ("1,234,567 tokens", "see tiers", "6177.84")
     assert [t.text for t in tokens.tiers] == ["Tier 1 (0 – 1,000): 1,000 × 0.01 = 10.00",
                                               "Tier 2 (above 1,000): 1,233,567 × 0.005 + 2.00 flat = 6169.835"]
-    assert (calls.quantity, calls.unit_price, calls.amount) == ("42,000 api calls", "0.001", "42.00")
+    assert (calls.quantity, calls.unit_price, calls.amount) == ("42,000", "0.001", "42.00")  # no unit: no meter code
     assert view.payable and view.notice is None
 
 
@@ -186,6 +186,20 @@ def test_line_unit_and_a_period_other_than_the_invoice_are_shown() -> None:
     assert line.notes == ("Period 15 Oct 2026 – 31 Oct 2026", "Plan change on 15 Oct")
 
 
+def test_free_allowance_is_shown_with_the_unit_in_html_and_pdf() -> None:
+    doc = make_doc()
+    doc["lines"][1]["free_units"] = "1000"
+    doc["lines"][2].update(quantity="12500", free_units="500")  # no unit: "units"
+    tokens, calls = invoice_view(doc).lines[1:]
+    assert (tokens.quantity, tokens.notes) == ("1,234,567 tokens", ("first 1,000 tokens free",))
+    assert (calls.quantity, calls.notes) == ("12,500", ("first 500 units free",))
+    html = render_html(doc, BRAND)
+    assert "1,234,567 tokens" in html and "first 1,000 tokens free" in html and "first 500 units free" in html
+    assert "llm tokens" not in html and "api calls" not in html  # meter codes are not units
+    text = squash(pdf_text(render_pdf(doc, BRAND)))
+    assert "1,234,567 tokens" in text and "first 1,000 tokens free" in text and "first 500 units free" in text
+
+
 @pytest.mark.parametrize(("status", "number", "title", "payable"), [
     ("draft", None, "Draft invoice", False), ("final", "INV-1", "Invoice INV-1", True),
     ("paid", "INV-1", "Invoice INV-1", False), ("void", "INV-1", "Invoice INV-1", False),
@@ -209,7 +223,7 @@ def test_html_shows_everything_a_finance_team_expects() -> None:
     html = render_html(doc, BRAND)
     for expected in ["Example Cloud GmbH", "Hauptstr. 1", "10115 Berlin", "INV-000042", "Acme Inc",
                      "billing@acme.example", "12345 Springfield, IL", "1 Nov 2026", "15 Nov 2026", "Net 14",
-                     "1 Oct 2026 – 31 Oct 2026", "Pro base fee", "LLM tokens", "1,234,567 llm tokens", "see tiers",
+                     "1 Oct 2026 – 31 Oct 2026", "Pro base fee", "LLM tokens", "1,234,567 tokens", "see tiers",
                      "Tier 2 (above 1,000): 1,233,567 × 0.005 + 2.00 flat", "6169.835", "6177.84", "0.001",
                      "Subtotal", "6268.84", "VAT (19%)", "1191.08", "USD 7459.92", "IBAN DE89 3704 0044 0532 0130 00",
                      'href="https://pay.example.com/in_0123"', "Pay online", "Amtsgericht Berlin",
@@ -282,8 +296,8 @@ def test_pdf_reads_back_with_the_invoice_content() -> None:
     assert reader.metadata is not None and reader.metadata.title == "Invoice INV-000042"
     text = squash(pdf_text(data))
     for expected in ["INVOICE", "INV-000042", "FINAL", "Example Cloud GmbH", "Acme Inc", "Net 14", "15 Nov 2026",
-                     "1 Oct 2026 – 31 Oct 2026", "LLM tokens", "1,234,567 llm tokens", "see tiers",
-                     "Tier 1 (0 – 1,000): 1,000 × 0.01", "6169.835", "6177.84", "42,000 api calls", "0.001",
+                     "1 Oct 2026 – 31 Oct 2026", "LLM tokens", "1,234,567 tokens", "see tiers",
+                     "Tier 1 (0 – 1,000): 1,000 × 0.01", "6169.835", "6177.84", "42,000", "0.001",
                      "Subtotal", "6268.84", "USD 6268.84", "IBAN DE89 3704 0044 0532 0130 00", "Pay online",
                      "Page 1 of 1", "Amtsgericht Berlin", "billing@example.com"]:
         assert expected in text, expected

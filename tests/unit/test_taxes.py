@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from meterbill.domain.errors import InvalidField
+from meterbill.domain.money import ROUNDING_MODES
 from meterbill.domain.taxes import (REVERSE_CHARGE_NOTE, TaxParty, choose_rate, parse_tax_rate, tax_lines,
                                     total_with)
 
@@ -61,14 +62,25 @@ def test_tax_rates_are_validated(raw: dict, field: str) -> None:
     assert err.value.field == field
 
 
+@pytest.mark.parametrize(("mode", "exclusive", "inclusive"), [
+    # 10.00 at 1.25 %: 0.125 exclusive; inclusive 10.00 x 1.25 / 101.25 = 0.12345… (no tie)
+    ("ROUND_HALF_UP", "0.13", "0.12"), ("ROUND_HALF_EVEN", "0.12", "0.12"), ("ROUND_HALF_DOWN", "0.12", "0.12"),
+    ("ROUND_UP", "0.13", "0.13"), ("ROUND_DOWN", "0.12", "0.12"),
+])
+def test_tax_is_rounded_in_the_given_mode(mode: str, exclusive: str, inclusive: str) -> None:
+    rate = parse_tax_rate("x", {"name": "T", "percentage": "1.25", "country": "DE"})
+    assert str(tax_lines(Decimal("10.00"), "EUR", [rate], TaxParty("DE"), "DE", False, mode)[0].amount) == exclusive
+    assert str(tax_lines(Decimal("10.00"), "EUR", [rate], TaxParty("DE"), "DE", True, mode)[0].amount) == inclusive
+
+
 @given(st.decimals(min_value=0, max_value=10**9, places=2), st.decimals(min_value=0, max_value=100, places=3),
-       st.booleans(), st.sampled_from(["USD", "JPY", "KWD"]))
-def test_parts_always_add_up(subtotal: Decimal, pct: Decimal, inclusive: bool, currency: str) -> None:
+       st.booleans(), st.sampled_from(["USD", "JPY", "KWD"]), st.sampled_from(sorted(ROUNDING_MODES.values())))
+def test_parts_always_add_up(subtotal: Decimal, pct: Decimal, inclusive: bool, currency: str, mode: str) -> None:
     from meterbill.domain.money import quantize
 
     subtotal = quantize(subtotal, currency)  # a subtotal is a sum of amounts already in minor units
     rate = parse_tax_rate("x", {"name": "T", "percentage": format(pct, "f"), "country": "DE"})
-    lines = tax_lines(subtotal, currency, [rate], TaxParty("DE"), "DE", inclusive)
+    lines = tax_lines(subtotal, currency, [rate], TaxParty("DE"), "DE", inclusive, mode)
     total = total_with(subtotal, lines, inclusive)
     if inclusive:
         assert lines[0].taxable + lines[0].amount == subtotal == total

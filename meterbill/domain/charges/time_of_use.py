@@ -74,6 +74,9 @@ class TimeOfUseParams:
     # table[weekday * 96 + minute // 15] -> rate index
     table: tuple[int, ...] = field(init=False, repr=False, compare=False)
     holiday_ordinals: frozenset[int] = field(init=False, repr=False, compare=False)
+    # (zone, UTC day) -> rate index per 15-minute bucket of that day; filled by pricing
+    day_rates: dict[tuple[str, int], tuple[int, ...]] = field(default_factory=dict, init=False, repr=False,
+                                                              compare=False)
 
     def __post_init__(self) -> None:
         names: dict[str, list[Window]] = {}
@@ -133,10 +136,9 @@ class TimeOfUse:
         tz = params.timezone or (ctx.timezone if ctx is not None else None)
         if not isinstance(tz, str) or _load_zone(tz) is None:
             raise ValueError(f"time_of_use needs a valid time zone, got {tz!r}")
-        table, holidays = params.table, params.holiday_ordinals
-        holiday = len(params.labels) - 2
+        day_rates = params.day_rates
         units = [_ZERO] * len(params.labels)
-        day = quarters = None
+        day = rates = None
         with localcontext(CONTEXT):  # the operators below use CONTEXT (hot loop)
             for start, value in usage.buckets:
                 if type(start) is not int or start % _BUCKET:
@@ -145,10 +147,8 @@ class TimeOfUse:
                     raise ValueError(f"bucket {start} usage must be finite and >= 0, not {value}")
                 if start // _DAY != day:
                     day = start // _DAY
-                    quarters = _local_quarters(tz, day)
-                code = quarters[start % _DAY // _BUCKET]  # type: ignore[index]
-                i = holiday if holidays and code >> 10 in holidays else table[code & 1023]
-                units[i] += value
+                    rates = day_rates.get((tz, day)) or _day_rates(params, tz, day)
+                units[rates[start % _DAY // _BUCKET]] += value  # type: ignore[index]
             total = sum(units, _ZERO)
         if total != usage.quantity:
             raise ValueError(f"time_of_use buckets add up to {total}, not {usage.quantity}")
@@ -160,6 +160,19 @@ class TimeOfUse:
                 parts.append(Part(label, n, unit_amount, part_amount))
                 amount = CONTEXT.add(amount, part_amount)
         return Priced(amount, None, (), tuple(parts))
+
+
+def _day_rates(params: TimeOfUseParams, tz: str, day: int) -> tuple[int, ...]:
+    """The rate index of each 15-minute bucket of UTC day ``day`` in zone ``tz`` under
+    ``params`` (holidays folded in), memoised on ``params``: the hot loop then does one
+    lookup per bucket."""
+    holiday = len(params.labels) - 2
+    table, holidays = params.table, params.holiday_ordinals
+    rates = tuple(holiday if code >> 10 in holidays else table[code & 1023] for code in _local_quarters(tz, day))
+    if len(params.day_rates) >= 4096:
+        params.day_rates.clear()
+    params.day_rates[(tz, day)] = rates
+    return rates
 
 
 @lru_cache(maxsize=4096)
