@@ -52,12 +52,18 @@ def _line(line: Line, currency: str, period: Period) -> dict[str, Any]:
                              "amount": _dec(p.amount)} for p in line.parts]
     if line.proration is not None:
         doc["proration"] = _dec(line.proration)
+    if line.plan is not None:
+        doc["plan"] = line.plan
+    if line.override:
+        doc["override"] = True
     return doc
 
 
 def build_invoice(*, invoice_id: str, number: str | None, customer: Mapping[str, Any], plan_code: str,
                   plan_version: int, period: Period, rated: Rated, created_at: str,
                   taxes: Sequence[TaxLine] = (), tax_inclusive: bool = False) -> dict[str, Any]:
+    if rated.plan is not None:  # the plan in effect at the period's end (the period may span changes)
+        plan_code, plan_version = rated.plan.code, rated.plan.version or plan_version
     terms = int(customer.get("payment_terms_days", 30))
     issued = period.end
     currency = rated.currency

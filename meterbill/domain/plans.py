@@ -36,6 +36,7 @@ class Charge:
     free_units: Decimal = ZERO
     min_amount: Decimal = ZERO
     unit: str | None = None
+    override: bool = False           # priced by the customer's contract terms, not the plan's
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +50,8 @@ class Plan:
     base_fee_timing: str = "arrears"
     minimum_commitment: Decimal = ZERO
     tax_inclusive: bool = False      # prices already contain tax
+    version: int | None = None       # the stored plan version it was parsed from
+    overridden: frozenset[str] = frozenset()  # plan-level terms replaced by customer overrides
 
 
 def _optional_text(raw: Mapping[str, Any], key: str, path: str) -> str | None:
@@ -98,5 +101,6 @@ def parse_plan(code: str, raw: Mapping[str, Any]) -> Plan:
     inclusive = raw.get("tax_inclusive", False)
     if type(inclusive) is not bool:
         raise InvalidField("tax_inclusive", "must be true or false")
+    version = raw.get("version")
     return Plan(code, currency, interval, base_fee, tuple(charges), _optional_text(raw, "name", ""),
-                timing, commitment, inclusive)
+                timing, commitment, inclusive, int(version) if version is not None else None)

@@ -6,7 +6,7 @@ Each line is rounded once, to the currency's minor unit; totals add rounded line
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -32,6 +32,8 @@ class Line:
     proration: Decimal | None = None  # fraction of the full period billed (base fee)
     free_units: Decimal | None = None  # allowance deducted before pricing
     covers: Period | None = None       # the service period a line bills, when not the invoice's
+    plan: str | None = None            # the plan that priced it (shown when the period is split)
+    override: bool = False             # priced by the customer's contract terms (price_overrides)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +42,7 @@ class Rated:
     lines: tuple[Line, ...]
     subtotal: Decimal
     total: Decimal
+    plan: Plan | None = None           # the plan in effect at the end of the rated period
 
 
 def proration(period: Period, full: Period) -> Decimal:
@@ -53,10 +56,11 @@ def proration(period: Period, full: Period) -> Decimal:
 NO_USAGE = Usage(ZERO)
 
 
-def _base_fee(plan: Plan, covers: Period, fraction: Decimal, note: str, current: Period) -> Line:
-    raw = plan.base_fee * fraction
+def _base_fee(plan: Plan, covers: Period, fraction: Decimal, note: str, current: Period, sign: int = 1) -> Line:
+    raw = plan.base_fee * fraction * sign
     return Line("base_fee", f"{plan.name or plan.code} base fee{note}", quantize(raw, plan.currency), raw,
-                proration=None if fraction == 1 else fraction, covers=None if covers == current else covers)
+                proration=None if fraction == 1 else fraction, covers=None if covers == current else covers,
+                plan=plan.code, override="base_fee" in plan.overridden)
 
 
 def _usage_line(charge: Charge, usage: Usage, fraction: Decimal, ctx: PricingContext) -> Line:
@@ -71,34 +75,69 @@ def _usage_line(charge: Charge, usage: Usage, fraction: Decimal, ctx: PricingCon
         amount = minimum
     return Line("usage", charge.display_name or charge.meter, quantize(amount, ctx.currency), amount,
                 meter=charge.meter, quantity=usage.quantity, unit_amount=priced.unit_amount,
-                tiers=priced.tiers, parts=parts, free_units=charge.free_units or None)
+                tiers=priced.tiers, parts=parts, free_units=charge.free_units or None, override=charge.override)
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """A part ``span`` of the invoiced period rated under one plan, from its own usage only."""
+
+    plan: Plan
+    span: Period
+    usages: Mapping[str, Usage]
 
 
 def rate(plan: Plan, usages: Mapping[str, Usage], period: Period, full: Period, ctx: PricingContext, *,
          first: bool = True, next_full: Period | None = None) -> Rated:
-    """Price one customer's period. ``usages`` maps meter code -> that meter's usage.
+    """Price one customer's period under one plan. ``usages`` maps meter code -> that meter's usage.
 
     ``first``: this is the subscription's first invoice; ``next_full``: the following period,
     needed when the base fee is billed in advance."""
-    currency = plan.currency
-    fraction = proration(period, full)
+    prepaid = None if first or plan.base_fee_timing != "advance" else plan
+    return rate_segments([Segment(plan, period, usages)], full, ctx, first=first, next_full=next_full,
+                         prepaid=prepaid)
+
+
+def rate_segments(segments: Sequence[Segment], full: Period, ctx: PricingContext, *, first: bool = True,
+                  next_full: Period | None = None, prepaid: Plan | None = None) -> Rated:
+    """Price one customer's period split at its plan changes: ``segments`` in order, together the
+    invoiced period. Each segment's base fee, per-charge minimums and minimum commitment are
+    prorated by its length / ``full``'s length, and its usage priced by its own plan.
+
+    ``prepaid``: the plan whose base fee for this period was billed in advance by the previous
+    invoice (None: nothing was). A segment under another plan credits that plan's unused fraction
+    and charges its own. The plan in effect at the period's end bills ``next_full`` in advance."""
+    period = Period(segments[0].span.start, segments[-1].span.end, segments[0].span.index)
+    currency = segments[0].plan.currency
     lines: list[Line] = []
-    if plan.base_fee:
-        if plan.base_fee_timing == "arrears":
-            lines.append(_base_fee(plan, period, fraction, "", period))
-        else:
-            if first:  # nothing billed the first period in advance
-                lines.append(_base_fee(plan, period, fraction, " (first period)", period))
-            if next_full is not None:
-                lines.append(_base_fee(plan, next_full, Decimal(1), " (next period, in advance)", period))
-    for charge in plan.charges:
-        lines.append(_usage_line(charge, usages.get(charge.meter, NO_USAGE), fraction, ctx))
-    subtotal = sum((ln.amount for ln in lines), ZERO)
-    if plan.minimum_commitment:
-        commitment = quantize(plan.minimum_commitment * fraction, currency)
-        if subtotal < commitment:
-            gap = commitment - subtotal
-            lines.append(Line("minimum_commitment", f"minimum commitment true-up (commitment {commitment})",
-                              gap, gap))
-            subtotal = commitment
-    return Rated(currency, tuple(lines), subtotal, subtotal)
+    subtotal = ZERO
+    for i, seg in enumerate(segments):
+        plan, seg_lines = seg.plan, []
+        fraction = proration(seg.span, full)
+        if prepaid is not None and plan != prepaid and prepaid.base_fee:
+            seg_lines.append(_base_fee(prepaid, seg.span, fraction, " credit (billed in advance, plan changed)",
+                                       period, -1))
+        if plan.base_fee:
+            if plan.base_fee_timing == "arrears":
+                seg_lines.append(_base_fee(plan, seg.span, fraction, "", period))
+            elif plan != prepaid:  # this part of the period was not billed in advance under this plan
+                note = " (first period)" if first else " (plan change)"
+                seg_lines.append(_base_fee(plan, seg.span, fraction, note, period))
+            if plan.base_fee_timing == "advance" and i == len(segments) - 1 and next_full is not None:
+                seg_lines.append(_base_fee(plan, next_full, Decimal(1), " (next period, in advance)", period))
+        for charge in plan.charges:
+            line = _usage_line(charge, seg.usages.get(charge.meter, NO_USAGE), fraction, ctx)
+            line.covers, line.plan = None if seg.span == period else seg.span, plan.code
+            seg_lines.append(line)
+        seg_total = sum((ln.amount for ln in seg_lines), ZERO)
+        if plan.minimum_commitment:
+            commitment = quantize(plan.minimum_commitment * fraction, currency)
+            if seg_total < commitment:
+                gap = commitment - seg_total
+                seg_lines.append(Line("minimum_commitment", f"minimum commitment true-up (commitment {commitment})",
+                                      gap, gap, covers=None if seg.span == period else seg.span,
+                                      plan=plan.code, override="minimum_commitment" in plan.overridden))
+                seg_total = commitment
+        lines += seg_lines
+        subtotal += seg_total
+    return Rated(currency, tuple(lines), subtotal, subtotal, segments[-1].plan)

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from meterbill.domain.charges import DETAILED, PricingContext, Usage
+from meterbill.domain.contracts import entry, in_effect_before, split
 from meterbill.domain.errors import DomainError
 from meterbill.domain.instants import iso, parse_instant
 from meterbill.domain.invoices import TRANSITIONS, build_invoice, invoice_id, invoice_number
@@ -22,7 +24,7 @@ from meterbill.domain.meters import usage_of
 from meterbill.domain.money import format_amount
 from meterbill.domain.periods import Period, closed_periods, full_period, period_containing
 from meterbill.domain.plans import Plan
-from meterbill.domain.rating import rate
+from meterbill.domain.rating import Rated, Segment, rate_segments
 from meterbill.domain.taxes import TaxParty, tax_lines
 from meterbill.ports import BillingStore, Clock
 from meterbill.services.catalog import CatalogService
@@ -133,7 +135,7 @@ class BillingService:
             for inv in sorted(invoiced, key=lambda i: i["period"]["start"])[-periods:]:
                 period = Period(parse_instant(inv["period"]["start"], "start"),
                                 parse_instant(inv["period"]["end"], "end"), 0)
-                new = self.rate_period(customer, candidate, period).subtotal
+                new = self._rate(customer, [(candidate, period)], period, candidate).subtotal
                 old = Decimal(inv["subtotal"])
                 result.append({"period": inv["period"], "invoice": inv["number"], "old_subtotal": inv["subtotal"],
                                "new_subtotal": format_amount(new, candidate.currency),
@@ -187,23 +189,48 @@ class BillingService:
                                  after, as_of)
         return periods[0] if periods else None
 
-    def rate_period(self, customer: dict[str, Any], plan: Plan, period: Period) -> Any:
+    def rate_period(self, customer: dict[str, Any], plan: Plan, period: Period) -> Rated:
+        """Rate ``period`` split at every change in the customer's plan history: each part under its
+        plan (with the customer's price overrides) from its own usage. ``plan``, the customer's
+        current plan, stands for the history of customers saved before plan histories existed."""
+        history = customer.get("plan_history") or [entry(plan.code, parse_instant(customer["started_at"], "started_at"),
+                                                         customer.get("price_overrides") or {})]
+        try:
+            parts = [(self._terms(e), span) for e, span in split(history, period)]
+            before = in_effect_before(history, period.start)
+            prepaid = self._terms(before) if before is not None else None
+        except InvalidField as exc:  # a plan version changed under the customer's overrides
+            raise Conflict(f"customer {customer['id']}: its price_overrides no longer fit the current plan "
+                           f"({exc.field}: {exc.problem}); update the customer's price_overrides",
+                           field=exc.field) from exc
+        return self._rate(customer, parts, period, prepaid)
+
+    def _terms(self, history_entry: Mapping[str, Any]) -> Plan:
+        return self._catalog.effective_plan(history_entry["plan"], history_entry.get("price_overrides"))
+
+    def _rate(self, customer: dict[str, Any], parts: list[tuple[Plan, Period]], period: Period,
+              prepaid: Plan | None) -> Rated:
         meters = self._catalog.meters()
-        buckets: dict[str, list[tuple[int, str, Any]]] = defaultdict(list)
-        for bucket in self._store.query_buckets(customer["id"], int(period.start.timestamp()),
-                                                int(period.end.timestamp())):
-            buckets[bucket.meter].append((bucket.start_s, bucket.group, bucket.state))
-        usages: dict[str, Usage] = {}
-        for charge in plan.charges:
-            meter = meters.get(charge.meter)
-            if meter is None:
-                raise NotFound(f"plan {plan.code} charges meter '{charge.meter}', which does not exist")
-            usages[charge.meter] = usage_of(meter, buckets.get(charge.meter, []), charge.model.name in DETAILED)
+        segments = []
+        for plan, span in parts:
+            buckets: dict[str, list[tuple[int, str, Any]]] = defaultdict(list)
+            for bucket in self._store.query_buckets(customer["id"], int(span.start.timestamp()),
+                                                    int(span.end.timestamp())):
+                buckets[bucket.meter].append((bucket.start_s, bucket.group, bucket.state))
+            usages: dict[str, Usage] = {}
+            for charge in plan.charges:
+                meter = meters.get(charge.meter)
+                if meter is None:
+                    raise NotFound(f"plan {plan.code} charges meter '{charge.meter}', which does not exist")
+                usages[charge.meter] = usage_of(meter, buckets.get(charge.meter, []), charge.model.name in DETAILED)
+            segments.append(Segment(plan, span, usages))
         anchor = parse_instant(customer["billing_anchor"], "billing_anchor")
-        tz = customer["timezone"]
-        return rate(plan, usages, period, full_period(anchor, plan.interval, tz, period),
-                    PricingContext(plan.currency, tz), first=not customer.get("closed_through"),
-                    next_full=period_containing(anchor, plan.interval, tz, period.end))
+        tz, interval, first = customer["timezone"], parts[-1][0].interval, not customer.get("closed_through")
+        return rate_segments(segments, full_period(anchor, interval, tz, period),
+                             PricingContext(parts[-1][0].currency, tz), first=first,
+                             next_full=period_containing(anchor, interval, tz, period.end),
+                             prepaid=None if first or prepaid is None or prepaid.base_fee_timing != "advance"
+                             else prepaid)
 
     def _commit_one(self, customer: dict[str, Any], plan: Plan, period: Period) -> bool:
         seq = self._store.invoice_counter() + 1
