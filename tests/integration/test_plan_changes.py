@@ -135,6 +135,24 @@ def test_several_changes_in_one_period(container: Any, catalog: Any) -> None:
     assert fees == [("pro", "15.81", False), ("max", "31.94", False), ("pro", "11.00", True)]
 
 
+
+def test_change_after_the_fee_was_billed_in_advance_credits_the_unused_part(container: Any, catalog: Any) -> None:
+    catalog.put_plan("pre", {"currency": "USD", "base_fee": "30.00", "base_fee_timing": "advance"})
+    catalog.put_plan("pre2", {"currency": "USD", "base_fee": "60.00", "base_fee_timing": "advance"})
+    catalog.put_customer("acme", {**CUSTOMER, "plan": "pre", "plan_effective_at": OCT})
+    container.billing.run(datetime.fromisoformat(NOV))
+    assert [ln["amount"] for ln in invoice(container)["lines"]] == ["30.00", "30.00"]  # October + November ahead
+    catalog.put_customer("acme", {**CUSTOMER, "plan": "pre2", "plan_effective_at": "2026-11-16T00:00:00Z"})
+    container.clock.advance(days=26)
+    container.billing.run(datetime.fromisoformat("2026-12-01T00:00:00+00:00"))
+    nov = invoice(container, NOV)
+    assert [(ln["plan"], ln["amount"], ln["period"]["start"][:10], ln["period"]["end"][:10]) for ln in nov["lines"]] == [
+        ("pre", "-15.00", "2026-11-16", "2026-12-01"),   # 30.00 x 15/30 billed ahead under 'pre', not used
+        ("pre2", "30.00", "2026-11-16", "2026-12-01"),   # 60.00 x 15/30
+        ("pre2", "60.00", "2026-12-01", "2027-01-01")]   # December in advance, under the plan at the period end
+    assert (nov["plan"], nov["subtotal"]) == ("pre2", "75.00")
+
+
 # -- through the HTTP API --------------------------------------------------------------------
 @pytest.fixture
 def http(api: Api) -> Api:  # noqa: F811
