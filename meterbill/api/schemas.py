@@ -83,6 +83,14 @@ class CustomerIn(Strict):
     invoice_grace_hours: int | None = Field(default=None, ge=0, le=720,
                                             description="hours an ended period's invoice stays a draft "
                                                         "(late events still land on it); default from settings")
+    price_overrides: dict[str, Any] | None = Field(
+        default=None, description="contract terms on top of the plan: base_fee, minimum_commitment, "
+                                  "base_fee_timing, and charges keyed by meter code (fields merged into the "
+                                  "plan's charge); kept on the same plan when omitted, dropped by a plan change",
+        examples=[{"charges": {"api_calls": {"unit_amount": "0.0015"}}}])
+    plan_effective_at: str | None = Field(
+        default=None, description="with a different plan or price_overrides: when the change takes effect "
+                                  "(RFC 3339, default now), moved to the next 15-minute usage-bucket boundary")
 
 
 class BillingRunIn(Strict):

@@ -59,6 +59,10 @@ def _line(line: Line, currency: str, period: Period) -> dict[str, Any]:
         doc["refers_to"] = dict(line.refers_to)
         if line.parts and line.meter is None:
             doc["parts"] = [{"label": p.label, "units": _dec(p.units), "amount": _dec(p.amount)} for p in line.parts]
+    if line.plan is not None:
+        doc["plan"] = line.plan
+    if line.override:
+        doc["override"] = True
     return doc
 
 
@@ -69,6 +73,8 @@ def build_invoice(*, invoice_id: str, number: str | None, customer: Mapping[str,
                   ) -> dict[str, Any]:
     """``rated.lines``: every line before discounts (charges, late-usage adjustments, progressive
     netting); ``taxes`` computed on subtotal - discounts; ``credits`` drawn from the total."""
+    if rated.plan is not None:  # the plan in effect at the period's end (the period may span changes)
+        plan_code, plan_version = rated.plan.code, rated.plan.version or plan_version
     terms = int(customer.get("payment_terms_days", 30))
     issued = period.end
     currency = rated.currency

@@ -38,6 +38,7 @@ class Charge:
     free_units: Decimal = ZERO
     min_amount: Decimal = ZERO
     unit: str | None = None
+    override: bool = False           # priced by the customer's contract terms, not the plan's
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +53,8 @@ class Plan:
     minimum_commitment: Decimal = ZERO
     tax_inclusive: bool = False      # prices already contain tax
     rounding: str = ROUNDING_MODES["half_up"]  # a decimal ROUND_* constant
+    version: int | None = None       # the stored plan version it was parsed from
+    overridden: frozenset[str] = frozenset()  # plan-level terms replaced by customer overrides
 
 
 def _optional_text(raw: Mapping[str, Any], key: str, path: str) -> str | None:
@@ -104,5 +107,6 @@ def parse_plan(code: str, raw: Mapping[str, Any]) -> Plan:
     rounding = raw.get("rounding", "half_up")
     if type(rounding) is not str or rounding not in ROUNDING_MODES:
         raise InvalidField("rounding", f"must be one of: {', '.join(ROUNDING_MODES)}")
+    version = raw.get("version")
     return Plan(code, currency, interval, base_fee, tuple(charges), _optional_text(raw, "name", ""),
-                timing, commitment, inclusive, ROUNDING_MODES[rounding])
+                timing, commitment, inclusive, ROUNDING_MODES[rounding], int(version) if version is not None else None)

@@ -6,7 +6,7 @@ Each line is rounded once, to the currency's minor unit, in the plan's rounding 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from types import MappingProxyType
@@ -35,6 +35,8 @@ class Line:
     unit: str | None = None            # the charge's unit, else its meter's
     covers: Period | None = None       # the service period a line bills, when not the invoice's
     refers_to: dict[str, str] | None = None  # the invoice an adjustment line corrects
+    plan: str | None = None            # the plan that priced it (shown when the period is split)
+    override: bool = False             # priced by the customer's contract terms (price_overrides)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +45,8 @@ class Rated:
     lines: tuple[Line, ...]
     subtotal: Decimal
     total: Decimal
+    plan: Plan | None = None           # the plan in effect at the end of the rated period
+    plans: tuple[Plan, ...] = ()       # every plan whose terms priced a line
 
 
 def proration(period: Period, full: Period) -> Decimal:
@@ -56,11 +60,11 @@ def proration(period: Period, full: Period) -> Decimal:
 NO_USAGE = Usage(ZERO)
 
 
-def _base_fee(plan: Plan, covers: Period, fraction: Decimal, note: str, current: Period) -> Line:
-    raw = plan.base_fee * fraction
-    amount = quantize(raw, plan.currency, plan.rounding)
-    return Line("base_fee", f"{plan.name or plan.code} base fee{note}", amount, raw,
-                proration=None if fraction == 1 else fraction, covers=None if covers == current else covers)
+def _base_fee(plan: Plan, covers: Period, fraction: Decimal, note: str, current: Period, sign: int = 1) -> Line:
+    raw = plan.base_fee * fraction * sign
+    return Line("base_fee", f"{plan.name or plan.code} base fee{note}", quantize(raw, plan.currency, plan.rounding),
+                raw, proration=None if fraction == 1 else fraction, covers=None if covers == current else covers,
+                plan=plan.code, override="base_fee" in plan.overridden)
 
 
 def _usage_line(charge: Charge, usage: Usage, fraction: Decimal, ctx: PricingContext, rounding: str,
@@ -77,37 +81,75 @@ def _usage_line(charge: Charge, usage: Usage, fraction: Decimal, ctx: PricingCon
     return Line("usage", charge.display_name or charge.meter, quantize(amount, ctx.currency, rounding), amount,
                 meter=charge.meter, quantity=usage.quantity, unit_amount=priced.unit_amount,
                 tiers=priced.tiers, parts=parts, free_units=charge.free_units or None,
-                unit=charge.unit or meter_unit)
+                unit=charge.unit or meter_unit, override=charge.override)
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """A part ``span`` of the invoiced period rated under one plan, from its own usage only."""
+
+    plan: Plan
+    span: Period
+    usages: Mapping[str, Usage]
 
 
 def rate(plan: Plan, usages: Mapping[str, Usage], period: Period, full: Period, ctx: PricingContext, *,
          first: bool = True, next_full: Period | None = None,
          meter_units: Mapping[str, str | None] = MappingProxyType({})) -> Rated:
-    """Price one customer's period. ``usages`` maps meter code -> that meter's usage.
+    """Price one customer's period under one plan. ``usages`` maps meter code -> that meter's usage.
 
     ``first``: this is the subscription's first invoice; ``next_full``: the following period,
     needed when the base fee is billed in advance; ``meter_units``: meter code -> the meter's
     unit, shown on a line whose charge names none."""
-    currency = plan.currency
-    fraction = proration(period, full)
+    prepaid = None if first or plan.base_fee_timing != "advance" else plan
+    return rate_segments([Segment(plan, period, usages)], full, ctx, first=first, next_full=next_full,
+                         prepaid=prepaid, meter_units=meter_units)
+
+
+def rate_segments(segments: Sequence[Segment], full: Period, ctx: PricingContext, *, first: bool = True,
+                  next_full: Period | None = None, prepaid: Plan | None = None,
+                  meter_units: Mapping[str, str | None] = MappingProxyType({})) -> Rated:
+    """Price one customer's period split at its plan changes: ``segments`` in order, together the
+    invoiced period. Each segment's base fee, per-charge minimums and minimum commitment are
+    prorated by its length / ``full``'s length, and its usage priced by its own plan.
+
+    ``prepaid``: the plan whose base fee for this period was billed in advance by the previous
+    invoice (None: nothing was). A segment under another plan credits that plan's unused fraction
+    and charges its own. The plan in effect at the period's end bills ``next_full`` in advance."""
+    period = Period(segments[0].span.start, segments[-1].span.end, segments[0].span.index)
+    currency = segments[0].plan.currency
     lines: list[Line] = []
-    if plan.base_fee:
-        if plan.base_fee_timing == "arrears":
-            lines.append(_base_fee(plan, period, fraction, "", period))
-        else:
-            if first:  # nothing billed the first period in advance
-                lines.append(_base_fee(plan, period, fraction, " (first period)", period))
-            if next_full is not None:
-                lines.append(_base_fee(plan, next_full, Decimal(1), " (next period, in advance)", period))
-    for charge in plan.charges:
-        lines.append(_usage_line(charge, usages.get(charge.meter, NO_USAGE), fraction, ctx, plan.rounding,
-                                 meter_units.get(charge.meter)))
-    subtotal = sum((ln.amount for ln in lines), ZERO)
-    if plan.minimum_commitment:
-        commitment = quantize(plan.minimum_commitment * fraction, currency, plan.rounding)
-        if subtotal < commitment:
-            gap = commitment - subtotal
-            lines.append(Line("minimum_commitment", f"minimum commitment true-up (commitment {commitment})",
-                              gap, gap))
-            subtotal = commitment
-    return Rated(currency, tuple(lines), subtotal, subtotal)
+    subtotal = ZERO
+    for i, seg in enumerate(segments):
+        plan, seg_lines = seg.plan, []
+        fraction = proration(seg.span, full)
+        if prepaid is not None and plan != prepaid and prepaid.base_fee:
+            seg_lines.append(_base_fee(prepaid, seg.span, fraction, " credit (billed in advance, plan changed)",
+                                       period, -1))
+        if plan.base_fee:
+            if plan.base_fee_timing == "arrears":
+                seg_lines.append(_base_fee(plan, seg.span, fraction, "", period))
+            elif plan != prepaid:  # this part of the period was not billed in advance under this plan
+                note = " (first period)" if first else " (plan change)"
+                seg_lines.append(_base_fee(plan, seg.span, fraction, note, period))
+            if plan.base_fee_timing == "advance" and i == len(segments) - 1 and next_full is not None:
+                seg_lines.append(_base_fee(plan, next_full, Decimal(1), " (next period, in advance)", period))
+        for charge in plan.charges:
+            line = _usage_line(charge, seg.usages.get(charge.meter, NO_USAGE), fraction, ctx, plan.rounding,
+                               meter_units.get(charge.meter))
+            line.covers, line.plan = None if seg.span == period else seg.span, plan.code
+            seg_lines.append(line)
+        seg_total = sum((ln.amount for ln in seg_lines), ZERO)
+        if plan.minimum_commitment:
+            commitment = quantize(plan.minimum_commitment * fraction, currency, plan.rounding)
+            if seg_total < commitment:
+                gap = commitment - seg_total
+                seg_lines.append(Line("minimum_commitment", f"minimum commitment true-up (commitment {commitment})",
+                                      gap, gap, covers=None if seg.span == period else seg.span,
+                                      plan=plan.code, override="minimum_commitment" in plan.overridden))
+                seg_total = commitment
+        lines += seg_lines
+        subtotal += seg_total
+    used = [s.plan for s in segments] + ([prepaid] if prepaid is not None else [])
+    return Rated(currency, tuple(lines), subtotal, subtotal, segments[-1].plan,
+                 tuple({(p.code, p.version): p for p in used}.values()))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -16,6 +17,7 @@ from typing import Any
 
 from meterbill.domain.adjustments import Discount, apply_discounts, discount_from_doc, draw_credits, grant_from_doc
 from meterbill.domain.charges import DETAILED, Part, PricingContext, Usage
+from meterbill.domain.contracts import entry, in_effect_before, split
 from meterbill.domain.errors import DomainError
 from meterbill.domain.instants import iso, parse_instant
 from meterbill.domain.invoices import TRANSITIONS, build_invoice, invoice_id, invoice_number
@@ -23,7 +25,7 @@ from meterbill.domain.meters import usage_of
 from meterbill.domain.money import format_amount, quantize
 from meterbill.domain.periods import Period, closed_periods, full_period, period_containing
 from meterbill.domain.plans import Plan
-from meterbill.domain.rating import Line, Rated, rate
+from meterbill.domain.rating import Line, Rated, Segment, rate_segments
 from meterbill.domain.taxes import TaxParty, tax_lines, total_with
 from meterbill.ports import BillingStore, Clock, ItemChange
 from meterbill.services.credit_notes import CreditNoteService
@@ -138,7 +140,7 @@ class BillingService:
             for inv in sorted(invoiced, key=lambda i: i["period"]["start"])[-periods:]:
                 period = Period(parse_instant(inv["period"]["start"], "start"),
                                 parse_instant(inv["period"]["end"], "end"), 0)
-                new = self.rate_period(customer, candidate, period).subtotal
+                new = self._rate(customer, [(candidate, period)], period, candidate).subtotal
                 old = Decimal(inv["subtotal"])
                 result.append({"period": inv["period"], "invoice": inv["number"], "old_subtotal": inv["subtotal"],
                                "new_subtotal": format_amount(new, candidate.currency),
@@ -197,10 +199,12 @@ class BillingService:
         doc = build_invoice(invoice_id=invoice_id(cid, period),
                             number=None if seq is None else invoice_number(self._prefix, seq),
                             customer=customer, plan_code=plan.code, plan_version=int(plan_doc["version"]),
-                            period=period, rated=Rated(currency, lines, subtotal, subtotal),
+                            period=period, rated=Rated(currency, lines, subtotal, subtotal, rated.plan),
                             created_at=iso(self._clock()), taxes=taxes, tax_inclusive=plan.tax_inclusive,
                             discounts=discounts, credits=drawn)
-        doc["rated_subtotal"] = format_amount(rated.subtotal, currency)  # charges only: late re-rating baseline
+        # what a late re-rating compares with and re-rates under: charges only, and the plan versions
+        doc["rated_subtotal"] = format_amount(rated.subtotal, currency)
+        doc["plan_versions"] = {p.code: p.version for p in rated.plans if p.version is not None}
         changes += [ItemChange("discount", cid, d.discount.id, d.after(currency), {"applied": d.discount.applied})
                     for d in discounts]
         changes += [ItemChange("grant", cid, g.id, {"remaining": format_amount(g.remaining - a, currency)},
@@ -232,8 +236,10 @@ class BillingService:
         far, and the changes that record it as settled."""
         period = Period(parse_instant(original["period"]["start"], "start"),
                         parse_instant(original["period"]["end"], "end"), 0)
-        plan = self._catalog.plan_at(original["plan"], int(original["plan_version"]))
-        rated = self.rate_period(customer, plan, period)
+        versions = {k: int(v) for k, v in (original.get("plan_versions") or
+                                            {original["plan"]: original["plan_version"]}).items()}
+        plan = self._catalog.effective_plan(original["plan"], None, versions[original["plan"]])
+        rated = self.rate_period(customer, plan, period, versions)
         billed = Decimal(original.get("rerated_subtotal") or original.get("rated_subtotal") or original["subtotal"])
         settle = [ItemChange("invoice", original["id"], "",
                              {"rerated_subtotal": format_amount(rated.subtotal, plan.currency),
@@ -299,25 +305,55 @@ class BillingService:
                                  after, as_of)
         return periods[0] if periods else None
 
-    def rate_period(self, customer: dict[str, Any], plan: Plan, period: Period) -> Any:
+    def rate_period(self, customer: dict[str, Any], plan: Plan, period: Period,
+                    versions: Mapping[str, int] | None = None) -> Rated:
+        """Rate ``period`` split at every change in the customer's plan history: each part under its
+        plan (with the customer's price overrides) from its own usage. ``plan``, the customer's
+        current plan, stands for the history of customers saved before plan histories existed."""
+        history = customer.get("plan_history") or [entry(plan.code, parse_instant(customer["started_at"], "started_at"),
+                                                         customer.get("price_overrides") or {})]
+        try:
+            parts = [(self._terms(e, versions), span) for e, span in split(history, period)]
+            before = in_effect_before(history, period.start)
+            prepaid = self._terms(before, versions) if before is not None else None
+        except InvalidField as exc:  # a plan version changed under the customer's overrides
+            raise Conflict(f"customer {customer['id']}: its price_overrides no longer fit the current plan "
+                           f"({exc.field}: {exc.problem}); update the customer's price_overrides",
+                           field=exc.field) from exc
+        return self._rate(customer, parts, period, prepaid)
+
+    def _terms(self, history_entry: Mapping[str, Any], versions: Mapping[str, int] | None = None) -> Plan:
+        """The terms of one plan-history entry: current plan versions, or those of ``versions``
+        (plan code -> version an invoice was rated with)."""
+        code = history_entry["plan"]
+        version = None if versions is None else versions.get(code)
+        return self._catalog.effective_plan(code, history_entry.get("price_overrides"), version)
+
+    def _rate(self, customer: dict[str, Any], parts: list[tuple[Plan, Period]], period: Period,
+              prepaid: Plan | None) -> Rated:
         meters = self._catalog.meters()
-        buckets: dict[str, list[tuple[int, str, Any]]] = defaultdict(list)
-        for bucket in self._store.query_buckets(customer["id"], int(period.start.timestamp()),
-                                                int(period.end.timestamp())):
-            buckets[bucket.meter].append((bucket.start_s, bucket.group, bucket.state))
-        usages: dict[str, Usage] = {}
-        for charge in plan.charges:
-            meter = meters.get(charge.meter)
-            if meter is None:
-                raise NotFound(f"plan {plan.code} charges meter '{charge.meter}', which does not exist")
-            usages[charge.meter] = usage_of(meter, buckets.get(charge.meter, []), charge.model.name in DETAILED)
+        segments = []
+        for plan, span in parts:
+            buckets: dict[str, list[tuple[int, str, Any]]] = defaultdict(list)
+            for bucket in self._store.query_buckets(customer["id"], int(span.start.timestamp()),
+                                                    int(span.end.timestamp())):
+                buckets[bucket.meter].append((bucket.start_s, bucket.group, bucket.state))
+            usages: dict[str, Usage] = {}
+            for charge in plan.charges:
+                meter = meters.get(charge.meter)
+                if meter is None:
+                    raise NotFound(f"plan {plan.code} charges meter '{charge.meter}', which does not exist")
+                usages[charge.meter] = usage_of(meter, buckets.get(charge.meter, []), charge.model.name in DETAILED)
+            segments.append(Segment(plan, span, usages))
         anchor = parse_instant(customer["billing_anchor"], "billing_anchor")
-        tz = customer["timezone"]
-        return rate(plan, usages, period, full_period(anchor, plan.interval, tz, period),
-                    PricingContext(plan.currency, tz),
-                    first=period.start <= parse_instant(customer["started_at"], "started_at"),
-                    next_full=period_containing(anchor, plan.interval, tz, period.end),
-                    meter_units={c.meter: meters[c.meter].unit for c in plan.charges})
+        tz, interval = customer["timezone"], parts[-1][0].interval
+        first = period.start <= parse_instant(customer["started_at"], "started_at")
+        return rate_segments(segments, full_period(anchor, interval, tz, period),
+                             PricingContext(parts[-1][0].currency, tz), first=first,
+                             next_full=period_containing(anchor, interval, tz, period.end),
+                             prepaid=None if first or prepaid is None or prepaid.base_fee_timing != "advance"
+                             else prepaid,
+                             meter_units={c.meter: meters[c.meter].unit for p, _ in parts for c in p.charges})
 
     def _commit_one(self, customer: dict[str, Any], plan: Plan, period: Period) -> bool:
         self._settle_late_credits(customer, period)

@@ -52,3 +52,6 @@ class TTLMap(Generic[T]):
 
     def invalidate(self, key: str) -> None:
         self._data.pop(key, None)
+
+    def clear(self) -> None:
+        self._data.clear()

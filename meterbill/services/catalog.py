@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from meterbill.domain.contracts import change_at, check_overrides, effective_plan, entry, rebase, with_change
 from meterbill.domain.errors import InvalidField
 from meterbill.domain.instants import from_ms, iso, parse_instant
 from meterbill.domain.meters import ADDITIVE, Meter, check_code, meter_to_dict, parse_meter
@@ -17,7 +19,8 @@ from meterbill.services.cache import TTLMap, TTLValue
 from meterbill.services.errors import Conflict, NotFound
 
 CUSTOMER_FIELDS = ("name", "email", "plan", "started_at", "billing_anchor", "timezone",
-                   "payment_terms_days", "address", "metadata", "invoice_grace_hours", "tax_exempt", "tax_id")
+                   "payment_terms_days", "address", "metadata", "invoice_grace_hours", "tax_exempt", "tax_id",
+                   "price_overrides", "plan_effective_at")
 ADDRESS_FIELDS = ("line1", "line2", "city", "state", "postal_code", "country")
 
 
@@ -27,7 +30,8 @@ class CatalogService:
         self._clock = clock
         self._meters = TTLValue(self._load_meters, cache_ttl_s)
         self._plans = TTLMap(self._load_plans, cache_ttl_s)
-        self._plan_versions: dict[tuple[str, int], Plan] = {}
+        self._plan_versions: dict[tuple[str, int, str], Plan] = {}
+        self._effective = TTLMap(self._load_effective, cache_ttl_s)   # plan + customer overrides
         self._customers = TTLMap(self._store.get_customers, cache_ttl_s)
         self._tax_rates = TTLValue(lambda: [parse_tax_rate(d["code"], d) for d in self._store.all_catalog("TAX")],
                                    cache_ttl_s)
@@ -99,11 +103,7 @@ class CatalogService:
         """Parse and check a plan against the existing meters, without storing it."""
         try:
             plan = parse_plan(code, raw)
-            meters = self._load_meters()
-            for i, charge in enumerate(plan.charges):
-                if charge.meter not in meters:
-                    raise InvalidField(f"charges[{i}].meter", f"meter '{charge.meter}' does not exist; create it first")
-                check_charge_fits_meter(charge, meters[charge.meter], f"charges[{i}]")
+            check_plan_meters(plan, self._load_meters())
         except InvalidField as exc:
             raise InvalidField(prefix + exc.field, exc.problem, exc.code) from exc
         return plan
@@ -120,6 +120,7 @@ class CatalogService:
                                "cannot change", field="currency")
         self._save("PLAN", code, doc, current)
         self._plans.invalidate(code)
+        self._effective.clear()
         return doc
 
     def get_plan_doc(self, code: str) -> dict[str, Any]:
@@ -139,17 +140,41 @@ class CatalogService:
             raise NotFound(f"plan '{code}' does not exist", field="plan")
         return found[code]
 
-    def plan_at(self, code: str, version: int) -> Plan:
-        """A plan exactly as it was at ``version`` (saved versions are immutable)."""
-        key = (code, version)
-        if key not in self._plan_versions:
-            doc = self._store.get_catalog("PLAN", code, version)
-            if doc is None:  # saved before versions were archived: only the current one is known
-                doc = self._store.get_catalog("PLAN", code)
-                if doc is None or int(doc["version"]) != version:
-                    raise NotFound(f"plan '{code}' version {version} is not stored", field="plan")
-            self._plan_versions[key] = parse_plan(code, doc)
-        return self._plan_versions[key]
+    def _plan_version_doc(self, code: str, version: int) -> dict[str, Any]:
+        doc = self._store.get_catalog("PLAN", code, version)
+        if doc is None:  # saved before versions were archived: only the current one is known
+            doc = self._store.get_catalog("PLAN", code)
+            if doc is None or int(doc["version"]) != version:
+                raise NotFound(f"plan '{code}' version {version} is not stored", field="plan")
+        return doc
+
+    def effective_plan(self, code: str, overrides: Mapping[str, Any] | None, version: int | None = None) -> Plan:
+        """Plan ``code`` with a customer's ``price_overrides`` (cached): its current version, or
+        exactly ``version`` (saved versions are immutable: re-rating a closed period)."""
+        if version is not None:
+            key_v = (code, version, json.dumps(overrides or {}, sort_keys=True, default=str))
+            if key_v not in self._plan_versions:
+                doc = self._plan_version_doc(code, version)
+                self._plan_versions[key_v] = effective_plan(code, doc, overrides, lambda p: None) if overrides \
+                    else parse_plan(code, doc)
+            return self._plan_versions[key_v]
+        if not overrides:
+            return self.plan(code)
+        key = f"{code}\x1f{json.dumps(overrides, sort_keys=True, default=str)}"
+        found = self._effective.get_many({key})
+        if key not in found:
+            raise NotFound(f"plan '{code}' does not exist", field="plan")
+        return found[key]
+
+    def _load_effective(self, keys: list[str]) -> dict[str, Plan]:
+        out = {}
+        for key in keys:
+            code, overrides = key.split("\x1f", 1)
+            doc = self._store.get_catalog("PLAN", code)
+            if doc is not None:
+                out[key] = effective_plan(code, doc, json.loads(overrides),
+                                          lambda plan: check_plan_meters(plan, self.meters()))
+        return out
 
     # -- customers -------------------------------------------------------------------
     def customers(self, ids: set[str]) -> dict[str, dict[str, Any]]:
@@ -205,8 +230,11 @@ class CatalogService:
         anchor = parse_instant(raw["billing_anchor"], "billing_anchor") if "billing_anchor" in raw else (
             parse_instant(current["billing_anchor"], "billing_anchor") if current else started)
         first = period_containing(anchor, plan.interval, tz, started)  # validates tz + interval
+        history = self._plan_history(raw, current, plan, started, now)
         doc: dict[str, Any] = {
             "id": customer_id, "name": name, "email": email, "plan": plan_code, "currency": plan.currency,
+            "price_overrides": history[-1]["price_overrides"], "plan_history": history,
+            "plan_effective_at": history[-1]["from"],
             "started_at": iso(started), "billing_anchor": iso(anchor), "timezone": tz,
             "payment_terms_days": terms, "address": address, "metadata": metadata,
             "invoice_grace_hours": grace, "tax_exempt": exempt, "tax_id": tax_id,
@@ -230,12 +258,62 @@ class CatalogService:
         self._customers.invalidate(customer_id)
         return doc
 
+    def _plan_history(self, raw: Mapping[str, Any], current: dict[str, Any] | None, plan: Plan,
+                      started: datetime, now: datetime) -> list[dict[str, Any]]:
+        """The plan history after this request. Another plan, or other price overrides, take effect
+        at ``plan_effective_at`` (default now), moved to the next usage-bucket boundary; omitted
+        overrides are kept on the same plan and dropped by a plan change."""
+        same_plan = current is not None and current["plan"] == plan.code
+        if "price_overrides" in raw:
+            overrides = check_overrides(raw["price_overrides"])
+        else:
+            overrides = dict(current.get("price_overrides") or {}) if current and same_plan else {}
+        if overrides:  # errors name price_overrides.…
+            effective_plan(plan.code, self.get_plan_doc(plan.code), overrides,
+                           lambda p: check_plan_meters(p, self._load_meters()))
+        requested = parse_instant(raw["plan_effective_at"], "plan_effective_at") if "plan_effective_at" in raw else None
+        if current is None:
+            if requested is not None:
+                raise InvalidField("plan_effective_at", "applies to a plan change of an existing customer; "
+                                                        "a new customer's plan starts at started_at")
+            return [entry(plan.code, started, overrides)]
+        history = rebase(current.get("plan_history") or [
+            entry(current["plan"], parse_instant(current["started_at"], "started_at"),
+                  current.get("price_overrides") or {})], started)
+        last = history[-1]
+        if requested is None and same_plan and (last.get("price_overrides") or {}) == overrides:
+            return history
+        requested = requested or now
+        if requested < started:
+            raise InvalidField("plan_effective_at", f"is before the subscription started ({iso(started)})")
+        closed = current["closed_through"]
+        if closed and requested < parse_instant(closed, "closed_through"):
+            raise InvalidField("plan_effective_at", f"falls inside an already-invoiced period (invoiced through "
+                                                    f"{closed}); a change can take effect from then on")
+        history = with_change(history, entry(plan.code, started if requested == started else change_at(requested),
+                                             overrides))
+        if len(history) > 1:  # the plan in effect before the change: one invoice may hold both
+            before = self.plan(history[-2]["plan"])
+            for term, what in (("currency", "currency"), ("interval", "billing interval"),
+                               ("tax_inclusive", "tax treatment (tax_inclusive)")):
+                if getattr(before, term) != getattr(plan, term):
+                    raise Conflict(f"plan '{plan.code}' differs from plan '{before.code}' in {what}: changing the "
+                                   f"{what} mid-subscription is not supported yet", field="plan")
+        return history
+
     def _default_start(self, customer_id: str, now: datetime) -> datetime:
         """Usage sent before the customer existed (pending) is billed: start at the first of it."""
         first = self._store.first_usage_bucket(customer_id)
         if first is not None and first * 1000 < now.timestamp() * 1000:
             return from_ms(first * 1000)
         return now
+
+
+def check_plan_meters(plan: Plan, meters: Mapping[str, Meter]) -> None:
+    for i, charge in enumerate(plan.charges):
+        if charge.meter not in meters:
+            raise InvalidField(f"charges[{i}].meter", f"meter '{charge.meter}' does not exist; create it first")
+        check_charge_fits_meter(charge, meters[charge.meter], f"charges[{i}]")
 
 
 def check_charge_fits_meter(charge: Charge, meter: Meter, path: str) -> None:

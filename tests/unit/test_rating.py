@@ -15,8 +15,9 @@ from meterbill.domain.charges import PricingContext, Usage
 from meterbill.domain.errors import InvalidField
 from meterbill.domain.money import ROUNDING_MODES, quantize
 from meterbill.domain.periods import Period
+from meterbill.domain.contracts import effective_plan
 from meterbill.domain.plans import parse_plan
-from meterbill.domain.rating import rate
+from meterbill.domain.rating import Segment, rate, rate_segments
 
 UTC = timezone.utc
 OCT = Period(datetime(2026, 10, 1, tzinfo=UTC), datetime(2026, 11, 1, tzinfo=UTC), 0)
@@ -121,6 +122,89 @@ def test_rounding_mode_applies_to_base_fee_and_commitment_true_up() -> None:
 
 def test_default_rounding_is_half_up() -> None:
     assert plan().rounding == ROUNDING_MODES["half_up"] == "ROUND_HALF_UP"
+
+
+# -- a period split at plan changes: Oct 16 12:00 halves October (15.5 of 31 days each side) --
+FIRST_HALF = Period(OCT.start, HALF_OCT.start, 0)
+DAY_11 = datetime(2026, 10, 11, tzinfo=UTC)
+
+
+def cheap(**extra: Any) -> Any:  # plan A
+    return parse_plan("a", {"currency": "USD", "base_fee": "30.00", "charges": [
+        {"meter": "calls", "model": "per_unit", "unit_amount": "0.10"}], **extra})
+
+
+def rich(**extra: Any) -> Any:   # plan B
+    return parse_plan("b", {"currency": "USD", "base_fee": "60.00", "charges": [
+        {"meter": "calls", "model": "per_unit", "unit_amount": "0.05"}], **extra})
+
+
+def described(rated: Any) -> list[tuple[str | None, str, str, Any]]:
+    return [(ln.plan, ln.kind, str(ln.amount), ln.covers) for ln in rated.lines]
+
+
+def test_split_period_rates_each_side_with_its_plan_and_its_usage() -> None:
+    r = rate_segments([Segment(cheap(), FIRST_HALF, {"calls": Usage.of(Decimal(100))}),
+                       Segment(rich(), HALF_OCT, {"calls": Usage.of(Decimal(300))})], OCT, CTX, first=False)
+    # A: 30 x 1/2 = 15.00, 100 x 0.10 = 10.00; B: 60 x 1/2 = 30.00, 300 x 0.05 = 15.00
+    assert described(r) == [("a", "base_fee", "15.00", FIRST_HALF), ("a", "usage", "10.00", FIRST_HALF),
+                            ("b", "base_fee", "30.00", HALF_OCT), ("b", "usage", "15.00", HALF_OCT)]
+    assert r.total == r.subtotal == Decimal("70.00") and r.plan.code == "b"
+    assert [ln.proration for ln in r.lines if ln.kind == "base_fee"] == [Decimal("0.5"), Decimal("0.5")]
+
+
+def test_uneven_split_rounds_each_line_once() -> None:
+    r = rate_segments([Segment(cheap(), Period(OCT.start, DAY_11, 0), {}),
+                       Segment(rich(), Period(DAY_11, OCT.end, 0), {})], OCT, CTX)
+    # 30 x 10/31 = 9.677… -> 9.68; 60 x 21/31 = 40.645… -> 40.65
+    assert [str(ln.amount) for ln in r.lines if ln.kind == "base_fee"] == ["9.68", "40.65"]
+    assert r.total == Decimal("50.33")
+
+
+def test_minimum_commitment_and_charge_minimum_are_prorated_per_segment() -> None:
+    a = cheap(minimum_commitment="100.00")
+    b = parse_plan("b", {"currency": "USD", "base_fee": "60.00", "charges": [
+        {"meter": "calls", "model": "per_unit", "unit_amount": "0.05", "min_amount": "40"}]})
+    r = rate_segments([Segment(a, FIRST_HALF, {"calls": Usage.of(Decimal(100))}),
+                       Segment(b, HALF_OCT, {"calls": Usage.of(Decimal(300))})], OCT, CTX)
+    # A: 15.00 + 10.00 = 25.00 < 100 x 1/2 = 50.00 -> true-up 25.00;
+    # B: 300 x 0.05 = 15.00 < minimum 40 x 1/2 = 20.00 -> 20.00; no commitment
+    assert described(r) == [("a", "base_fee", "15.00", FIRST_HALF), ("a", "usage", "10.00", FIRST_HALF),
+                            ("a", "minimum_commitment", "25.00", FIRST_HALF),
+                            ("b", "base_fee", "30.00", HALF_OCT), ("b", "usage", "20.00", HALF_OCT)]
+    assert r.total == Decimal("100.00")
+
+
+def test_advance_fee_after_a_mid_period_change_credits_the_old_plan_and_charges_the_new() -> None:
+    a, b = cheap(base_fee_timing="advance"), rich(base_fee_timing="advance")
+    r = rate_segments([Segment(a, FIRST_HALF, {}), Segment(b, HALF_OCT, {})], OCT, CTX, first=False,
+                      next_full=NOV, prepaid=a)  # October's fee was billed in advance under A: 30.00
+    assert [(ln.plan, ln.description, str(ln.amount), ln.covers) for ln in r.lines if ln.kind == "base_fee"] == [
+        ("a", "a base fee credit (billed in advance, plan changed)", "-15.00", HALF_OCT),  # 30 x 1/2 unused
+        ("b", "b base fee (plan change)", "30.00", HALF_OCT),                              # 60 x 1/2
+        ("b", "b base fee (next period, in advance)", "60.00", NOV)]                       # plan at the end
+    assert r.total == Decimal("75.00")
+    # a change back to the prepaid plan needs no correction; one at the period start does
+    assert rate_segments([Segment(a, OCT, {})], OCT, CTX, first=False, next_full=NOV, prepaid=a).total == 30
+    at_start = rate_segments([Segment(b, OCT, {})], OCT, CTX, first=False, next_full=NOV, prepaid=a)
+    assert [str(ln.amount) for ln in at_start.lines if ln.kind == "base_fee"] == ["-30.00", "60.00", "60.00"]
+
+
+def test_arrears_plan_replacing_an_advance_plan_credits_the_prepaid_part() -> None:
+    r = rate_segments([Segment(cheap(base_fee_timing="advance"), FIRST_HALF, {}), Segment(rich(), HALF_OCT, {})],
+                      OCT, CTX, first=False, next_full=NOV, prepaid=cheap(base_fee_timing="advance"))
+    # A (advance, prepaid 30.00) -> B (arrears): credit 15.00, B's half 30.00 in arrears, nothing in advance
+    assert [str(ln.amount) for ln in r.lines if ln.kind == "base_fee"] == ["-15.00", "30.00"]
+
+
+def test_overridden_terms_mark_their_lines() -> None:
+    doc = {"currency": "USD", "base_fee": "30.00", "charges": [
+        {"meter": "calls", "model": "per_unit", "unit_amount": "0.10"},
+        {"meter": "gb", "model": "per_unit", "unit_amount": "1"}]}
+    p = effective_plan("p", doc, {"base_fee": "25.00", "charges": {"calls": {"unit_amount": "0.02"}}})
+    r = rate(p, {"calls": Usage.of(Decimal(1000)), "gb": Usage.of(Decimal(2))}, OCT, OCT, CTX)
+    # 25.00 (override) + 1000 x 0.02 (override) = 20.00 + 2 x 1 = 2.00
+    assert [(str(ln.amount), ln.override) for ln in r.lines] == [("25.00", True), ("20.00", True), ("2.00", False)]
 
 
 @pytest.mark.parametrize(("raw", "field"), [
