@@ -8,6 +8,7 @@ Item layout (pk / sk):
   CUS#<id>     / LATE#<period start>      late usage marker (re-rating work list)
   CUS#<id>     / DISC#<discount id>       a discount and how often it has been applied
   CUS#<id>     / GRANT#<grant id>         prepaid credit: amount, remaining, expiry
+  PROG#<customer> / PROG      gsi1: PROGRESSIVE / <customer>   billed by threshold (progressive billing)
   PENDING#<customer> / PENDING  gsi1: PENDING / <customer>   usage for a customer not created yet
   U#<customer> / <bucket start:012d>#<meter>#<group>   usage bucket (no GSI: 1 write)
   UV#<customer> / <bucket sk>#<page id>   sealed page of a bucket's per-event values (immutable)
@@ -280,6 +281,19 @@ class DynamoBillingStore:
 
     def clear_pending(self, customer_id: str) -> None:
         self._c.delete_item(TableName=self._t, Key={"pk": {"S": f"PENDING#{customer_id}"}, "sk": {"S": "PENDING"}})
+
+    def set_progressive(self, customer_id: str, enabled: bool) -> None:
+        """Keep the work list of customers billed by threshold (read by every billing run)."""
+        key = {"pk": {"S": f"PROG#{customer_id}"}, "sk": {"S": "PROG"}}
+        if enabled:
+            self._c.put_item(TableName=self._t, Item={**key, "customer": {"S": customer_id},
+                                                      "gsi1pk": {"S": "PROGRESSIVE"}, "gsi1sk": {"S": customer_id}})
+        else:
+            self._c.delete_item(TableName=self._t, Key=key)
+
+    def progressive_customers(self, limit: int, cursor: str | None) -> tuple[list[str], str | None]:
+        items, nxt = self._query_index("gsi1", "PROGRESSIVE", limit, cursor)
+        return [i["customer"] for i in items], nxt
 
     def list_pending(self, limit: int, cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
         return self._query_index("gsi1", "PENDING", limit, cursor)

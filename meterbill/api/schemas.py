@@ -83,6 +83,10 @@ class CustomerIn(Strict):
     invoice_grace_hours: int | None = Field(default=None, ge=0, le=720,
                                             description="hours an ended period's invoice stays a draft "
                                                         "(late events still land on it); default from settings")
+    progressive_threshold: str | None = Field(
+        default=None, pattern=r"^\d+(\.\d+)?$",
+        description="progressive billing: invoice early whenever the period's usage charges not yet invoiced "
+                    "reach this amount; the period's invoice nets what was already invoiced")
     price_overrides: dict[str, Any] | None = Field(
         default=None, description="contract terms on top of the plan: base_fee, minimum_commitment, "
                                   "base_fee_timing, and charges keyed by meter code (fields merged into the "

@@ -79,7 +79,9 @@ class BillingService:
                     log.exception("closing customer %s failed", customer["id"])
                     summary.errors.append({"customer": customer["id"], "error": str(exc)})
             if not cursor:
-                return summary
+                break
+        self.bill_thresholds(as_of, summary)
+        return summary
 
     def close_customer(self, customer_id: str, as_of: datetime, summary: RunSummary) -> None:
         """Invoice every ended period in order. A period still inside its grace period gets a
@@ -135,7 +137,8 @@ class BillingService:
                 raise NotFound(f"customer '{cid}' does not exist", field="customers")
             if customer["currency"] != candidate.currency:
                 raise InvalidField("plan.currency", f"customer '{cid}' is billed in {customer['currency']}")
-            invoiced = [i for i in self._store.list_invoices(cid, 100, None)[0] if i.get("number")]
+            invoiced = [i for i in self._store.list_invoices(cid, 100, None)[0]
+                        if i.get("number") and i.get("kind") != "threshold"]
             result = []
             for inv in sorted(invoiced, key=lambda i: i["period"]["start"])[-periods:]:
                 period = Period(parse_instant(inv["period"]["start"], "start"),
@@ -180,11 +183,22 @@ class BillingService:
                   ) -> tuple[dict[str, Any], list[ItemChange]]:
         """The invoice for ``period`` and, when it is final (``seq`` given), what committing it
         changes: late usage settled, discounts used, prepaid credits drawn."""
-        cid, currency = customer["id"], plan.currency
         rated = self.rate_period(customer, plan, period)
         late_lines, changes = self._late_adjustments(customer, period)
-        lines = (*rated.lines, *late_lines)
-        subtotal = rated.subtotal + sum((ln.amount for ln in late_lines), ZERO)
+        lines = [*rated.lines, *late_lines, *self._already_invoiced(customer, period, plan.currency)]
+        doc, more = self._finish(customer, plan, period, seq, lines, rated.plan, invoice_id(customer["id"], period))
+        # what a late re-rating compares with and re-rates under: charges only, and the plan versions
+        doc["rated_subtotal"] = format_amount(rated.subtotal, plan.currency)
+        doc["plan_versions"] = {p.code: p.version for p in rated.plans if p.version is not None}
+        doc["kind"] = "period"
+        return doc, changes + more
+
+    def _finish(self, customer: dict[str, Any], plan: Plan, period: Period, seq: int | None, lines: list[Line],
+                end_plan: Plan | None, inv_id: str) -> tuple[dict[str, Any], list[ItemChange]]:
+        """Lines -> discounts -> taxes -> credits drawn -> the invoice document, and the
+        discount and credit changes its commit makes."""
+        cid, currency = customer["id"], plan.currency
+        subtotal = sum((ln.amount for ln in lines), ZERO)
         discounts = apply_discounts([(ln.meter, ln.amount) for ln in lines], self._discounts(cid), currency,
                                     plan.rounding)
         taxable = subtotal - sum((d.amount for d in discounts), ZERO)
@@ -196,20 +210,85 @@ class BillingService:
         grants = [grant_from_doc(g) for g in self._store.customer_items("grant", cid)]
         drawn = draw_credits(total_with(taxable, taxes, plan.tax_inclusive), grants, period.end)
         plan_doc = self._catalog.get_plan_doc(plan.code)
-        doc = build_invoice(invoice_id=invoice_id(cid, period),
-                            number=None if seq is None else invoice_number(self._prefix, seq),
+        doc = build_invoice(invoice_id=inv_id, number=None if seq is None else invoice_number(self._prefix, seq),
                             customer=customer, plan_code=plan.code, plan_version=int(plan_doc["version"]),
-                            period=period, rated=Rated(currency, lines, subtotal, subtotal, rated.plan),
+                            period=period, rated=Rated(currency, tuple(lines), subtotal, subtotal, end_plan),
                             created_at=iso(self._clock()), taxes=taxes, tax_inclusive=plan.tax_inclusive,
                             discounts=discounts, credits=drawn)
-        # what a late re-rating compares with and re-rates under: charges only, and the plan versions
-        doc["rated_subtotal"] = format_amount(rated.subtotal, currency)
-        doc["plan_versions"] = {p.code: p.version for p in rated.plans if p.version is not None}
-        changes += [ItemChange("discount", cid, d.discount.id, d.after(currency), {"applied": d.discount.applied})
-                    for d in discounts]
+        changes = [ItemChange("discount", cid, d.discount.id, d.after(currency), {"applied": d.discount.applied})
+                   for d in discounts]
         changes += [ItemChange("grant", cid, g.id, {"remaining": format_amount(g.remaining - a, currency)},
                                {"remaining": format_amount(g.remaining, currency)}) for g, a in drawn]
         return doc, changes
+
+    # -- progressive (threshold) billing ----------------------------------------------------
+    @staticmethod
+    def _progress(customer: dict[str, Any], period: Period) -> dict[str, Any]:
+        """What threshold invoices have billed of ``period`` so far."""
+        state = customer.get("progressive") or {}
+        if state.get("period") != period.key:
+            return {"period": period.key, "billed": "0", "invoices": []}
+        return state
+
+    def _already_invoiced(self, customer: dict[str, Any], period: Period, currency: str) -> list[Line]:
+        state = self._progress(customer, period)
+        billed = Decimal(state["billed"])
+        if not billed:
+            return []
+        return [Line("progressive", "Already invoiced during this period (progressive billing): "
+                                    + ", ".join(state["invoices"]), -billed, -billed)]
+
+    def bill_thresholds(self, as_of: datetime, summary: RunSummary) -> None:
+        """Customers with a ``progressive_threshold``: when the usage billed so far in the open
+        period has grown by at least the threshold since the last invoice, invoice it now."""
+        cursor = None
+        while True:
+            found, cursor = self._store.progressive_customers(100, cursor)
+            for cid in found:
+                try:
+                    self._bill_threshold(cid, as_of, summary)
+                except (DomainError, NotFound, Conflict) as exc:
+                    log.exception("threshold billing for customer %s failed", cid)
+                    summary.errors.append({"customer": cid, "error": str(exc)})
+            if not cursor:
+                return
+
+    def _bill_threshold(self, customer_id: str, as_of: datetime, summary: RunSummary) -> None:
+        for _ in range(MAX_COMMIT_RETRIES):
+            customer = self._store.get_customer(customer_id)
+            if customer is None or not customer.get("progressive_threshold"):
+                return
+            plan = self._catalog.plan(customer["plan"])
+            started = parse_instant(customer["started_at"], "started_at")
+            if as_of <= started or self._next_period(customer, plan, as_of) is not None:
+                return  # not started, or ended periods must close first
+            period = period_containing(parse_instant(customer["billing_anchor"], "billing_anchor"), plan.interval,
+                                       customer["timezone"], as_of)
+            if period.start < started:
+                period = Period(started, period.end, period.index)
+            rated = self.rate_period(customer, plan, period)
+            usage = [ln for ln in rated.lines if ln.kind == "usage"]
+            used = sum((ln.amount for ln in usage), ZERO)
+            state = self._progress(customer, period)
+            if used - Decimal(state["billed"]) < Decimal(customer["progressive_threshold"]):
+                return
+            seq = self._store.invoice_counter() + 1
+            so_far = Period(period.start, as_of, period.index)
+            inv_id = f"{invoice_id(customer_id, period)}_t{len(state['invoices']) + 1}"
+            inv, changes = self._finish(customer, plan, so_far, seq,
+                                        [*usage, *self._already_invoiced(customer, period, plan.currency)],
+                                        rated.plan, inv_id)
+            inv.update(kind="threshold", billing_period={"start": iso(period.start), "end": iso(period.end)})
+            progress = {"period": period.key, "billed": format_amount(used, plan.currency),
+                        "invoices": [*state["invoices"], inv["number"]]}
+            try:
+                self._store.commit_invoice(inv, seq, customer_id, int(customer["version"]),
+                                           {"progressive": progress}, changes)
+            except Conflict:
+                continue
+            summary.invoices.append(inv_id)
+            return
+        raise Conflict(f"customer {customer_id}: gave up after repeated concurrent changes")
 
     def _discounts(self, customer_id: str) -> list[Discount]:
         docs = sorted(self._store.customer_items("discount", customer_id), key=lambda d: (d["created_at"], d["id"]))

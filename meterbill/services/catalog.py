@@ -11,6 +11,7 @@ from meterbill.domain.contracts import change_at, check_overrides, effective_pla
 from meterbill.domain.errors import InvalidField
 from meterbill.domain.instants import from_ms, iso, parse_instant
 from meterbill.domain.meters import ADDITIVE, Meter, check_code, meter_to_dict, parse_meter
+from meterbill.domain.money import format_amount, parse_decimal
 from meterbill.domain.periods import period_containing
 from meterbill.domain.plans import Charge, Plan, parse_plan
 from meterbill.domain.taxes import TaxRate, parse_tax_rate
@@ -20,7 +21,7 @@ from meterbill.services.errors import Conflict, NotFound
 
 CUSTOMER_FIELDS = ("name", "email", "plan", "started_at", "billing_anchor", "timezone",
                    "payment_terms_days", "address", "metadata", "invoice_grace_hours", "tax_exempt", "tax_id",
-                   "price_overrides", "plan_effective_at")
+                   "progressive_threshold", "price_overrides", "plan_effective_at")
 ADDRESS_FIELDS = ("line1", "line2", "city", "state", "postal_code", "country")
 
 
@@ -218,6 +219,13 @@ class CatalogService:
         grace = raw.get("invoice_grace_hours")
         if grace is not None and (type(grace) is not int or not 0 <= grace <= 720):
             raise InvalidField("invoice_grace_hours", "must be a whole number of hours from 0 to 720")
+        threshold = raw.get("progressive_threshold")
+        if threshold is not None:
+            threshold = parse_decimal(threshold, "progressive_threshold")
+            if threshold <= 0 or format_amount(threshold, plan.currency) != format(threshold, "f"):
+                raise InvalidField("progressive_threshold", f"must be a positive amount in {plan.currency} "
+                                                            "(whole minor units)")
+            threshold = format(threshold, "f")
         metadata = raw.get("metadata") or {}
         if type(metadata) is not dict or not all(type(v) is str for v in metadata.values()):
             raise InvalidField("metadata", "must be an object of string values")
@@ -238,7 +246,7 @@ class CatalogService:
             "started_at": iso(started), "billing_anchor": iso(anchor), "timezone": tz,
             "payment_terms_days": terms, "address": address, "metadata": metadata,
             "invoice_grace_hours": grace, "tax_exempt": exempt, "tax_id": tax_id,
-            "created_at": iso(now), "updated_at": iso(now), "version": 1,
+            "progressive_threshold": threshold, "created_at": iso(now), "updated_at": iso(now), "version": 1,
             "closed_through": "", "next_close": iso(first.end)}
         if current is None:
             self._store.put_customer(doc, None)
@@ -250,11 +258,13 @@ class CatalogService:
                         raise Conflict(f"'{key}' cannot change once the customer has been invoiced",
                                        field=key)
             doc.update(created_at=current["created_at"], version=int(current["version"]) + 1,
-                       closed_through=current["closed_through"])
+                       closed_through=current["closed_through"], progressive=current.get("progressive"))
             if current["closed_through"]:
                 closed = parse_instant(current["closed_through"], "closed_through")
                 doc["next_close"] = iso(period_containing(anchor, plan.interval, tz, closed).end)
             self._store.put_customer(doc, int(current["version"]))
+        if threshold is not None or (current is not None and current.get("progressive_threshold")):
+            self._store.set_progressive(customer_id, threshold is not None)
         self._customers.invalidate(customer_id)
         return doc
 

@@ -246,3 +246,48 @@ def test_late_usage_during_grace_lands_on_the_draft_not_an_adjustment(catalog: A
     clock.advance(days=30)
     close(catalog, DEC)
     assert [ln for ln in invoice_for(catalog, "2026-11-01T00:00:00Z")["lines"] if ln["type"] == "adjustment"] == []
+
+
+# -- progressive (threshold) billing -------------------------------------------------------
+def test_threshold_invoices_early_and_the_period_invoice_nets_them(catalog: Api, drain: Any, clock: Any) -> None:
+    close(catalog, NOV)  # acme's October: T-000001
+    catalog.ok("PUT", "/v1/customers/big", {"name": "Big", "plan": "pro", "started_at": NOV, "billing_anchor": NOV,
+                                            "progressive_threshold": "20.00"})
+    send(catalog, drain, ev(1, customer="big", ts="2026-11-02T00:00:00Z", tokens=3000))
+    run = catalog.ok("POST", "/v1/billing-runs", {})
+    # 3,000 tokens = 1,000 x 0.01 + 2,000 x 0.005 = 20.00 (calls 0.001 -> 0.00): the threshold is reached
+    assert len(run["invoices_created"]) == 1
+    first = catalog.ok("GET", f"/v1/invoices/{run['invoices_created'][0]}")
+    assert (first["kind"], first["number"], first["subtotal"], first["total"]) == ("threshold", "T-000002", "20.00", "20.00")
+    assert first["period"] == {"start": NOV, "end": "2026-11-05T12:00:00Z"}
+    assert [ln["type"] for ln in first["lines"]] == ["usage", "usage"]
+    assert catalog.ok("POST", "/v1/billing-runs", {})["invoices_created"] == []   # nothing new to bill
+    send(catalog, drain, ev(2, customer="big", ts="2026-11-03T00:00:00Z", tokens=1000))
+    # 4,000 tokens = 25.00: only 5.00 more than invoiced, below the threshold
+    assert catalog.ok("POST", "/v1/billing-runs", {})["invoices_created"] == []
+    send(catalog, drain, ev(3, customer="big", ts="2026-11-04T00:00:00Z", tokens=4000))
+    second = catalog.ok("GET", "/v1/invoices/" + catalog.ok("POST", "/v1/billing-runs", {})["invoices_created"][0])
+    # 8,000 tokens = 10.00 + 7,000 x 0.005 = 45.00; 45.00 - 20.00 invoiced = 25.00
+    assert [(ln["type"], ln["amount"]) for ln in second["lines"]] == [
+        ("usage", "45.00"), ("usage", "0.00"), ("progressive", "-20.00")]
+    assert (second["number"], second["subtotal"]) == ("T-000003", "25.00")
+    upcoming = catalog.ok("GET", "/v1/customers/big/upcoming-invoice")
+    assert upcoming["subtotal"] == "49.00"   # 49.00 + 45.00 + 0.00 - 45.00
+    clock.advance(days=27)
+    close(catalog, DEC)
+    period = [
+        i for i in catalog.ok("GET", "/v1/invoices", params={"customer": "big"})["data"] if i.get("kind") == "period"][0]
+    assert [(ln["type"], ln["amount"]) for ln in period["lines"]] == [
+        ("base_fee", "49.00"), ("usage", "45.00"), ("usage", "0.00"), ("progressive", "-45.00")]
+    assert "T-000002, T-000003" in period["lines"][-1]["description"]
+    assert period["subtotal"] == "49.00" and period["number"] == "T-000005"  # T-000004: acme's November
+    # everything billed once: 20.00 + 25.00 + 49.00 = 49.00 base fee + 45.00 usage
+
+
+def test_threshold_must_be_a_positive_amount(catalog: Api) -> None:
+    acme = catalog.ok("GET", "/v1/customers/acme")
+    base = {k: acme[k] for k in ("name", "plan", "started_at", "billing_anchor")}
+    assert error(catalog.put("/v1/customers/acme", base | {"progressive_threshold": "0"}),
+                 400)["field"] == "progressive_threshold"
+    assert error(catalog.put("/v1/customers/acme", base | {"progressive_threshold": "1.005"}),
+                 400)["field"] == "progressive_threshold"
