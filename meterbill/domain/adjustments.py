@@ -137,7 +137,7 @@ def apply_discounts(lines: Iterable[tuple[str | None, Decimal]], discounts: Sequ
         out.append(DiscountLine(d, amount, base))
         invoice_left -= amount
         if d.meter:
-            left[d.meter] -= amount
+            left[d.meter] = left.get(d.meter, ZERO) - amount
     return out
 
 

@@ -291,3 +291,33 @@ def test_threshold_must_be_a_positive_amount(catalog: Api) -> None:
                  400)["field"] == "progressive_threshold"
     assert error(catalog.put("/v1/customers/acme", base | {"progressive_threshold": "1.005"}),
                  400)["field"] == "progressive_threshold"
+
+
+def test_late_usage_is_rerated_at_the_prices_it_was_invoiced_at(catalog: Api, drain: Any, clock: Any) -> None:
+    send(catalog, drain, ev(1, tokens=500))
+    close(catalog, NOV)
+    plan = catalog.ok("GET", "/v1/plans/pro")
+    catalog.ok("PUT", "/v1/plans/pro", {"currency": "USD", "base_fee": "99.00", "name": "Pro", "charges": [
+        {"meter": "tokens", "model": "graduated",
+         "tiers": [{"up_to": "1000", "unit_amount": "0.02"}, {"up_to": None, "unit_amount": "0.01"}]},
+        {"meter": "calls", "model": "per_unit", "unit_amount": "0.001"}]})
+    assert catalog.ok("GET", "/v1/plans/pro")["version"] == plan["version"] + 1
+    send(catalog, drain, ev("late", ts="2026-10-31T23:59:00Z", tokens=700))
+    clock.advance(days=30)
+    close(catalog, DEC)
+    november = invoice_for(catalog, NOV)
+    # October at its own (version 1) prices: 1,200 tokens = 11.00 -> +6.00; not 1,200 at the new 0.02/0.01
+    assert [(ln["type"], ln["amount"]) for ln in november["lines"]] == [
+        ("base_fee", "99.00"), ("usage", "0.00"), ("usage", "0.00"), ("adjustment", "6.00")]
+
+
+def test_late_usage_for_a_void_invoice_is_settled_without_billing(catalog: Api, drain: Any, clock: Any) -> None:
+    send(catalog, drain, ev(1, tokens=500))
+    close(catalog, NOV)
+    october = invoice_for(catalog, "2026-10-01T00:00:00Z")
+    catalog.ok("POST", f"/v1/invoices/{october['id']}/void", {"reference": "cancelled contract"})
+    send(catalog, drain, ev("late", ts="2026-10-31T23:59:00Z", tokens=700))
+    clock.advance(days=30)
+    close(catalog, DEC)
+    assert [ln for ln in invoice_for(catalog, NOV)["lines"] if ln["type"] == "adjustment"] == []
+    assert catalog.ok("GET", "/v1/credit-notes")["data"] == []
