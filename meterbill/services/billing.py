@@ -16,25 +16,25 @@ from decimal import Decimal
 from typing import Any
 
 from meterbill.domain.adjustments import Discount, apply_discounts, discount_from_doc, draw_credits, grant_from_doc
-from meterbill.domain.charges import DETAILED, Part, PricingContext, Usage
+from meterbill.domain.charges import DETAILED, PricingContext, Usage
 from meterbill.domain.contracts import entry, in_effect_before, split
 from meterbill.domain.errors import DomainError
 from meterbill.domain.instants import iso, parse_instant
 from meterbill.domain.invoices import TRANSITIONS, build_invoice, invoice_id, invoice_number
 from meterbill.domain.meters import usage_of
-from meterbill.domain.money import format_amount, quantize
+from meterbill.domain.money import format_amount
 from meterbill.domain.periods import Period, closed_periods, full_period, period_containing
 from meterbill.domain.plans import Plan
 from meterbill.domain.rating import Line, Rated, Segment, rate_segments
 from meterbill.domain.taxes import TaxParty, tax_lines, total_with
 from meterbill.ports import BillingStore, Clock, ItemChange
 from meterbill.services.credit_notes import CreditNoteService
+from meterbill.services.late_usage import LateUsage
 from meterbill.services.catalog import CatalogService
 from meterbill.services.errors import Conflict, InvalidField, NotFound
 
 log = logging.getLogger(__name__)
 MAX_COMMIT_RETRIES = 10
-MAX_LATE_PER_RUN = 20   # late-usage periods settled per invoice (the rest on the next one)
 ZERO = Decimal(0)
 
 
@@ -54,7 +54,7 @@ class RunSummary:
 class BillingService:
     def __init__(self, store: BillingStore, catalog: CatalogService, clock: Clock, credit_notes: CreditNoteService,
                  invoice_prefix: str = "INV-", grace_hours: float = 0, seller_country: str | None = None) -> None:
-        self._credit_notes = credit_notes
+        self._late = LateUsage(store, catalog, clock, credit_notes, self.rate_period)
         self._seller_country = seller_country
         self._store = store
         self._catalog = catalog
@@ -184,7 +184,7 @@ class BillingService:
         """The invoice for ``period`` and, when it is final (``seq`` given), what committing it
         changes: late usage settled, discounts used, prepaid credits drawn."""
         rated = self.rate_period(customer, plan, period)
-        late_lines, changes = self._late_adjustments(customer, period)
+        late_lines, changes = self._late.adjustments(customer, period)
         lines = [*rated.lines, *late_lines, *self._already_invoiced(customer, period, plan.currency)]
         doc, more = self._finish(customer, plan, period, seq, lines, rated.plan, invoice_id(customer["id"], period))
         # what a late re-rating compares with and re-rates under: charges only, and the plan versions
@@ -294,89 +294,6 @@ class BillingService:
         docs = sorted(self._store.customer_items("discount", customer_id), key=lambda d: (d["created_at"], d["id"]))
         return [discount_from_doc(d) for d in docs if not d.get("ended_at")]
 
-    # -- late usage after finalization ----------------------------------------------------
-    def _late_periods(self, customer: dict[str, Any], before: Period) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-        """(marker, final invoice) for each invoiced period that received usage after it was final."""
-        out = []
-        for marker in sorted(self._store.customer_items("late", customer["id"]), key=lambda m: m["sk"]):
-            start = parse_instant(marker["sk"][5:], "late period")
-            if start >= before.start:
-                continue
-            original = self._store.get_invoice(invoice_id(customer["id"], Period(start, start, 0)))
-            if original is not None and original["status"] != "draft":
-                out.append((marker, original))
-            if len(out) == MAX_LATE_PER_RUN:
-                break
-        return out
-
-    def _rerate(self, customer: dict[str, Any], original: dict[str, Any]) -> tuple[Rated, Decimal, list[ItemChange]]:
-        """Re-rate an invoiced period with the usage stored now and the plan version it was
-        invoiced under. Returns the new rating, the difference to what has been billed for it so
-        far, and the changes that record it as settled."""
-        period = Period(parse_instant(original["period"]["start"], "start"),
-                        parse_instant(original["period"]["end"], "end"), 0)
-        versions = {k: int(v) for k, v in (original.get("plan_versions") or
-                                            {original["plan"]: original["plan_version"]}).items()}
-        plan = self._catalog.effective_plan(original["plan"], None, versions[original["plan"]])
-        rated = self.rate_period(customer, plan, period, versions)
-        billed = Decimal(original.get("rerated_subtotal") or original.get("rated_subtotal") or original["subtotal"])
-        settle = [ItemChange("invoice", original["id"], "",
-                             {"rerated_subtotal": format_amount(rated.subtotal, plan.currency),
-                              "rerated_lines": [{"type": ln.kind, "meter": ln.meter, "description": ln.description,
-                                                 "quantity": None if ln.quantity is None else format(ln.quantity, "f"),
-                                                 "amount": format_amount(ln.amount, plan.currency)}
-                                                for ln in rated.lines],
-                              "rerated_at": iso(self._clock())},
-                             {"rerated_subtotal": original.get("rerated_subtotal")})]
-        return rated, rated.subtotal - billed, settle
-
-    def _late_adjustments(self, customer: dict[str, Any], period: Period) -> tuple[list[Line], list[ItemChange]]:
-        """Positive differences become adjustment lines on this invoice, naming the original."""
-        lines: list[Line] = []
-        changes: list[ItemChange] = []
-        for marker, original in self._late_periods(customer, period):
-            if original["status"] == "void":
-                continue
-            rated, delta, settle = self._rerate(customer, original)
-            if delta < 0:
-                continue  # credited by a credit note before the invoice is committed
-            changes += [*settle, ItemChange("late", customer["id"], marker["sk"][5:], None,
-                                            {"late_batches": marker["late_batches"]})]
-            if delta > 0:
-                orig_period = Period(parse_instant(original["period"]["start"], "start"),
-                                     parse_instant(original["period"]["end"], "end"), 0)
-                lines.append(Line("adjustment", f"Late usage for invoice {original['number']} "
-                                                f"({original['period']['start'][:10]} to {original['period']['end'][:10]})",
-                                  delta, delta, covers=orig_period, parts=_differences(original, rated),
-                                  refers_to={"invoice": original["id"], "number": original["number"]}))
-        return lines, changes
-
-    def _settle_late_credits(self, customer: dict[str, Any], before: Period) -> None:
-        """Late usage that lowers a final invoice (e.g. a negative sum, a lower 'latest'):
-        a credit note against that invoice, and void invoices are settled without billing."""
-        for marker, original in self._late_periods(customer, before):
-            settled_marker = ItemChange("late", customer["id"], marker["sk"][5:], None,
-                                        {"late_batches": marker["late_batches"]})
-            if original["status"] == "void":
-                log.warning("late usage for void invoice %s not billed", original["id"])
-                self._store.apply_changes([settled_marker])
-                continue
-            rated, delta, settle = self._rerate(customer, original)
-            if delta >= 0:
-                continue
-            discounted = Decimal(original.get("discount_total") or 0)
-            before_discount = Decimal(original["subtotal"])
-            credit = -delta
-            if discounted and before_discount:   # credit what was actually charged for it
-                credit = quantize(credit * (before_discount - discounted) / before_discount, original["currency"])
-            parts = [{"label": p.label, "units": format(p.units, "f"), "amount": format(p.amount, "f")}
-                     for p in _differences(original, rated)]
-            self._credit_notes.issue(original["id"], {"amount": format(credit, "f"), "reason": "late_usage_adjustment",
-                                                      "memo": "usage received after the invoice was final",
-                                                      "lines": parts},
-                                     key=f"late#{marker['sk'][5:]}#{original.get('rerated_subtotal') or ''}",
-                                     extra=[*settle, settled_marker])
-
     def _next_period(self, customer: dict[str, Any], plan: Plan, as_of: datetime) -> Period | None:
         after = parse_instant(customer["closed_through"], "closed_through") if customer["closed_through"] else None
         periods = closed_periods(parse_instant(customer["billing_anchor"], "billing_anchor"), plan.interval,
@@ -435,7 +352,7 @@ class BillingService:
                              meter_units={c.meter: meters[c.meter].unit for p, _ in parts for c in p.charges})
 
     def _commit_one(self, customer: dict[str, Any], plan: Plan, period: Period) -> bool:
-        self._settle_late_credits(customer, period)
+        self._late.settle_credits(customer, period)
         seq = self._store.invoice_counter() + 1
         inv, extra = self._assemble(customer, plan, period, seq)
         anchor = parse_instant(customer["billing_anchor"], "billing_anchor")
@@ -450,16 +367,3 @@ class BillingService:
                  inv["period"]["start"], inv["period"]["end"], inv["total"], inv["currency"])
         return True
 
-
-def _differences(original: dict[str, Any], rated: Rated) -> tuple[Part, ...]:
-    """Per line of the period, what changed since it was last billed (as issued, or as last re-rated)."""
-    billed = original.get("rerated_lines") or [ln for ln in original["lines"] if ln["type"] != "adjustment"]
-    was = {(ln["type"], ln.get("meter"), ln["description"]): (Decimal(ln.get("quantity") or 0), Decimal(ln["amount"]))
-           for ln in billed}
-    out = []
-    for ln in rated.lines:
-        qty, amount = was.pop((ln.kind, ln.meter, ln.description), (ZERO, ZERO))
-        if ln.amount != amount or (ln.quantity or ZERO) != qty:
-            out.append(Part(ln.meter or ln.description, (ln.quantity or ZERO) - qty, None, ln.amount - amount))
-    out += [Part(meter or desc, -qty, None, -amount) for (_, meter, desc), (qty, amount) in was.items() if amount]
-    return tuple(out)

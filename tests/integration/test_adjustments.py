@@ -4,6 +4,7 @@ usage after an invoice is final (adjustment line on the next invoice, or a credi
 Plan 'pro' (tests/integration/test_api.py): 49.00 base fee; tokens graduated 0.01 up to 1,000
 then 0.005; calls 0.001 each. Customer 'acme' monthly from 2026-10-01; the clock says 2026-11-05."""
 
+# ruff: noqa: F811  (the API fixtures are imported from test_api and used as parameters)
 from __future__ import annotations
 
 from typing import Any

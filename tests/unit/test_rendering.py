@@ -378,7 +378,6 @@ def test_zero_and_three_decimal_currencies_through_the_real_invoice_builder(
                             "charges": [{"meter": "calls", "model": "per_unit",
                                          "unit_amount": plan_amounts["unit"]}]})
     period = Period(datetime(2026, 10, 1, tzinfo=timezone.utc), datetime(2026, 11, 1, tzinfo=timezone.utc), 0)
-    from meterbill.domain.charges import PricingContext, Usage
 
     rated = rate(plan, {"calls": Usage.of(Decimal(200))}, period, period, PricingContext(currency, "UTC"))
     doc = build_invoice(invoice_id="in_x", number="INV-000001", customer={"id": "c", "name": "Client"},

@@ -1,0 +1,138 @@
+"""Usage that arrives after its period's invoice is final: no age limit, nothing dropped, nothing
+billed twice.
+
+The aggregator leaves a LATE# marker for every invoiced period that receives usage. When the
+customer's next invoice is made, each marked period is re-rated with the usage stored now and
+the plan versions it was invoiced under. A higher amount becomes an adjustment line on that next
+invoice naming the original; a lower one a credit note against the original. The original
+records what has been billed for it so far (``rerated_subtotal``), and the marker is removed in
+the same transaction, only if no newer late usage arrived meanwhile."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from decimal import Decimal
+from typing import Any
+
+from meterbill.domain.charges import Part
+from meterbill.domain.instants import iso, parse_instant
+from meterbill.domain.invoices import invoice_id
+from meterbill.domain.money import format_amount, quantize
+from meterbill.domain.periods import Period
+from meterbill.domain.plans import Plan
+from meterbill.domain.rating import Line, Rated
+from meterbill.ports import BillingStore, Clock, ItemChange
+from meterbill.services.catalog import CatalogService
+from meterbill.services.credit_notes import CreditNoteService
+
+log = logging.getLogger(__name__)
+MAX_LATE_PER_RUN = 20   # late-usage periods settled per invoice (the rest on the next one)
+ZERO = Decimal(0)
+RatePeriod = Callable[[dict[str, Any], Plan, Period, "Mapping[str, int] | None"], Rated]
+
+
+class LateUsage:
+    def __init__(self, store: BillingStore, catalog: CatalogService, clock: Clock, credit_notes: CreditNoteService,
+                 rate_period: RatePeriod) -> None:
+        self._store = store
+        self._catalog = catalog
+        self._clock = clock
+        self._credit_notes = credit_notes
+        self._rate_period = rate_period
+
+    def _periods(self, customer: dict[str, Any], before: Period) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+        """(marker, final invoice) for each invoiced period that received usage after it was final."""
+        out = []
+        for marker in sorted(self._store.customer_items("late", customer["id"]), key=lambda m: m["sk"]):
+            start = parse_instant(marker["sk"][5:], "late period")
+            if start >= before.start:
+                continue
+            original = self._store.get_invoice(invoice_id(customer["id"], Period(start, start, 0)))
+            if original is not None and original["status"] != "draft":
+                out.append((marker, original))
+            if len(out) == MAX_LATE_PER_RUN:
+                break
+        return out
+
+    def _rerate(self, customer: dict[str, Any], original: dict[str, Any]) -> tuple[Rated, Decimal, list[ItemChange]]:
+        """Re-rate an invoiced period with the usage stored now and the plan version it was
+        invoiced under. Returns the new rating, the difference to what has been billed for it so
+        far, and the changes that record it as settled."""
+        period = Period(parse_instant(original["period"]["start"], "start"),
+                        parse_instant(original["period"]["end"], "end"), 0)
+        versions = {k: int(v) for k, v in (original.get("plan_versions") or
+                                            {original["plan"]: original["plan_version"]}).items()}
+        plan = self._catalog.effective_plan(original["plan"], None, versions[original["plan"]])
+        rated = self._rate_period(customer, plan, period, versions)
+        billed = Decimal(original.get("rerated_subtotal") or original.get("rated_subtotal") or original["subtotal"])
+        settle = [ItemChange("invoice", original["id"], "",
+                             {"rerated_subtotal": format_amount(rated.subtotal, plan.currency),
+                              "rerated_lines": [{"type": ln.kind, "meter": ln.meter, "description": ln.description,
+                                                 "quantity": None if ln.quantity is None else format(ln.quantity, "f"),
+                                                 "amount": format_amount(ln.amount, plan.currency)}
+                                                for ln in rated.lines],
+                              "rerated_at": iso(self._clock())},
+                             {"rerated_subtotal": original.get("rerated_subtotal")})]
+        return rated, rated.subtotal - billed, settle
+
+    def adjustments(self, customer: dict[str, Any], period: Period) -> tuple[list[Line], list[ItemChange]]:
+        """Positive differences become adjustment lines on this invoice, naming the original."""
+        lines: list[Line] = []
+        changes: list[ItemChange] = []
+        for marker, original in self._periods(customer, period):
+            if original["status"] == "void":
+                continue
+            rated, delta, settle = self._rerate(customer, original)
+            if delta < 0:
+                continue  # credited by a credit note before the invoice is committed
+            changes += [*settle, ItemChange("late", customer["id"], marker["sk"][5:], None,
+                                            {"late_batches": marker["late_batches"]})]
+            if delta > 0:
+                orig_period = Period(parse_instant(original["period"]["start"], "start"),
+                                     parse_instant(original["period"]["end"], "end"), 0)
+                lines.append(Line("adjustment", f"Late usage for invoice {original['number']} "
+                                                f"({original['period']['start'][:10]} to {original['period']['end'][:10]})",
+                                  delta, delta, covers=orig_period, parts=_differences(original, rated),
+                                  refers_to={"invoice": original["id"], "number": original["number"]}))
+        return lines, changes
+
+    def settle_credits(self, customer: dict[str, Any], before: Period) -> None:
+        """Late usage that lowers a final invoice (e.g. a negative sum, a lower 'latest'):
+        a credit note against that invoice, and void invoices are settled without billing."""
+        for marker, original in self._periods(customer, before):
+            settled_marker = ItemChange("late", customer["id"], marker["sk"][5:], None,
+                                        {"late_batches": marker["late_batches"]})
+            if original["status"] == "void":
+                log.warning("late usage for void invoice %s not billed", original["id"])
+                self._store.apply_changes([settled_marker])
+                continue
+            rated, delta, settle = self._rerate(customer, original)
+            if delta >= 0:
+                continue
+            discounted = Decimal(original.get("discount_total") or 0)
+            before_discount = Decimal(original["subtotal"])
+            credit = -delta
+            if discounted and before_discount:   # credit what was actually charged for it
+                credit = quantize(credit * (before_discount - discounted) / before_discount, original["currency"])
+            parts = [{"label": p.label, "units": format(p.units, "f"), "amount": format(p.amount, "f")}
+                     for p in _differences(original, rated)]
+            self._credit_notes.issue(original["id"], {"amount": format(credit, "f"), "reason": "late_usage_adjustment",
+                                                      "memo": "usage received after the invoice was final",
+                                                      "lines": parts},
+                                     key=f"late#{marker['sk'][5:]}#{original.get('rerated_subtotal') or ''}",
+                                     extra=[*settle, settled_marker])
+
+
+def _differences(original: dict[str, Any], rated: Rated) -> tuple[Part, ...]:
+    """Per line of the period, what changed since it was last billed (as issued, or as last re-rated)."""
+    billed = original.get("rerated_lines") or [ln for ln in original["lines"] if ln["type"] != "adjustment"]
+    was = {(ln["type"], ln.get("meter"), ln["description"]): (Decimal(ln.get("quantity") or 0), Decimal(ln["amount"]))
+           for ln in billed}
+    out = []
+    for ln in rated.lines:
+        qty, amount = was.pop((ln.kind, ln.meter, ln.description), (ZERO, ZERO))
+        if ln.amount != amount or (ln.quantity or ZERO) != qty:
+            out.append(Part(ln.meter or ln.description, (ln.quantity or ZERO) - qty, None, ln.amount - amount))
+    out += [Part(meter or desc, -qty, None, -amount) for (_, meter, desc), (qty, amount) in was.items() if amount]
+    return tuple(out)
