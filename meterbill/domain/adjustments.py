@@ -178,13 +178,18 @@ def grant_from_doc(doc: Mapping[str, Any]) -> Grant:
                  None if not expires else parse_instant(expires, "expires_at"), doc.get("reason"))
 
 
+MAX_GRANTS_PER_INVOICE = 40   # one transaction writes every grant it draws from (100 items at most)
+MAX_ACTIVE_DISCOUNTS = 10
+
+
 def draw_credits(due: Decimal, grants: Iterable[Grant], at: datetime) -> list[tuple[Grant, Decimal]]:
     """Draw ``due`` from the grants usable at ``at``: soonest expiry first (never-expiring last),
-    then oldest. Returns (grant, amount drawn) for each grant touched."""
+    then oldest; from at most MAX_GRANTS_PER_INVOICE grants (the rest stay for later invoices).
+    Returns (grant, amount drawn) for each grant touched."""
     usable = sorted((g for g in grants if g.usable(at)),
                     key=lambda g: (g.expires_at is None, g.expires_at or g.granted_at, g.granted_at, g.id))
     out = []
-    for g in usable:
+    for g in usable[:MAX_GRANTS_PER_INVOICE]:
         if due <= 0:
             break
         take = min(g.remaining, due)

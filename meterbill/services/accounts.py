@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from meterbill.domain.adjustments import balance, discount_from_doc, grant_from_doc, parse_discount, parse_grant
+from meterbill.domain.adjustments import MAX_ACTIVE_DISCOUNTS, balance, discount_from_doc, grant_from_doc, parse_discount, parse_grant
 from meterbill.domain.errors import InvalidField
 from meterbill.domain.instants import iso
 from meterbill.domain.meters import check_code
@@ -45,6 +45,10 @@ class AccountService:
         check_code(discount_id, "id")
         customer = self._catalog.get_customer(customer_id)
         discount = parse_discount(discount_id, raw)
+        active = [d for d in self.list_discounts(customer_id) if d["active"] and d["id"] != discount_id]
+        if len(active) >= MAX_ACTIVE_DISCOUNTS:
+            raise Conflict(f"customer '{customer_id}' already has {MAX_ACTIVE_DISCOUNTS} active discounts; "
+                           "end one first", field="id")
         if discount.meter is not None:
             plan = self._catalog.plan(customer["plan"])
             if all(c.meter != discount.meter for c in plan.charges):
