@@ -226,7 +226,7 @@ def test_html_shows_everything_a_finance_team_expects() -> None:
                      "1 Oct 2026 – 31 Oct 2026", "Pro base fee", "LLM tokens", "1,234,567 tokens", "see tiers",
                      "Tier 2 (above 1,000): 1,233,567 × 0.005 + 2.00 flat", "6169.835", "6177.84", "0.001",
                      "Subtotal", "6268.84", "VAT (19%)", "1191.08", "USD 7459.92", "IBAN DE89 3704 0044 0532 0130 00",
-                     'href="https://pay.example.com/in_0123"', "Pay online", "Amtsgericht Berlin",
+                     'href="https://pay.example.com/in_0123"', "Pay by card", "Amtsgericht Berlin",
                      "billing@example.com", "--accent: #0a7c4a"]:
         assert expected in html, expected
     assert html.startswith("<!DOCTYPE html>") and html.rstrip().endswith("</html>")
@@ -252,7 +252,7 @@ def test_html_escapes_every_value() -> None:
 @pytest.mark.parametrize("url", ["javascript:alert(1)", "http://pay.example.com/x", "data:text/html,hi", "  "])
 def test_only_https_payment_links_are_rendered(url: str) -> None:
     assert invoice_view(make_doc(payment_url=url)).payment_url is None
-    assert "Pay online" not in render_html(make_doc(payment_url=url), BRAND)
+    assert "Pay by card" not in render_html(make_doc(payment_url=url), BRAND)
 
 
 def test_money_is_shown_exactly_as_stored() -> None:
@@ -298,7 +298,7 @@ def test_pdf_reads_back_with_the_invoice_content() -> None:
     for expected in ["INVOICE", "INV-000042", "FINAL", "Example Cloud GmbH", "Acme Inc", "Net 14", "15 Nov 2026",
                      "1 Oct 2026 – 31 Oct 2026", "LLM tokens", "1,234,567 tokens", "see tiers",
                      "Tier 1 (0 – 1,000): 1,000 × 0.01", "6169.835", "6177.84", "42,000", "0.001",
-                     "Subtotal", "6268.84", "USD 6268.84", "IBAN DE89 3704 0044 0532 0130 00", "Pay online",
+                     "Subtotal", "6268.84", "USD 6268.84", "IBAN DE89 3704 0044 0532 0130 00", "Pay by card",
                      "Page 1 of 1", "Amtsgericht Berlin", "billing@example.com"]:
         assert expected in text, expected
     links = [a.get_object()["/A"]["/URI"] for a in reader.pages[0].get("/Annots", [])]
