@@ -424,9 +424,10 @@ class InvoicePdf:
 
         def draw_rows(pen: Pen, y: float, rows: list[tuple[list[str], str]]) -> float:
             for label, amount in rows:
-                pen.text(RIGHT, y, amount, BODY, align="right")
-                for s in label:
+                for i, s in enumerate(label):
                     pen.text(x_label, y, s, BODY, color=MUTED)
+                    if i == 0:
+                        pen.text(RIGHT, y, amount, BODY, align="right")
                     y -= 14
             return y
 
