@@ -402,7 +402,7 @@ def _credit_line(ln: Mapping[str, Any]) -> LineRow:
     ({label, units, amount})."""
     return LineRow(description=text(ln.get("description")) or text(ln.get("label")),
                    quantity=group_digits(ln.get("units")), unit_price="", amount=text(ln.get("amount")),
-                   tiers=(), notes=(f"Invoice line {int(ln['line']) + 1}",) if type(ln.get("line")) is int else ())
+                   tiers=(), notes=(f"Invoice line {ln['line'] + 1}",) if type(ln.get("line")) is int else ())
 
 
 def credit_note_view(doc: Mapping[str, Any]) -> InvoiceView:
