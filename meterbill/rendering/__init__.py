@@ -1,4 +1,4 @@
-"""Invoice documents for people: HTML and PDF, with the seller's branding.
+"""Invoice and credit note documents for people: HTML and PDF, with the seller's branding.
 
 ``InvoiceRenderer`` is what the composition root wires in. It is cheap to build: the branding
 (logo file read) is loaded on first use, and Jinja2 / ReportLab are imported only by the
@@ -35,3 +35,13 @@ class InvoiceRenderer:
         from meterbill.rendering.pdf import render_pdf
 
         return render_pdf(doc, self.branding)
+
+    def credit_note_html(self, doc: Mapping[str, Any]) -> str:
+        from meterbill.rendering.html import render_credit_note_html
+
+        return render_credit_note_html(doc, self.branding)
+
+    def credit_note_pdf(self, doc: Mapping[str, Any]) -> bytes:
+        from meterbill.rendering.pdf import render_credit_note_pdf
+
+        return render_credit_note_pdf(doc, self.branding)

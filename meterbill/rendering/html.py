@@ -1,4 +1,4 @@
-"""Invoice -> HTML (Jinja2, autoescape on, template compiled once per process)."""
+"""Invoice / credit note -> HTML (Jinja2, autoescape on, template compiled once per process)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from markupsafe import Markup, escape
 
 from meterbill.rendering.branding import Branding
 from meterbill.rendering.templates import INVOICE_HTML
-from meterbill.rendering.view import InvoiceView, invoice_view
+from meterbill.rendering.view import InvoiceView, credit_note_view, invoice_view
 
 
 @functools.cache
@@ -35,3 +35,7 @@ def render_view(view: InvoiceView, branding: Branding) -> str:
 def render_html(doc: Mapping[str, Any], branding: Branding) -> str:
     """A complete, self-contained HTML page (inline CSS; an embedded logo as a data URI)."""
     return render_view(invoice_view(doc), branding)
+
+
+def render_credit_note_html(doc: Mapping[str, Any], branding: Branding) -> str:
+    return render_view(credit_note_view(doc), branding)

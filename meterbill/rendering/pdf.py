@@ -1,4 +1,4 @@
-"""Invoice -> PDF (ReportLab canvas: pure Python, no system libraries; ~ms per invoice).
+"""Invoice / credit note -> PDF (ReportLab canvas: pure Python, no system libraries; ~ms per invoice).
 
 Layout is done here by hand on A4 — a flow of blocks placed top to bottom, laid out first and
 drawn second, so every page can say "Page n of N" and the lines table repeats its header on
@@ -28,7 +28,7 @@ from reportlab.pdfbase.pdfdoc import PDFImageXObject
 from reportlab.pdfgen.canvas import Canvas
 
 from meterbill.rendering.branding import Branding, Logo
-from meterbill.rendering.view import InvoiceView, LineRow, invoice_view
+from meterbill.rendering.view import InvoiceView, LineRow, credit_note_view, invoice_view
 
 # Binary (Flate-only) streams instead of ReportLab's default ASCII85 armour: pure-Python ASCII85
 # took ~70 % of the time of a PDF with a logo, and made the file 25 % larger. Process-wide, but
@@ -309,7 +309,7 @@ class InvoicePdf:
             for line in b.address_lines:
                 pen.text(MARGIN_X, y - 9, line, 8.5, color=MUTED)
                 y -= 11
-            pen.text(RIGHT, top - 22, "INVOICE", 24, bold=True, color=self.accent, align="right")
+            pen.text(RIGHT, top - 22, v.heading.upper(), 24, bold=True, color=self.accent, align="right")
             pen.text(RIGHT, top - 40, v.number or "Draft", 12, bold=True, align="right")
             self._badge(pen, top - 62)
             y = top - max(left_h, 66.0) - 6
@@ -339,23 +339,20 @@ class InvoicePdf:
         v = self.v
         left = [(s, True) for s in wrap(v.customer_name, 10.5, 240, bold=True)]
         left += [(s, False) for s in ([v.customer_email] if v.customer_email else []) + list(v.customer_lines)]
-        facts = [("Invoice number", v.number or "— (draft)"), ("Issue date", v.issued), ("Due date", v.due)]
-        if v.terms:
-            facts.append(("Payment terms", v.terms))
-        facts += [("Billing period", v.period), ("Currency", v.currency)]
+        facts = v.facts
         height = max(14 + 13 * len(left), 13.0 * len(facts)) + 22
 
         def draw(pen: Pen, top: float) -> None:
-            pen.text(MARGIN_X, top - 9, "BILL TO", TINY, bold=True, color=self.accent)
+            pen.text(MARGIN_X, top - 9, v.party_label.upper(), TINY, bold=True, color=self.accent)
             y = top - 23
             for s, bold in left:
                 pen.text(MARGIN_X, y, s, 10.5 if bold else BODY, bold=bold)
                 y -= 13
             y = top - 9
             label_x = RIGHT - 230
-            for label, value in facts:
-                pen.text(label_x, y, label, BODY, color=MUTED)
-                pen.text(RIGHT, y, value, BODY, bold=label in ("Invoice number", "Due date"), align="right")
+            for f in facts:
+                pen.text(label_x, y, f.label, BODY, color=MUTED)
+                pen.text(RIGHT, y, f.value, BODY, bold=f.strong, align="right")
                 y -= 13
 
         return Block(height, draw)
@@ -419,19 +416,32 @@ class InvoicePdf:
 
     def _totals(self) -> Block:
         v = self.v
-        rows = [("Subtotal", v.subtotal)] + [(t.label, t.amount) for t in v.taxes]
-        height = 14 + 14 * len(rows) + 26
+        x_label = RIGHT - 240
+        rows = [(wrap(t.label, BODY, 170), t.amount) for t in v.before_total]
+        after = [(wrap(t.label, BODY, 170), t.amount) for t in v.after_total]
+        height = 14 + 14 * sum(len(r[0]) for r in rows) + 26 + 14 * sum(len(r[0]) for r in after) + (
+            22 if v.amount_due is not None else 0)
+
+        def draw_rows(pen: Pen, y: float, rows: list[tuple[list[str], str]]) -> float:
+            for label, amount in rows:
+                for i, s in enumerate(label):
+                    pen.text(x_label, y, s, BODY, color=MUTED)
+                    if i == 0:
+                        pen.text(RIGHT, y, amount, BODY, align="right")
+                    y -= 14
+            return y
 
         def draw(pen: Pen, top: float) -> None:
-            x_label = RIGHT - 240
-            y = top - 16
-            for label, amount in rows:
-                pen.text(x_label, y, label, BODY, color=MUTED)
-                pen.text(RIGHT, y, amount, BODY, align="right")
-                y -= 14
+            y = draw_rows(pen, top - 16, rows)
             pen.rule(x_label, RIGHT, y + 6, self.accent, 1.4)
             pen.text(x_label, y - 9, "Total", 12, bold=True)
             pen.text(RIGHT, y - 9, f"{v.currency} {v.total}", 12, bold=True, align="right")
+            y = draw_rows(pen, y - 9 - 20, after)
+            if v.amount_due is not None:
+                pen.rule(x_label, RIGHT, y + 8, HAIRLINE, 0.6)
+                pen.text(x_label, y - 6, "Amount due", 12, bold=True, color=self.accent)
+                pen.text(RIGHT, y - 6, f"{v.currency} {v.amount_due}", 12, bold=True, color=self.accent,
+                         align="right")
 
         return Block(height, draw)
 
@@ -448,7 +458,7 @@ class InvoicePdf:
         v, b = self.v, self.b
         if not v.payable or not (b.bank_lines or v.payment_url):
             return None
-        ask = f"Please pay {v.currency} {v.total} by {v.due}" + (
+        ask = f"Please pay {v.currency} {v.amount_due or v.total} by {v.due}" + (
             f", quoting {v.number} as the payment reference." if v.number else ".")
         intro = wrap(ask, BODY, CONTENT_W)
         bank = [s for line in b.bank_lines for s in wrap(line, BODY, CONTENT_W)]
@@ -470,7 +480,7 @@ class InvoicePdf:
                     y -= 12
             if url:
                 y -= 8
-                w = pen.text(MARGIN_X, y, "Pay online: ", bold=True)
+                w = pen.text(MARGIN_X, y, "Pay by card: ", bold=True)
                 shown = url if len(url) <= 90 else url[:87] + "..."
                 uw = pen.text(MARGIN_X + w, y, shown, color=self.accent)
                 pen.c.linkURL(url, (MARGIN_X, y - 3, MARGIN_X + w + uw, y + 10), relative=0)
@@ -481,7 +491,7 @@ class InvoicePdf:
     def _footer_lines(self) -> list[str]:
         lines = [s for line in self.b.footer_lines for s in wrap(line, TINY, CONTENT_W - 80)]
         if self.b.support_email:
-            lines.append(f"Questions about this invoice? {self.b.support_email}")
+            lines.append(f"Questions about this {self.v.heading.lower()}? {self.b.support_email}")
         return lines
 
     def _draw_footer(self, pen: Pen, page: int, pages: int) -> None:
@@ -501,3 +511,7 @@ def render_view(view: InvoiceView, branding: Branding) -> bytes:
 
 def render_pdf(doc: Mapping[str, Any], branding: Branding) -> bytes:
     return render_view(invoice_view(doc), branding)
+
+
+def render_credit_note_pdf(doc: Mapping[str, Any], branding: Branding) -> bytes:
+    return render_view(credit_note_view(doc), branding)

@@ -1,4 +1,4 @@
-"""The invoice HTML template (Jinja2, autoescaped). Kept in a module, not a data file, so it
+"""The invoice and credit note HTML template (Jinja2, autoescaped). Kept in a module, not a data file, so it
 ships inside every wheel and Lambda bundle without package-data configuration.
 
 Context: ``inv`` (:class:`~meterbill.rendering.view.InvoiceView`), ``brand``
@@ -33,7 +33,7 @@ header { display: flex; justify-content: space-between; gap: 24px; align-items: 
 .badge.draft { color: #92400e; background: #fef3c7; border-color: #f59e0b; }
 .badge.final { color: #1e40af; background: #dbeafe; border-color: #3b82f6; }
 .badge.paid { color: #166534; background: #dcfce7; border-color: #22c55e; }
-.badge.void, .badge.uncollectible, .badge.other { color: #374151; background: #e5e7eb; border-color: #9ca3af; }
+.badge.void, .badge.uncollectible, .badge.issued, .badge.other { color: #374151; background: #e5e7eb; border-color: #9ca3af; }
 hr.rule { border: 0; border-top: 2px solid var(--accent); margin: 20px 0; }
 .notice { padding: 8px 12px; border-left: 4px solid var(--accent); background: #f9fafb; margin: 0 0 16px; }
 .parties { display: flex; justify-content: space-between; gap: 24px; }
@@ -51,10 +51,10 @@ table.lines tr.sub.last td { border-bottom: 1px solid #e5e7eb; padding-bottom: 8
 table.totals { margin: 16px 0 0 auto; border-collapse: collapse; min-width: 300px; }
 table.totals td { padding: 4px 8px; } table.totals td.num { text-align: right; white-space: nowrap; }
 table.totals tr.total td { border-top: 2px solid var(--accent); font-weight: 700; font-size: 16px; padding-top: 8px; }
+table.totals tr.due td { border-top: 1px solid #e5e7eb; font-weight: 700; font-size: 16px; color: var(--accent); }
 section.payment { margin-top: 28px; }
 .bank { white-space: pre-line; }
-a.pay { display: inline-block; margin-top: 8px; padding: 8px 16px; background: var(--accent);
-  color: #fff; text-decoration: none; border-radius: 4px; font-weight: 600; }
+.card a { color: var(--accent); font-weight: 600; word-break: break-all; }
 footer { margin-top: 32px; padding-top: 12px; border-top: 1px solid #e5e7eb; color: #6b7280; font-size: 12px; }
 @media print { body { background: #fff; } .sheet { box-shadow: none; margin: 0; max-width: none; padding: 0; } }
 </style>
@@ -71,7 +71,7 @@ footer { margin-top: 32px; padding-top: 12px; border-top: 1px solid #e5e7eb; col
 {% endfor %}
   </div>
   <div class="title">
-    <h1>Invoice</h1>
+    <h1>{{ inv.heading }}</h1>
     <div class="number">{{ inv.number or "Draft" }}</div>
     <span class="badge {{ inv.status }}">{{ inv.status_label }}</span>
   </div>
@@ -81,7 +81,7 @@ footer { margin-top: 32px; padding-top: 12px; border-top: 1px solid #e5e7eb; col
 {% endif %}
 <div class="parties">
   <section class="billto">
-    <h2>Bill to</h2>
+    <h2>{{ inv.party_label }}</h2>
     <div class="name"><strong>{{ inv.customer_name }}</strong></div>
 {% if inv.customer_email %}    <div>{{ inv.customer_email }}</div>
 {% endif %}
@@ -90,13 +90,8 @@ footer { margin-top: 32px; padding-top: 12px; border-top: 1px solid #e5e7eb; col
   </section>
   <section class="details">
     <dl class="facts">
-      <dt>Invoice number</dt><dd>{{ inv.number or "— (draft)" }}</dd>
-      <dt>Issue date</dt><dd>{{ inv.issued }}</dd>
-      <dt>Due date</dt><dd>{{ inv.due }}</dd>
-{% if inv.terms %}      <dt>Payment terms</dt><dd>{{ inv.terms }}</dd>
-{% endif %}
-      <dt>Billing period</dt><dd>{{ inv.period }}</dd>
-      <dt>Currency</dt><dd>{{ inv.currency }}</dd>
+{% for f in inv.facts %}      <dt>{{ f.label }}</dt><dd>{% if f.strong %}<strong>{{ f.value }}</strong>{% else %}{{ f.value }}{% endif %}</dd>
+{% endfor %}
     </dl>
   </section>
 </div>
@@ -116,29 +111,32 @@ footer { margin-top: 32px; padding-top: 12px; border-top: 1px solid #e5e7eb; col
   </tbody>
 </table>
 <table class="totals">
-  <tr class="subtotal"><td>Subtotal</td><td class="num">{{ inv.subtotal }}</td></tr>
-{% for tax in inv.taxes %}  <tr class="tax"><td>{{ tax.label }}</td><td class="num">{{ tax.amount }}</td></tr>
+{% for row in inv.before_total %}  <tr class="{{ row.kind }}"><td>{{ row.label }}</td><td class="num">{{ row.amount }}</td></tr>
 {% endfor %}
   <tr class="total"><td>Total</td><td class="num">{{ inv.currency }} {{ inv.total }}</td></tr>
+{% for row in inv.after_total %}  <tr class="{{ row.kind }}"><td>{{ row.label }}</td><td class="num">{{ row.amount }}</td></tr>
+{% endfor %}
+{% if inv.amount_due is not none %}  <tr class="due"><td>Amount due</td><td class="num">{{ inv.currency }} {{ inv.amount_due }}</td></tr>
+{% endif %}
 </table>
 {% for note in inv.notes %}<p class="muted">{{ note }}</p>
 {% endfor %}
 {% if inv.payable and (brand.bank_lines or inv.payment_url) %}
 <section class="payment">
   <h2>Payment</h2>
-  <p>Please pay {{ inv.currency }} {{ inv.total }} by {{ inv.due }}{% if inv.number %}, quoting <strong>{{ inv.number }}</strong> as the reference{% endif %}.</p>
+  <p>Please pay {{ inv.currency }} {{ inv.amount_due or inv.total }} by {{ inv.due }}{% if inv.number %}, quoting <strong>{{ inv.number }}</strong> as the reference{% endif %}.</p>
 {% if brand.bank_lines %}  <div class="bank">{{ brand.bank_lines|join("\\n") }}</div>
 {% endif %}
-{% if inv.payment_url %}  <a class="pay" href="{{ inv.payment_url }}">Pay online</a>
+{% if inv.payment_url %}  <p class="card">Pay by card: <a href="{{ inv.payment_url }}">{{ inv.payment_url }}</a></p>
 {% endif %}
 </section>
 {% endif %}
 <footer>
 {% for line in brand.footer_lines %}  <div>{{ line }}</div>
 {% endfor %}
-{% if brand.support_email %}  <div>Questions about this invoice? <a href="mailto:{{ brand.support_email }}">{{ brand.support_email }}</a></div>
+{% if brand.support_email %}  <div>Questions about this {{ inv.heading|lower }}? <a href="mailto:{{ brand.support_email }}">{{ brand.support_email }}</a></div>
 {% endif %}
-  <div>Invoice id {{ inv.id }}</div>
+  <div>{{ inv.heading }} id {{ inv.id }}</div>
 </footer>
 </main>
 </body>

@@ -6,11 +6,18 @@ float, never re-rounded: line amounts and totals verbatim; the unrounded tier am
 insignificant trailing zeros ('1350.000000' -> '1350.00'). Quantities get thousands separators
 (a string operation). A line's breakdown is its ``tiers`` and its ``parts`` (matrix cells,
 time-of-use windows…: ``label``, ``units``, ``unit_amount``, ``amount``).
-Optional fields that later work may add are rendered when present: ``taxes`` (``name``,
+Optional fields are rendered when present: ``taxes`` (``name``,
 ``rate`` as a fraction such as ``"0.19"`` or ``percentage`` such as ``"19"``, ``amount``,
-``note``), ``payment_url`` (https only), ``notes``, ``timezone`` (dates are shown in it,
+``note``), ``discounts`` (taken off before tax), ``credits`` (prepaid credit drawn),
+``credited_total`` (credit notes issued later), ``amount_due`` (the figure to pay),
+``payment_url`` (https only), ``notes``, ``timezone`` (dates are shown in it,
 else in the customer's, else UTC), per line ``unit`` (after the quantity: "12,500 tokens"),
-``free_units`` (a note: "first 1,000 tokens free") and ``note``.
+``free_units`` (a note: "first 1,000 tokens free"), ``note``, ``plan`` (shown when the
+invoice's lines name more than one plan: a period split by a plan change), ``override``
+("Contract price") and, for late-usage ``adjustment`` lines, ``refers_to``.
+
+A credit note (``meterbill.domain.adjustments.build_credit_note``) becomes the same view
+(``credit_note_view``): same layout and branding, its own facts and totals, nothing to pay.
 """
 
 from __future__ import annotations
@@ -26,7 +33,10 @@ from meterbill.domain.money import MINOR_UNITS
 
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 STATUSES = {"draft": "Draft", "final": "Final", "paid": "Paid", "void": "Void",
-            "uncollectible": "Uncollectible"}
+            "uncollectible": "Uncollectible", "issued": "Issued"}
+REASONS = {"duplicate": "Duplicate charge", "fraudulent": "Fraudulent charge", "order_change": "Order change",
+           "product_unsatisfactory": "Product unsatisfactory", "late_usage_adjustment": "Late usage adjustment",
+           "other": "Other"}
 DAY = 86_400
 
 
@@ -65,13 +75,21 @@ class LineRow:
 class TotalRow:
     label: str
     amount: str
+    kind: str = "tax"        # css class: subtotal | discount | tax | credit
+
+
+@dataclass(frozen=True, slots=True)
+class Fact:
+    label: str
+    value: str
+    strong: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class InvoiceView:
     id: str
     number: str | None
-    title: str               # "Invoice INV-000123" / "Draft invoice"
+    title: str               # "Invoice INV-000123" / "Draft invoice" / "Credit note CN-000001"
     status: str              # css-safe key: draft | final | paid | void | uncollectible | other
     status_label: str
     currency: str
@@ -86,11 +104,17 @@ class InvoiceView:
     subtotal: str
     taxes: tuple[TotalRow, ...]
     total: str
-    payable: bool            # show payment instructions (not for drafts, paid or void invoices)
+    payable: bool            # show payment instructions (final, something left to pay)
     payment_url: str | None
     notice: str | None       # "This is a draft…", "Paid — thank you."
     notes: tuple[str, ...]
     timezone: str
+    heading: str = "Invoice"                   # "Invoice" | "Credit note"
+    facts: tuple[Fact, ...] = ()               # the details column, in order
+    before_total: tuple[TotalRow, ...] = ()    # subtotal, discounts, taxes
+    after_total: tuple[TotalRow, ...] = ()     # prepaid credits, credit notes; what a credit note went to
+    amount_due: str | None = None              # the figure to pay (stored), when the document has one
+    party_label: str = "Bill to"
 
 
 # -- small string helpers (no float anywhere) ---------------------------------------------
@@ -225,8 +249,23 @@ def _part(p: Mapping[str, Any], decimals: int) -> TierRow:
                    unit_price=text(p.get("unit_amount")), flat=None, amount=trim_zeros(p.get("amount"), decimals))
 
 
+def negated(amount: Any) -> str:
+    """A stored positive amount shown as taken off: '6.15' -> '-6.15' (a sign, not arithmetic)."""
+    s = text(amount)
+    if s.startswith("-"):
+        return s[1:]
+    return s if not s.strip("0.") else "-" + s
+
+
+def _is_zero(amount: Any) -> bool:
+    try:
+        return Decimal(text(amount) or "0") == 0
+    except InvalidOperation:
+        return False
+
+
 def _line(ln: Mapping[str, Any], invoice_period: Mapping[str, Any], tz: Any, tz_name: str,
-          decimals: int) -> LineRow:
+          decimals: int, show_plan: bool = False) -> LineRow:
     tiers = tuple(_tier(t, decimals) for t in ln.get("tiers") or () if isinstance(t, Mapping))
     parts = tuple(_part(p, decimals) for p in ln.get("parts") or () if isinstance(p, Mapping))
     qty = text(ln.get("quantity"))
@@ -245,15 +284,26 @@ def _line(ln: Mapping[str, Any], invoice_period: Mapping[str, Any], tz: Any, tz_
         note = proration_note(ln.get("proration"), ln.get("period") or invoice_period)
         if note:
             notes.append(note)
-    lp = ln.get("period")
-    if isinstance(lp, Mapping) and (lp.get("start"), lp.get("end")) != (invoice_period.get("start"),
-                                                                        invoice_period.get("end")):
-        notes.append("Period " + fmt_period(lp.get("start"), lp.get("end"), tz, tz_name))
+    description = text(ln.get("description")) or text(ln.get("meter")) or text(ln.get("type"))
+    lp = ln.get("period") if isinstance(ln.get("period"), Mapping) else {}
+    shown = fmt_period(lp.get("start"), lp.get("end"), tz, tz_name) if lp else ""
+    refers = ln.get("refers_to")
+    if ln.get("type") == "adjustment" and isinstance(refers, Mapping) and text(refers.get("number")):
+        # late usage for an earlier invoice: the period in the description, not again as a note
+        description = f"Late usage for invoice {text(refers.get('number'))}" + (f" ({shown})" if shown else "")
+    else:
+        where = [] if not lp or (lp.get("start"), lp.get("end")) == (invoice_period.get("start"),
+                                                                     invoice_period.get("end")) else ["Period " + shown]
+        if show_plan and text(ln.get("plan")):
+            where.append(f"plan {text(ln.get('plan'))}" if where else f"Plan {text(ln.get('plan'))}")
+        if where:
+            notes.append(" · ".join(where))
+    if ln.get("override") is True:
+        notes.append("Contract price")
     if text(ln.get("note")):
         notes.append(text(ln.get("note")))
-    return LineRow(description=text(ln.get("description")) or text(ln.get("meter")) or text(ln.get("type")),
-                   quantity=quantity, unit_price=unit_price, amount=text(ln.get("amount")), tiers=tiers,
-                   notes=tuple(notes))
+    return LineRow(description=description, quantity=quantity, unit_price=unit_price, amount=text(ln.get("amount")),
+                   tiers=tiers, notes=tuple(notes))
 
 
 def _tax(t: Mapping[str, Any]) -> TotalRow:
@@ -286,35 +336,104 @@ def _notes(value: Any) -> tuple[str, ...]:
     return ()
 
 
-def invoice_view(doc: Mapping[str, Any]) -> InvoiceView:
+def _zone_of(doc: Mapping[str, Any]) -> tuple[Any, str]:
     customer = doc.get("customer") or {}
     tz_name = text(doc.get("timezone")) or text(customer.get("timezone")) or "UTC"
     tz = _zone(tz_name)
-    if tz is timezone.utc:
-        tz_name = "UTC"
+    return tz, "UTC" if tz is timezone.utc else tz_name
+
+
+def _mappings(value: Any) -> tuple[Mapping[str, Any], ...]:
+    return tuple(v for v in value or () if isinstance(v, Mapping))
+
+
+def invoice_view(doc: Mapping[str, Any]) -> InvoiceView:
+    customer = doc.get("customer") or {}
+    tz, tz_name = _zone_of(doc)
     period = doc.get("period") or {}
     status = text(doc.get("status")).lower() or "draft"
     number = text(doc.get("number")) or None
     currency = text(doc.get("currency"))
     terms_days = text(doc.get("payment_terms_days"))
     terms = ("Due on receipt" if terms_days == "0" else f"Net {terms_days}") if terms_days else ""
+    credits = [TotalRow(f"Credit applied: {text(c.get('description')) or 'prepaid credit'}",
+                        negated(c.get("amount")), "credit") for c in _mappings(doc.get("credits"))]
+    if not _is_zero(doc.get("credited_total")):
+        credits.append(TotalRow("Credit notes issued", negated(doc.get("credited_total")), "credit"))
+    due = text(doc.get("amount_due")) or None
+    settled = status == "final" and due is not None and _is_zero(due) and bool(credits)
     notice = {"draft": "Draft — amounts may still change; this is not a request for payment.",
               "paid": "Paid — thank you.", "void": "Void — this invoice is cancelled and not payable.",
               "uncollectible": "Marked uncollectible."}.get(status)
-    taxes = tuple(_tax(t) for t in doc.get("taxes") or () if isinstance(t, Mapping))
-    notes = _notes(doc.get("notes")) + tuple(text(t.get("note")) for t in doc.get("taxes") or ()
-                                             if isinstance(t, Mapping) and text(t.get("note")))
+    if settled:
+        notice = "Nothing to pay — the total is covered by credits."
+    taxes = tuple(_tax(t) for t in _mappings(doc.get("taxes")))
+    notes = _notes(doc.get("notes")) + tuple(text(t.get("note")) for t in _mappings(doc.get("taxes"))
+                                             if text(t.get("note")))
+    issued, due_day = fmt_day(doc.get("issued_at"), tz), fmt_day(doc.get("due_at"), tz)
+    shown_period = fmt_period(period.get("start"), period.get("end"), tz, tz_name)
+    facts = [Fact("Invoice number", number or "— (draft)", True), Fact("Issue date", issued),
+             Fact("Due date", due_day, True)] + ([Fact("Payment terms", terms)] if terms else []) + [
+             Fact("Billing period", shown_period), Fact("Currency", currency)]
+    discounts = tuple(TotalRow(text(d.get("description")) or "Discount", negated(d.get("amount")), "discount")
+                      for d in _mappings(doc.get("discounts")))
+    lines = doc.get("lines") or ()
+    split = len({text(ln.get("plan")) for ln in lines if text(ln.get("plan"))}) > 1
     return InvoiceView(
         id=text(doc.get("id")), number=number,
         title=f"Invoice {number}" if number else "Draft invoice",
         status=status if status in STATUSES else "other",
         status_label=STATUSES.get(status, status.capitalize()),
-        currency=currency, issued=fmt_day(doc.get("issued_at"), tz), due=fmt_day(doc.get("due_at"), tz),
-        terms=terms, period=fmt_period(period.get("start"), period.get("end"), tz, tz_name),
+        currency=currency, issued=issued, due=due_day, terms=terms, period=shown_period,
         customer_name=text(customer.get("name")), customer_email=text(customer.get("email")),
         customer_lines=_address(customer.get("address")),
-        lines=tuple(_line(ln, period, tz, tz_name, MINOR_UNITS.get(currency, 2)) for ln in doc.get("lines") or ()),
+        lines=tuple(_line(ln, period, tz, tz_name, MINOR_UNITS.get(currency, 2), split) for ln in lines),
         subtotal=text(doc.get("subtotal")), taxes=taxes, total=text(doc.get("total")),
-        payable=status == "final", payment_url=safe_url(doc.get("payment_url")),
-        notice=notice, notes=notes, timezone=tz_name,
+        payable=status == "final" and not (due is not None and _is_zero(due)),
+        payment_url=safe_url(doc.get("payment_url")),
+        notice=notice, notes=notes, timezone=tz_name, facts=tuple(facts),
+        before_total=(TotalRow("Subtotal", text(doc.get("subtotal")), "subtotal"), *discounts, *taxes),
+        after_total=tuple(credits), amount_due=due,
+    )
+
+
+def _credit_line(ln: Mapping[str, Any]) -> LineRow:
+    """A credited invoice line ({line, description, amount}) or a late-usage difference
+    ({label, units, amount})."""
+    return LineRow(description=text(ln.get("description")) or text(ln.get("label")),
+                   quantity=group_digits(ln.get("units")), unit_price="", amount=text(ln.get("amount")),
+                   tiers=(), notes=(f"Invoice line {ln['line'] + 1}",) if type(ln.get("line")) is int else ())
+
+
+def credit_note_view(doc: Mapping[str, Any]) -> InvoiceView:
+    customer = doc.get("customer") or {}
+    tz, tz_name = _zone_of(doc)
+    number = text(doc.get("number")) or None
+    invoice = text(doc.get("invoice_number")) or text(doc.get("invoice_id"))
+    currency = text(doc.get("currency"))
+    status = text(doc.get("status")).lower() or "issued"
+    reason = text(doc.get("reason"))
+    issued = fmt_day(doc.get("created_at"), tz)
+    lines = tuple(_credit_line(ln) for ln in _mappings(doc.get("lines")))
+    if not lines:  # credited as an amount: one line naming the invoice
+        lines = (LineRow(f"Credit against invoice {invoice}", "", "", text(doc.get("subtotal")), (), ()),)
+    taxes = tuple(_tax(t) for t in _mappings(doc.get("taxes")))
+    after = [TotalRow(f"Credited to invoice {invoice}", text(doc.get("credited_to_invoice")), "credit")]
+    if not _is_zero(doc.get("credited_to_balance")):
+        after.append(TotalRow("Added to the customer's credit balance", text(doc.get("credited_to_balance")),
+                              "credit"))
+    facts = (Fact("Credit note number", number or "—", True), Fact("Credits invoice", invoice, True),
+             Fact("Issue date", issued), Fact("Reason", REASONS.get(reason, reason.replace("_", " ").capitalize())),
+             Fact("Currency", currency))
+    return InvoiceView(
+        id=text(doc.get("id")), number=number, title=f"Credit note {number}" if number else "Credit note",
+        status=status if status in STATUSES else "other", status_label=STATUSES.get(status, status.capitalize()),
+        currency=currency, issued=issued, due="", terms="", period="",
+        customer_name=text(customer.get("name")), customer_email=text(customer.get("email")),
+        customer_lines=_address(customer.get("address")), lines=lines,
+        subtotal=text(doc.get("subtotal")), taxes=taxes, total=text(doc.get("total")),
+        payable=False, payment_url=None, notice=None, notes=_notes(doc.get("memo")), timezone=tz_name,
+        heading="Credit note", facts=facts,
+        before_total=(TotalRow("Subtotal", text(doc.get("subtotal")), "subtotal"), *taxes),
+        after_total=tuple(after), party_label="Customer",
     )

@@ -21,12 +21,14 @@ from pypdf import PdfReader
 from meterbill.config import Settings, accent_colour
 from meterbill.rendering import InvoiceRenderer
 from meterbill.rendering.branding import Branding, BrandingError, image_info, load_logo
-from meterbill.rendering.html import render_html
-from meterbill.rendering.pdf import render_pdf, runs, wrap
+from meterbill.rendering.html import render_credit_note_html, render_html
+from meterbill.rendering.pdf import render_credit_note_pdf, render_pdf, runs, wrap
 from meterbill.rendering.view import (
+    credit_note_view,
     fmt_period,
     group_digits,
     invoice_view,
+    negated,
     percent,
     proration_note,
     trim_zeros,
@@ -226,7 +228,7 @@ def test_html_shows_everything_a_finance_team_expects() -> None:
                      "1 Oct 2026 – 31 Oct 2026", "Pro base fee", "LLM tokens", "1,234,567 tokens", "see tiers",
                      "Tier 2 (above 1,000): 1,233,567 × 0.005 + 2.00 flat", "6169.835", "6177.84", "0.001",
                      "Subtotal", "6268.84", "VAT (19%)", "1191.08", "USD 7459.92", "IBAN DE89 3704 0044 0532 0130 00",
-                     'href="https://pay.example.com/in_0123"', "Pay online", "Amtsgericht Berlin",
+                     'href="https://pay.example.com/in_0123"', "Pay by card", "Amtsgericht Berlin",
                      "billing@example.com", "--accent: #0a7c4a"]:
         assert expected in html, expected
     assert html.startswith("<!DOCTYPE html>") and html.rstrip().endswith("</html>")
@@ -252,7 +254,7 @@ def test_html_escapes_every_value() -> None:
 @pytest.mark.parametrize("url", ["javascript:alert(1)", "http://pay.example.com/x", "data:text/html,hi", "  "])
 def test_only_https_payment_links_are_rendered(url: str) -> None:
     assert invoice_view(make_doc(payment_url=url)).payment_url is None
-    assert "Pay online" not in render_html(make_doc(payment_url=url), BRAND)
+    assert "Pay by card" not in render_html(make_doc(payment_url=url), BRAND)
 
 
 def test_money_is_shown_exactly_as_stored() -> None:
@@ -286,6 +288,181 @@ def test_html_logo_is_embedded_or_linked() -> None:
     assert 'src="https://cdn.example.com/logo.png"' in render_html(make_doc(), remote)
 
 
+# -- what happens after pricing: discounts, credits, amount due; adjustments, plans, contracts -----
+def settled_doc(**changes: Any) -> dict[str, Any]:
+    """make_doc after discounts, tax, prepaid credits and a credit note (every figure as stored)."""
+    return make_doc(**{
+        # subtotal 6268.84; 10 % loyalty = 626.884 -> 626.88; 5.00 off tokens; taxable 6268.84 - 631.88 = 5636.96
+        "discounts": [{"discount": "loyal", "description": "Loyalty (10%)", "meter": None, "amount": "626.88"},
+                      {"discount": "welcome", "description": "Welcome (5.00 USD on llm_tokens)",
+                       "meter": "llm_tokens", "amount": "5.00"}],
+        "discount_total": "631.88",
+        # 19 % of 5636.96 = 1071.0224 -> 1071.02; total 5636.96 + 1071.02 = 6707.98
+        "taxes": [{"name": "VAT", "percentage": "19", "taxable_amount": "5636.96", "amount": "1071.02"}],
+        "tax_total": "1071.02", "total": "6707.98",
+        # credits 30.00 + 100.00 = 130.00 -> 6577.98; a credit note later took 11.00 -> 6566.98 due
+        "credits": [{"grant": "promo", "description": "launch promo", "amount": "30.00"},
+                    {"grant": "prepaid", "description": "prepaid credit", "amount": "100.00"}],
+        "credits_applied": "130.00", "credited_total": "11.00", "amount_due": "6566.98",
+        "payment_url": "https://pay.example.com/in_0123", **changes})
+
+
+def test_negated_puts_a_sign_in_front_and_never_computes() -> None:
+    assert [negated(a) for a in ("6.15", "0.00", "-2.50", "1350", "")] == ["-6.15", "0.00", "2.50", "-1350", ""]
+
+
+def test_discounts_credits_and_amount_due_in_html_and_pdf() -> None:
+    doc = settled_doc()
+    view = invoice_view(doc)
+    assert [(r.label, r.amount) for r in view.before_total] == [
+        ("Subtotal", "6268.84"), ("Loyalty (10%)", "-626.88"), ("Welcome (5.00 USD on llm_tokens)", "-5.00"),
+        ("VAT (19%)", "1071.02")]
+    assert [(r.label, r.amount) for r in view.after_total] == [
+        ("Credit applied: launch promo", "-30.00"), ("Credit applied: prepaid credit", "-100.00"),
+        ("Credit notes issued", "-11.00")]
+    assert (view.total, view.amount_due, view.payable) == ("6707.98", "6566.98", True)
+    html = render_html(doc, BRAND)
+    order = ["Subtotal", "Loyalty (10%)", ">-626.88<", ">-5.00<", "VAT (19%)", "USD 6707.98",
+             "Credit applied: launch promo", ">-30.00<", ">-100.00<", "Credit notes issued", ">-11.00<",
+             "Amount due", "USD 6566.98", "Please pay USD 6566.98 by 15 Nov 2026"]
+    at = [html.find(s) for s in order]
+    assert -1 not in at and at == sorted(at), dict(zip(order, at))
+    assert "Please pay USD 6707.98" not in html   # the total is not what is asked for
+    text = squash(pdf_text(render_pdf(doc, BRAND)))
+    at = [text.find(s) for s in ["Subtotal 6268.84", "Loyalty (10%) -626.88", "-5.00", "VAT (19%) 1071.02",
+                                 "Total USD 6707.98", "Credit applied: launch promo -30.00",
+                                 "Credit applied: prepaid credit -100.00", "Credit notes issued -11.00",
+                                 "Amount due USD 6566.98", "Please pay USD 6566.98"]]
+    assert -1 not in at and at == sorted(at), at
+
+
+def test_an_invoice_covered_by_credits_asks_for_nothing() -> None:
+    # total 61.51, all drawn from prepaid credit: 61.51 - 61.51 = 0.00 due
+    doc = make_doc(total="61.51", credits=[{"grant": "prepaid", "description": "prepaid credit", "amount": "61.51"}],
+                   credits_applied="61.51", amount_due="0.00")
+    view = invoice_view(doc)
+    assert (view.payable, view.amount_due, view.notice) == (
+        False, "0.00", "Nothing to pay — the total is covered by credits.")
+    html = render_html(doc, BRAND)
+    assert "USD 0.00" in html and "Nothing to pay" in html and "IBAN" not in html and "Please pay" not in html
+    text = squash(pdf_text(render_pdf(doc, BRAND)))
+    assert "Amount due USD 0.00" in text and "Nothing to pay" in text and "IBAN" not in text
+
+
+def test_payment_link_is_shown_beside_the_bank_details_only_when_present() -> None:
+    html = render_html(settled_doc(), BRAND)
+    assert html.index("IBAN DE89") < html.index('Pay by card: <a href="https://pay.example.com/in_0123">')
+    data = render_pdf(settled_doc(), BRAND)
+    assert "Pay by card: https://pay.example.com/in_0123" in squash(pdf_text(data))
+    assert [a.get_object()["/A"]["/URI"] for a in PdfReader(io.BytesIO(data)).pages[0]["/Annots"]] == [
+        "https://pay.example.com/in_0123"]
+    without = settled_doc(payment_url=None)
+    assert "Pay by card" not in render_html(without, BRAND) and "IBAN DE89" in render_html(without, BRAND)
+    data = render_pdf(without, BRAND)
+    assert "Pay by card" not in pdf_text(data) and "/Annots" not in PdfReader(io.BytesIO(data)).pages[0]
+
+
+def test_late_usage_adjustment_names_the_invoice_and_breaks_down_per_meter() -> None:
+    september = {"start": "2026-09-01T00:00:00Z", "end": "2026-10-01T00:00:00Z"}
+    doc = make_doc()
+    doc["lines"].append({"type": "adjustment", "description": "Late usage for invoice INV-000012 (2026-09-01 to "
+                                                              "2026-10-01)", "amount": "6.00", "amount_unrounded": "6.00",
+                         "period": september, "refers_to": {"invoice": "in_sept", "number": "INV-000012"},
+                         "parts": [{"label": "llm_tokens", "units": "700", "amount": "6.00"},
+                                   {"label": "api_calls", "units": "1", "amount": "0.00"}]})
+    line = invoice_view(doc).lines[3]
+    assert line.description == "Late usage for invoice INV-000012 (1 Sep 2026 – 30 Sep 2026)"
+    assert (line.unit_price, line.amount, line.notes) == ("see breakdown", "6.00", ())  # period not repeated
+    assert [t.text for t in line.tiers] == ["llm_tokens: 700 = 6.00", "api_calls: 1 = 0.00"]
+    html = render_html(doc, BRAND)
+    assert "Late usage for invoice INV-000012 (1 Sep 2026 – 30 Sep 2026)" in html and "llm_tokens: 700" in html
+    text = squash(pdf_text(render_pdf(doc, BRAND)))
+    # the description wraps in its column (quantity, unit price and amount sit on its first row)
+    assert re.search(r"Late usage for invoice INV-000012 \(1 Sep see breakdown 6\.00 2026 – 30 Sep 2026\)", text), text
+    assert "llm_tokens: 700 6.00" in text and "api_calls: 1 0.00" in text
+
+
+def test_split_period_lines_show_their_plan_and_period_and_contract_prices_are_marked() -> None:
+    # November split on the 16th: 'pre' (30.00 in advance) credited 15/30, 'pre2' (60.00; contract 40.00) charged 15/30
+    nov = {"start": "2026-11-01T00:00:00Z", "end": "2026-12-01T00:00:00Z"}
+    tail = {"start": "2026-11-16T00:00:00Z", "end": "2026-12-01T00:00:00Z"}
+    doc = make_doc(period=nov, subtotal="5.00", total="5.00", lines=[
+        {"type": "base_fee", "description": "Pre base fee credit (billed in advance, plan changed)", "amount": "-15.00",
+         "amount_unrounded": "-15.00", "proration": "0.5", "period": tail, "plan": "pre"},
+        {"type": "base_fee", "description": "Pre2 base fee (plan change)", "amount": "20.00", "amount_unrounded": "20.00",
+         "proration": "0.5", "period": tail, "plan": "pre2", "override": True}])
+    credit, fee = invoice_view(doc).lines
+    assert (credit.amount, credit.notes) == ("-15.00", ("Prorated 15/30 days (50%)",
+                                                        "Period 16 Nov 2026 – 30 Nov 2026 · plan pre"))
+    assert (fee.amount, fee.notes) == ("20.00", ("Prorated 15/30 days (50%)",
+                                                 "Period 16 Nov 2026 – 30 Nov 2026 · plan pre2", "Contract price"))
+    html = render_html(doc, BRAND)
+    assert ">-15.00<" in html and "· plan pre<" in html and "· plan pre2<" in html and ">Contract price<" in html
+    text = squash(pdf_text(render_pdf(doc, BRAND)))
+    assert "-15.00" in text and "plan pre2" in text and "Contract price" in text
+    # one plan over the whole period: no plan notes
+    single = make_doc()
+    for ln in single["lines"]:
+        ln["plan"] = "pro"
+    assert all(line.notes == () for line in invoice_view(single).lines)
+    assert "plan pro" not in render_html(single, BRAND).lower()
+    # a split where a part keeps the invoice's period still names its plan
+    doc["lines"][1].update(period=nov, proration=None)
+    assert invoice_view(doc).lines[1].notes == ("Plan pre2", "Contract price")
+
+
+def a_credit_note() -> dict[str, Any]:
+    """A credit note built by the domain: 12.50 of the tokens line, against an invoice with 10 % tax."""
+    from meterbill.domain.adjustments import build_credit_note
+
+    invoice = make_doc(taxes=[{"name": "Sales tax", "percentage": "10", "amount": "626.88"}], total="6895.72",
+                       amount_due="6895.72")
+    # 12.50 + 10 % tax 1.25 = 13.75, all against the unpaid invoice
+    return build_credit_note(note_id="cn_0123", number="CN-000007", invoice=invoice, amount=Decimal("12.50"),
+                             reason="product_unsatisfactory", memo="Outage on 12 Oct", created_at="2026-11-20T10:00:00Z",
+                             lines=[{"line": 1, "description": "LLM tokens", "amount": "12.50"}])
+
+
+def test_credit_note_view_html_and_pdf() -> None:
+    note = a_credit_note()
+    assert (note["subtotal"], note["tax_total"], note["total"], note["credited_to_invoice"]) == (
+        "12.50", "1.25", "13.75", "13.75")
+    view = credit_note_view(note)
+    assert (view.heading, view.title, view.status_label, view.payable, view.amount_due) == (
+        "Credit note", "Credit note CN-000007", "Issued", False, None)
+    assert [(f.label, f.value) for f in view.facts] == [
+        ("Credit note number", "CN-000007"), ("Credits invoice", "INV-000042"), ("Issue date", "20 Nov 2026"),
+        ("Reason", "Product unsatisfactory"), ("Currency", "USD")]
+    assert [(ln.description, ln.amount, ln.notes) for ln in view.lines] == [("LLM tokens", "12.50", ("Invoice line 2",))]
+    assert [(r.label, r.amount) for r in view.before_total + view.after_total] == [
+        ("Subtotal", "12.50"), ("Sales tax (10%)", "1.25"), ("Credited to invoice INV-000042", "13.75")]
+    html = render_credit_note_html(note, BRAND)
+    for expected in ["<title>Credit note CN-000007 — Example Cloud GmbH</title>", "<h1>Credit note</h1>",
+                     "Credits invoice", "INV-000042", "Product unsatisfactory", "20 Nov 2026", "Acme Inc",
+                     "LLM tokens", ">12.50<", "Sales tax (10%)", ">1.25<", "USD 13.75", "Credited to invoice INV-000042",
+                     "Outage on 12 Oct", "Amtsgericht Berlin", "Credit note id cn_0123"]:
+        assert expected in html, expected
+    assert "Please pay" not in html and "IBAN" not in html and "Amount due" not in html
+    data = render_credit_note_pdf(note, BRAND)
+    assert PdfReader(io.BytesIO(data)).metadata.title == "Credit note CN-000007"
+    text = squash(pdf_text(data))
+    for expected in ["CREDIT NOTE", "CN-000007", "ISSUED", "CUSTOMER", "Credits invoice INV-000042",
+                     "Reason Product unsatisfactory", "LLM tokens", "Subtotal 12.50", "Sales tax (10%) 1.25",
+                     "Total USD 13.75", "Credited to invoice INV-000042 13.75", "Questions about this credit note?"]:
+        assert expected in text, expected
+    assert "IBAN" not in text and "Amount due" not in text
+
+
+def test_credit_note_of_an_amount_and_of_a_paid_invoice() -> None:
+    note = dict(a_credit_note(), lines=[], credited_to_invoice="0.00", credited_to_balance="13.75", memo=None)
+    view = credit_note_view(note)
+    assert [(ln.description, ln.amount) for ln in view.lines] == [("Credit against invoice INV-000042", "12.50")]
+    assert [(r.label, r.amount) for r in view.after_total] == [
+        ("Credited to invoice INV-000042", "0.00"), ("Added to the customer's credit balance", "13.75")]
+    text = squash(pdf_text(render_credit_note_pdf(note, BRAND)))
+    assert "Added to the customer's credit balance 13.75" in text and "None" not in text
+
+
 # -- PDF ----------------------------------------------------------------------------------------
 def test_pdf_reads_back_with_the_invoice_content() -> None:
     doc = make_doc(payment_url="https://pay.example.com/in_0123")
@@ -298,7 +475,7 @@ def test_pdf_reads_back_with_the_invoice_content() -> None:
     for expected in ["INVOICE", "INV-000042", "FINAL", "Example Cloud GmbH", "Acme Inc", "Net 14", "15 Nov 2026",
                      "1 Oct 2026 – 31 Oct 2026", "LLM tokens", "1,234,567 tokens", "see tiers",
                      "Tier 1 (0 – 1,000): 1,000 × 0.01", "6169.835", "6177.84", "42,000", "0.001",
-                     "Subtotal", "6268.84", "USD 6268.84", "IBAN DE89 3704 0044 0532 0130 00", "Pay online",
+                     "Subtotal", "6268.84", "USD 6268.84", "IBAN DE89 3704 0044 0532 0130 00", "Pay by card",
                      "Page 1 of 1", "Amtsgericht Berlin", "billing@example.com"]:
         assert expected in text, expected
     links = [a.get_object()["/A"]["/URI"] for a in reader.pages[0].get("/Annots", [])]
