@@ -9,7 +9,7 @@ time-of-use windows…: ``label``, ``units``, ``unit_amount``, ``amount``).
 Optional fields are rendered when present: ``taxes`` (``name``,
 ``rate`` as a fraction such as ``"0.19"`` or ``percentage`` such as ``"19"``, ``amount``,
 ``note``), ``discounts`` (taken off before tax), ``credits`` (prepaid credit drawn),
-``credited_total`` (credit notes issued later), ``amount_due`` (the figure to pay),
+``credited_to_invoice_total`` (what credit notes issued later took off the amount due), ``amount_due`` (the figure to pay),
 ``payment_url`` (https only), ``notes``, ``timezone`` (dates are shown in it,
 else in the customer's, else UTC), per line ``unit`` (after the quantity: "12,500 tokens"),
 ``free_units`` (a note: "first 1,000 tokens free"), ``note``, ``plan`` (shown when the
@@ -358,8 +358,10 @@ def invoice_view(doc: Mapping[str, Any]) -> InvoiceView:
     terms = ("Due on receipt" if terms_days == "0" else f"Net {terms_days}") if terms_days else ""
     credits = [TotalRow(f"Credit applied: {text(c.get('description')) or 'prepaid credit'}",
                         negated(c.get("amount")), "credit") for c in _mappings(doc.get("credits"))]
-    if not _is_zero(doc.get("credited_total")):
-        credits.append(TotalRow("Credit notes issued", negated(doc.get("credited_total")), "credit"))
+    # what credit notes took off this invoice's amount due (any excess went to the credit balance)
+    credited = doc.get("credited_to_invoice_total", doc.get("credited_total"))
+    if not _is_zero(credited):
+        credits.append(TotalRow("Credit notes", negated(credited), "credit"))
     due = text(doc.get("amount_due")) or None
     settled = status == "final" and due is not None and _is_zero(due) and bool(credits)
     notice = {"draft": "Draft — amounts may still change; this is not a request for payment.",

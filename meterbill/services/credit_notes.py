@@ -66,8 +66,10 @@ class CreditNoteService:
             currency = invoice["currency"]
             credited = Decimal(invoice.get("credited_total") or 0) + Decimal(note["total"])
             due = Decimal(invoice.get("amount_due", invoice["total"])) - Decimal(note["credited_to_invoice"])
+            to_invoice = Decimal(invoice.get("credited_to_invoice_total") or 0) + Decimal(note["credited_to_invoice"])
             changes = [ItemChange("invoice", invoice_id, "",
-                                  {"credited_total": format_amount(credited, currency),
+                                  {"credited_total": format_amount(credited, currency),   # limits later notes
+                                   "credited_to_invoice_total": format_amount(to_invoice, currency),
                                    "amount_due": format_amount(due, currency)},
                                   {"credited_total": invoice.get("credited_total")})]
             to_balance = Decimal(note["credited_to_balance"])

@@ -155,6 +155,8 @@ def test_credit_notes_reduce_what_is_owed_then_become_credit_balance(catalog: Ap
                                                "reason": "duplicate"}).json()
     assert (second["number"], second["total"], second["credited_to_balance"]) == ("CN-000002", "13.75", "13.75")
     assert catalog.ok("GET", "/v1/customers/acme/credits")["balance"] == "13.75"
+    paid = catalog.ok("GET", f"/v1/invoices/{inv['id']}")
+    assert (paid["credited_total"], paid["credited_to_invoice_total"], paid["amount_due"]) == ("24.75", "11.00", "56.66")
     listed = catalog.ok("GET", "/v1/credit-notes", params={"invoice": inv["id"]})["data"]
     assert [n["number"] for n in listed] == ["CN-000001", "CN-000002"]
     # 67.66 - 11.00 - 13.75 = 42.91 left to credit; 40.00 + 4.00 tax is too much

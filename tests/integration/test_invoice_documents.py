@@ -247,9 +247,9 @@ def test_credit_note_documents(api: Api, invoice: dict[str, Any]) -> None:
         assert expected in text, expected
     # the invoice now shows the credit note and asks for what is left
     html = html_of(api, f"/v1/invoices/{invoice['id']}.html")
-    assert '<td>Credit notes issued</td><td class="num">-12.50</td>' in html
+    assert '<td>Credit notes</td><td class="num">-12.50</td>' in html
     assert "Amount due</td><td class=\"num\">USD 49.01<" in html and "Please pay USD 49.01" in html
-    assert "Credit notes issued -12.50 Amount due USD 49.01" in pdf_of(api, f"/v1/invoices/{invoice['id']}.pdf")
+    assert "Credit notes -12.50 Amount due USD 49.01" in pdf_of(api, f"/v1/invoices/{invoice['id']}.pdf")
     # the JSON route is unchanged; the documents need a read key; only the exact suffixes exist
     assert api.ok("GET", f"/v1/credit-notes/{note['id']}") == note
     for suffix in ("pdf", "html"):

@@ -319,11 +319,11 @@ def test_discounts_credits_and_amount_due_in_html_and_pdf() -> None:
         ("VAT (19%)", "1071.02")]
     assert [(r.label, r.amount) for r in view.after_total] == [
         ("Credit applied: launch promo", "-30.00"), ("Credit applied: prepaid credit", "-100.00"),
-        ("Credit notes issued", "-11.00")]
+        ("Credit notes", "-11.00")]
     assert (view.total, view.amount_due, view.payable) == ("6707.98", "6566.98", True)
     html = render_html(doc, BRAND)
     order = ["Subtotal", "Loyalty (10%)", ">-626.88<", ">-5.00<", "VAT (19%)", "USD 6707.98",
-             "Credit applied: launch promo", ">-30.00<", ">-100.00<", "Credit notes issued", ">-11.00<",
+             "Credit applied: launch promo", ">-30.00<", ">-100.00<", "Credit notes", ">-11.00<",
              "Amount due", "USD 6566.98", "Please pay USD 6566.98 by 15 Nov 2026"]
     at = [html.find(s) for s in order]
     assert -1 not in at and at == sorted(at), dict(zip(order, at))
@@ -331,7 +331,7 @@ def test_discounts_credits_and_amount_due_in_html_and_pdf() -> None:
     text = squash(pdf_text(render_pdf(doc, BRAND)))
     at = [text.find(s) for s in ["Subtotal 6268.84", "Loyalty (10%) -626.88", "-5.00", "VAT (19%) 1071.02",
                                  "Total USD 6707.98", "Credit applied: launch promo -30.00",
-                                 "Credit applied: prepaid credit -100.00", "Credit notes issued -11.00",
+                                 "Credit applied: prepaid credit -100.00", "Credit notes -11.00",
                                  "Amount due USD 6566.98", "Please pay USD 6566.98"]]
     assert -1 not in at and at == sorted(at), at
 
