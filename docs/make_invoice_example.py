@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from meterbill.config import Settings  # noqa: E402
+from meterbill.domain.adjustments import Grant, draw_credits  # noqa: E402
 from meterbill.domain.charges import PricingContext, Usage  # noqa: E402
 from meterbill.domain.invoices import build_invoice, invoice_id  # noqa: E402
 from meterbill.domain.periods import Period  # noqa: E402
@@ -101,9 +102,12 @@ def example_invoice() -> dict:
     plan = parse_plan("scale", PLAN)
     period = Period(datetime(2026, 10, 1, tzinfo=timezone.utc), datetime(2026, 11, 1, tzinfo=timezone.utc), 0)
     rated = rate(plan, USAGE, period, period, PricingContext(plan.currency, "UTC"))
+    # a prepaid credit grant, drawn after tax (discounts would come before tax: apply_discounts)
+    grant = Grant("prepaid-q4", Decimal("500.00"), Decimal("500.00"), datetime(2026, 9, 20, tzinfo=timezone.utc),
+                  datetime(2026, 12, 31, tzinfo=timezone.utc), "Q4 prepaid credit")
     return build_invoice(invoice_id=invoice_id(CUSTOMER["id"], period), number="INV-000128", customer=CUSTOMER,
                          plan_code="scale", plan_version=3, period=period, rated=rated,
-                         created_at="2026-11-01T00:04:12Z")
+                         created_at="2026-11-01T00:04:12Z", credits=draw_credits(rated.total, [grant], period.end))
 
 
 def settings() -> Settings:
