@@ -74,8 +74,9 @@ class TimeOfUseParams:
     # table[weekday * 96 + minute // 15] -> rate index
     table: tuple[int, ...] = field(init=False, repr=False, compare=False)
     holiday_ordinals: frozenset[int] = field(init=False, repr=False, compare=False)
-    # zone -> the rate index of each bucket start over a span of UTC days; filled by pricing
-    zones: dict[str, _Span] = field(default_factory=dict, init=False, repr=False, compare=False)
+    # zone -> the rate index of each bucket start over a span of UTC days; filled by pricing and
+    # shared by every params object with the same rates (e.g. customers' price overrides)
+    zones: dict[str, _Span] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         names: dict[str, list[Window]] = {}
@@ -85,19 +86,32 @@ class TimeOfUseParams:
         amounts = [ws[0].unit_amount for ws in names.values()]
         labels += ["holidays", "other times"]
         amounts += [self.holiday_unit_amount or _ZERO, self.default_unit_amount]
-        index = {name: i for i, name in enumerate(names)}
-        default = len(labels) - 1
-        table = tuple(
-            next((index[w.name] for w in self.windows
-                  if day in w.days and w.start <= minute < w.end), default)
-            for day in range(7)
-            for minute in range(0, 1440, _SLOT_MINUTES)
-        )
+        table = _table(self.windows)
+        ordinals = frozenset(d.toordinal() for d in self.holidays)
         object.__setattr__(self, "labels", tuple(labels))
         object.__setattr__(self, "unit_amounts", tuple(amounts))
         object.__setattr__(self, "table", table)
-        ordinals = frozenset(d.toordinal() for d in self.holidays)
         object.__setattr__(self, "holiday_ordinals", ordinals)
+        key = (len(labels), table, ordinals)
+        if key not in _SHARED_ZONES and len(_SHARED_ZONES) >= 256:
+            _SHARED_ZONES.clear()
+        object.__setattr__(self, "zones", _SHARED_ZONES.setdefault(key, {}))
+
+
+_SHARED_ZONES: dict[tuple[int, tuple[int, ...], frozenset[int]], dict[str, _Span]] = {}
+
+
+@lru_cache(maxsize=256)
+def _table(windows: tuple[Window, ...]) -> tuple[int, ...]:
+    """``table[weekday * 96 + minute // 15]`` -> rate index (window names in first-appearance
+    order; ``len(names) + 1``, the default, where no window applies)."""
+    index = {name: i for i, name in enumerate(dict.fromkeys(w.name for w in windows))}
+    default = len(index) + 1
+    return tuple(
+        next((index[w.name] for w in windows if day in w.days and w.start <= minute < w.end), default)
+        for day in range(7)
+        for minute in range(0, 1440, _SLOT_MINUTES)
+    )
 
 
 class TimeOfUse:
