@@ -78,6 +78,7 @@ def _usage_line(charge: Charge, usage: Usage, fraction: Decimal, ctx: PricingCon
         if amount < minimum:
             parts = (*parts, Part("minimum charge", ZERO, None, minimum - amount))
             amount = minimum
+    # positional (about half the cost of keywords, once per line): fields in Line's order
     return Line("usage", charge.display_name or charge.meter, quantize(amount, ctx.currency, rounding), amount,
                 charge.meter, usage.quantity, priced.unit_amount, priced.tiers, parts, None, free or None,
                 charge.unit or meter_unit, covers, None, plan_code, charge.override)

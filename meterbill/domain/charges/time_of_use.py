@@ -175,11 +175,10 @@ class _Span:
 
 
 def _units(params: TimeOfUseParams, tz: str, buckets: tuple[tuple[int, Decimal], ...]) -> list[Decimal]:
-    """Usage per rate index, added in bucket order under CONTEXT. The hot loop does one lookup
-    and one add per bucket; anything it does not expect (a bucket start that is not an int on a
-    15-minute boundary of the days between the first and last bucket, a negative or signed
-    value, a failing operation) is left to :func:`_checked_units`, which gives the same sums or
-    raises the precise error. NaN/infinite values reach the caller's total check."""
+    """Usage per rate index, added in bucket order under CONTEXT: one lookup and one add per
+    bucket. Anything unexpected (a start that is not an int bucket start of the days from the
+    first to the last bucket, a signed value, a failing operation) goes to :func:`_checked_units`,
+    which gives the same sums or names the bad bucket; NaN/infinity fail the caller's total check."""
     units = [_ZERO] * len(params.labels)
     if not buckets:
         return units
@@ -219,13 +218,13 @@ def _checked_units(params: TimeOfUseParams, tz: str, buckets: tuple[tuple[int, D
     return units
 
 
-_MAX_SPAN_DAYS = 400  # a yearly period fits; about 3 MB per plan charge and zone at most
+_MAX_SPAN_DAYS = 400  # a yearly period fits; at most ~3 MB per zone and set of rates
 
 
 def _rates(params: TimeOfUseParams, tz: str, first: int, last: int) -> dict[int, int]:
-    """The rate index of every bucket start of UTC days ``first..last`` in zone ``tz``,
-    memoised on ``params`` per zone and grown to cover the days asked for (customers in a
-    billing run share their periods' days). ``LookupError`` beyond ``_MAX_SPAN_DAYS``."""
+    """The rate index of every bucket start of UTC days ``first..last`` in zone ``tz``, memoised
+    per zone in ``params.zones`` and grown to cover the days asked for (the customers of a billing
+    run share their periods' days). ``LookupError`` for a span over ``_MAX_SPAN_DAYS``."""
     span = params.zones.get(tz)
     if span is not None and span.first <= first and last <= span.last:
         return span.rate_at
