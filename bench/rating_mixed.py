@@ -1,6 +1,7 @@
 """Rating with all 7 charge models mixed (pure domain): the real ``rate()`` on one plan using
 per_unit, graduated, package, volume, percentage, matrix and time_of_use, with the per-group
-and per-bucket detail matrix and time_of_use price."""
+and per-bucket detail matrix and time_of_use price. Two figures: time_of_use usage in 4 hours a
+day (~448 buckets a month), and for a customer active around the clock (every bucket)."""
 
 from __future__ import annotations
 
