@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from operator import itemgetter
 from types import MappingProxyType
 from typing import Any
 
@@ -44,6 +45,7 @@ from meterbill.domain.money import CONTEXT
 __all__ = ["Matrix", "MatrixParams"]
 
 _ZERO = Decimal(0)
+_first = itemgetter(0)
 _ROW_KEYS = frozenset({"match", "unit_amount"})
 _MAX_DIMENSIONS = 5
 
@@ -99,7 +101,7 @@ class Matrix:
         rows = params.rows
         parts: list[Part] = []
         amount = _ZERO
-        for _, key, label, unit_amount, follows in sorted([rows.get(k) or _row(params, k) for k in groups]):
+        for _, key, label, unit_amount, follows in sorted([rows.get(k) or _row(params, k) for k in groups], key=_first):
             units = groups[key]
             if not units.is_finite() or (units.is_signed() and units):
                 raise ValueError(f"group {key} usage must be a finite number >= 0, got {units}")
@@ -117,7 +119,7 @@ class Matrix:
 
 def _row(params: MatrixParams, key: GroupKey) -> _Row:
     """What pricing needs to know about one group key, memoised on ``params`` (keys recur in
-    every period of every customer). Rows sort like their keys (``_sort_key`` is one-to-one)."""
+    every period of every customer); rows sort by their first item, ``_sort_key(key)``."""
     row = (_sort_key(key), key, _label(key), params.prices.get(tuple(v for _, v in key), params.default_unit_amount),
            tuple(dim for dim, _ in key) == params.dimensions)
     if len(params.rows) >= 4096:
