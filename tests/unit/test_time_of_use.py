@@ -19,7 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from meterbill.domain.charges import Part, Priced, PricingContext, Usage
+from meterbill.domain.charges import Part, Priced, PricingContext, Usage, time_of_use
 from meterbill.domain.charges.time_of_use import TimeOfUse, TimeOfUseParams
 from meterbill.domain.errors import InvalidField
 
@@ -322,21 +322,23 @@ def test_negative_zero_buckets_and_unsorted_buckets_price_as_sorted_ones() -> No
     assert TOU.price(Usage(D("6.75"), 4, buckets=shuffled), p, ctx) == expected
 
 
-def test_periods_years_apart_on_one_plan_price_like_a_fresh_plan() -> None:
+@pytest.mark.parametrize("budget", [4096, 20])  # 20 zone-days: the memos are cleared again and again
+def test_periods_years_apart_on_one_plan_price_like_a_fresh_plan(budget: int, monkeypatch: Any) -> None:
     """The rate memo per zone grows to cover the days asked for and starts again past ~400 days."""
+    monkeypatch.setattr(time_of_use, "_MAX_ZONE_DAYS", budget)
     p = params(PEAK, window("weekend", ["sat", "sun"], "00:00", "24:00", "0.05"),
                holidays=["2026-12-25", "2031-12-25"], holiday_unit_amount="0.01")
-    ctx = PricingContext("USD", "America/New_York")
-    for day in ("2026-12-21", "2027-03-08", "2031-12-22", "2026-12-24", "2020-02-28", "2026-12-25"):
+    for zone, day in [(z, d) for d in ("2026-12-21", "2027-03-08", "2031-12-22", "2026-12-24", "2020-02-28",
+                                       "2026-12-25") for z in ("America/New_York", "Asia/Kathmandu")]:
+        ctx = PricingContext("USD", zone)
         first = ts(f"{day}T00:00")
         u = usage([(first + k * 900, D(k % 7)) for k in range(0, 14 * 96, 5)])  # two weeks, every 5th bucket
         fresh = params(PEAK, window("weekend", ["sat", "sun"], "00:00", "24:00", "0.05"),
                        holidays=["2026-12-25", "2031-12-25"], holiday_unit_amount="0.01")
         assert TOU.price(u, p, ctx) == TOU.price(u, fresh, ctx)
-        assert TOU.price(u, p, ctx).amount == sum((v * reference_rate(p, t, "America/New_York")
-                                                   for t, v in u.buckets), D(0))
+        assert TOU.price(u, p, ctx).amount == sum((v * reference_rate(p, t, zone) for t, v in u.buckets), D(0))
     wide = usage([(ts("2026-01-01T12:00"), D(1)), (ts("2027-12-31T12:00"), D(2))])  # 729 days apart
-    assert units(TOU.price(wide, p, ctx)) == {"other times": D(3)}
+    assert units(TOU.price(wide, p, PricingContext("USD", "America/New_York"))) == {"other times": D(3)}
 
 # --- properties ---------------------------------------------------------------------
 

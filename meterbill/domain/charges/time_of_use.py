@@ -218,7 +218,9 @@ def _checked_units(params: TimeOfUseParams, tz: str, buckets: tuple[tuple[int, D
     return units
 
 
-_MAX_SPAN_DAYS = 400  # a yearly period fits; at most ~3 MB per zone and set of rates
+_MAX_SPAN_DAYS = 400  # a yearly period fits
+_MAX_ZONE_DAYS = 4096  # in all memos together (~6 KB each); beyond, every memo starts again
+_zone_days = [0]
 
 
 def _rates(params: TimeOfUseParams, tz: str, first: int, last: int) -> dict[int, int]:
@@ -230,18 +232,21 @@ def _rates(params: TimeOfUseParams, tz: str, first: int, last: int) -> dict[int,
         return span.rate_at
     if not first <= last <= first + _MAX_SPAN_DAYS:
         raise LookupError(f"buckets span days {first}..{last}")
-    lo, hi = first, last
+    held = 0 if span is None else span.last - span.first + 1
     if span is not None and min(first, span.first) + _MAX_SPAN_DAYS >= max(last, span.last):
-        lo, hi = min(first, span.first), max(last, span.last)  # grow: entries are only ever added
+        first, last = min(first, span.first), max(last, span.last)  # grow: entries are only ever added
     else:
         span = None  # start again with a new dict (a reader of the old one is not disturbed)
+    if _zone_days[0] - held + last - first + 1 > _MAX_ZONE_DAYS:
+        for zones in _SHARED_ZONES.values():
+            zones.clear()
+        _zone_days[0] = held = 0
     rate_at = {} if span is None else span.rate_at
-    for day in range(lo, hi + 1):
+    for day in range(first, last + 1):
         if span is None or not span.first <= day <= span.last:
             rate_at.update(zip(range(day * _DAY, (day + 1) * _DAY, _BUCKET), _day_rates(params, tz, day)))
-    if len(params.zones) >= 64 and tz not in params.zones:
-        params.zones.clear()
-    params.zones[tz] = _Span(lo, hi, rate_at)
+    _zone_days[0] += last - first + 1 - held
+    params.zones[tz] = _Span(first, last, rate_at)
     return rate_at
 
 
