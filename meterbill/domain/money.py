@@ -74,9 +74,7 @@ MINOR_UNITS: Mapping[str, int] = MappingProxyType(
 )
 
 # One quantum per currency, built once: Decimal("1"), Decimal("0.01"), ...
-_QUANTUM: Mapping[str, Decimal] = MappingProxyType(
-    {code: Decimal(1).scaleb(-exp) for code, exp in MINOR_UNITS.items()}
-)
+_QUANTUM: dict[str, Decimal] = {code: Decimal(1).scaleb(-exp) for code, exp in MINOR_UNITS.items()}
 
 #: A plan's ``rounding`` -> the decimal rounding constant (``up``/``down``: away from / towards zero).
 ROUNDING_MODES: Mapping[str, str] = MappingProxyType({
@@ -98,22 +96,19 @@ def minor_units(currency: str) -> int:
         ) from None
 
 
-def _quantum(currency: str) -> Decimal:
-    quantum = _QUANTUM.get(currency) if isinstance(currency, str) else None
-    if quantum is None:
-        minor_units(currency)  # raises UnknownCurrency with the standard message
-        raise AssertionError("unreachable")  # pragma: no cover
-    return quantum
-
-
 def quantize(amount: Decimal, currency: str, rounding: str = ROUND_HALF_UP) -> Decimal:
     """Round ``amount`` to the currency's minor unit. THE one rounding function.
 
     Half-up by default (0.005 USD -> 0.01; -0.005 -> -0.01, i.e. away from zero).
     A negative zero result is normalised to positive zero.
     """
-    result = amount.quantize(_quantum(currency), rounding=rounding, context=CONTEXT)
-    if result.is_zero() and result.is_signed():
+    try:
+        quantum = _QUANTUM[currency]
+    except (KeyError, TypeError):
+        minor_units(currency)  # raises UnknownCurrency with the standard message
+        raise AssertionError("unreachable") from None  # pragma: no cover
+    result = amount.quantize(quantum, rounding, CONTEXT)
+    if not result and result.is_signed():
         result = result.copy_abs()
     return result
 

@@ -68,20 +68,20 @@ def _base_fee(plan: Plan, covers: Period, fraction: Decimal, note: str, current:
 
 
 def _usage_line(charge: Charge, usage: Usage, fraction: Decimal, ctx: PricingContext, rounding: str,
-                meter_unit: str | None) -> Line:
-    priced_usage = usage
-    if charge.free_units:
-        priced_usage = Usage(max(ZERO, usage.quantity - charge.free_units), usage.events)
-    priced = charge.model.price(priced_usage, charge.params, ctx)
+                meter_unit: str | None, covers: Period | None, plan_code: str) -> Line:
+    free = charge.free_units
+    priced = charge.model.price(Usage(max(ZERO, usage.quantity - free), usage.events) if free else usage,
+                                charge.params, ctx)
     amount, parts = priced.amount, priced.parts
-    minimum = charge.min_amount * fraction
-    if amount < minimum:
-        parts = (*parts, Part("minimum charge", ZERO, None, minimum - amount))
-        amount = minimum
+    if charge.min_amount:  # (without one the minimum is 0, and no amount is below 0)
+        minimum = charge.min_amount * fraction
+        if amount < minimum:
+            parts = (*parts, Part("minimum charge", ZERO, None, minimum - amount))
+            amount = minimum
+    # positional (about half the cost of keywords, once per line): fields in Line's order
     return Line("usage", charge.display_name or charge.meter, quantize(amount, ctx.currency, rounding), amount,
-                meter=charge.meter, quantity=usage.quantity, unit_amount=priced.unit_amount,
-                tiers=priced.tiers, parts=parts, free_units=charge.free_units or None,
-                unit=charge.unit or meter_unit, override=charge.override)
+                charge.meter, usage.quantity, priced.unit_amount, priced.tiers, parts, None, free or None,
+                charge.unit or meter_unit, covers, None, plan_code, charge.override)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,13 +116,15 @@ def rate_segments(segments: Sequence[Segment], full: Period, ctx: PricingContext
     ``prepaid``: the plan whose base fee for this period was billed in advance by the previous
     invoice (None: nothing was). A segment under another plan credits that plan's unused fraction
     and charges its own. The plan in effect at the period's end bills ``next_full`` in advance."""
-    period = Period(segments[0].span.start, segments[-1].span.end, segments[0].span.index)
+    first_span = segments[0].span
+    period = first_span if len(segments) == 1 else Period(first_span.start, segments[-1].span.end, first_span.index)
     currency = segments[0].plan.currency
     lines: list[Line] = []
     subtotal = ZERO
     for i, seg in enumerate(segments):
         plan, seg_lines = seg.plan, []
         fraction = proration(seg.span, full)
+        covers = None if seg.span == period else seg.span
         if prepaid is not None and plan != prepaid and prepaid.base_fee:
             seg_lines.append(_base_fee(prepaid, seg.span, fraction, " credit (billed in advance, plan changed)",
                                        period, -1))
@@ -134,19 +136,18 @@ def rate_segments(segments: Sequence[Segment], full: Period, ctx: PricingContext
                 seg_lines.append(_base_fee(plan, seg.span, fraction, note, period))
             if plan.base_fee_timing == "advance" and i == len(segments) - 1 and next_full is not None:
                 seg_lines.append(_base_fee(plan, next_full, Decimal(1), " (next period, in advance)", period))
+        usages, rounding, code = seg.usages, plan.rounding, plan.code
         for charge in plan.charges:
-            line = _usage_line(charge, seg.usages.get(charge.meter, NO_USAGE), fraction, ctx, plan.rounding,
-                               meter_units.get(charge.meter))
-            line.covers, line.plan = None if seg.span == period else seg.span, plan.code
-            seg_lines.append(line)
-        seg_total = sum((ln.amount for ln in seg_lines), ZERO)
+            seg_lines.append(_usage_line(charge, usages.get(charge.meter, NO_USAGE), fraction, ctx, rounding,
+                                         meter_units.get(charge.meter), covers, code))
+        seg_total = sum([ln.amount for ln in seg_lines], ZERO)
         if plan.minimum_commitment:
             commitment = quantize(plan.minimum_commitment * fraction, currency, plan.rounding)
             if seg_total < commitment:
                 gap = commitment - seg_total
                 seg_lines.append(Line("minimum_commitment", f"minimum commitment true-up (commitment {commitment})",
-                                      gap, gap, covers=None if seg.span == period else seg.span,
-                                      plan=plan.code, override="minimum_commitment" in plan.overridden))
+                                      gap, gap, covers=covers, plan=plan.code,
+                                      override="minimum_commitment" in plan.overridden))
                 seg_total = commitment
         lines += seg_lines
         subtotal += seg_total

@@ -9,6 +9,7 @@ Sun 8 March at 07:00 UTC and falls back on Sun 1 November at 06:00 UTC. Asia/Kol
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
@@ -18,7 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from meterbill.domain.charges import Part, Priced, PricingContext, Usage
+from meterbill.domain.charges import Part, Priced, PricingContext, Usage, time_of_use
 from meterbill.domain.charges.time_of_use import TimeOfUse, TimeOfUseParams
 from meterbill.domain.errors import InvalidField
 
@@ -285,6 +286,59 @@ def test_price_errors() -> None:
         TOU.price(D(3), p, ctx)
     assert TOU.price(D(0), p, ctx) == Priced(D(0), None)
 
+
+
+@pytest.mark.parametrize(
+    ("start", "value", "problem"),
+    [
+        (float(ts("2026-06-01T08:00")), D(1), "bucket start 1780300800.0 is not on a 15-minute boundary"),
+        (D(ts("2026-06-01T08:00")), D(1), "is not on a 15-minute boundary"),
+        (True, D(1), "bucket start True is not on a 15-minute boundary"),
+        (ts("2026-06-01T08:00"), D(-1), "bucket 1780300800 usage must be finite and >= 0, not -1"),
+        (ts("2026-06-01T08:00"), D("NaN"), "must be finite and >= 0, not NaN"),
+        (ts("2026-06-01T08:00"), D("sNaN"), "must be finite and >= 0, not sNaN"),
+        (ts("2026-06-01T08:00"), D("Infinity"), "must be finite and >= 0, not Infinity"),
+    ],
+)
+def test_a_bad_bucket_is_named_even_among_good_ones(start: object, value: Decimal, problem: str) -> None:
+    """The fast loop hands anything unusual to the checked one, which names the bad bucket."""
+    good = [(ts("2026-06-01T07:45"), D(2)), (ts("2026-06-01T09:00"), D(3))]
+    buckets = ((good[0], (start, value), good[1]))
+    quantity = D(5) + value if value.is_finite() else D(6)  # the buckets' own total where there is one
+    with pytest.raises(ValueError, match=re.escape(problem)):
+        TOU.price(Usage(quantity, 3, buckets=buckets), params(PEAK), PricingContext("USD", "UTC"))  # type: ignore[arg-type]
+
+
+def test_negative_zero_buckets_and_unsorted_buckets_price_as_sorted_ones() -> None:
+    ctx = PricingContext("USD", "Europe/Berlin")
+    p = params(PEAK)
+    buckets = [(ts("2026-06-01T07:45"), D("1.5")), (ts("2026-06-01T08:00"), D("-0")),
+               (ts("2026-06-02T12:00"), D("2.25")), (ts("2026-06-06T12:00"), D(3))]
+    expected = TOU.price(usage([(t, abs(v)) for t, v in buckets]), p, ctx)
+    # 8:00 UTC is 10:00 in Berlin (peak): 1.5 + 2.25 = 3.75 x 0.20 = 0.75; Saturday 3 x 0.08 = 0.24
+    assert expected.amount == D("0.99") and units(expected) == {"peak": D("3.75"), "other times": D("3")}
+    assert TOU.price(usage(buckets), p, ctx) == expected
+    shuffled = tuple(reversed(buckets))
+    assert TOU.price(Usage(D("6.75"), 4, buckets=shuffled), p, ctx) == expected
+
+
+@pytest.mark.parametrize("budget", [4096, 20])  # 20 zone-days: the memos are cleared again and again
+def test_periods_years_apart_on_one_plan_price_like_a_fresh_plan(budget: int, monkeypatch: Any) -> None:
+    """The rate memo per zone grows to cover the days asked for and starts again past ~400 days."""
+    monkeypatch.setattr(time_of_use, "_MAX_ZONE_DAYS", budget)
+    p = params(PEAK, window("weekend", ["sat", "sun"], "00:00", "24:00", "0.05"),
+               holidays=["2026-12-25", "2031-12-25"], holiday_unit_amount="0.01")
+    for zone, day in [(z, d) for d in ("2026-12-21", "2027-03-08", "2031-12-22", "2026-12-24", "2020-02-28",
+                                       "2026-12-25") for z in ("America/New_York", "Asia/Kathmandu")]:
+        ctx = PricingContext("USD", zone)
+        first = ts(f"{day}T00:00")
+        u = usage([(first + k * 900, D(k % 7)) for k in range(0, 14 * 96, 5)])  # two weeks, every 5th bucket
+        fresh = params(PEAK, window("weekend", ["sat", "sun"], "00:00", "24:00", "0.05"),
+                       holidays=["2026-12-25", "2031-12-25"], holiday_unit_amount="0.01")
+        assert TOU.price(u, p, ctx) == TOU.price(u, fresh, ctx)
+        assert TOU.price(u, p, ctx).amount == sum((v * reference_rate(p, t, zone) for t, v in u.buckets), D(0))
+    wide = usage([(ts("2026-01-01T12:00"), D(1)), (ts("2027-12-31T12:00"), D(2))])  # 729 days apart
+    assert units(TOU.price(wide, p, PricingContext("USD", "America/New_York"))) == {"other times": D(3)}
 
 # --- properties ---------------------------------------------------------------------
 

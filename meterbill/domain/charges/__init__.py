@@ -141,7 +141,9 @@ def as_usage(usage: Usage | Decimal) -> Usage:
     """``usage`` as a checked :class:`Usage` (TRANSITION: a bare Decimal is wrapped)."""
     if isinstance(usage, Decimal):
         usage = Usage(usage)
-    check_quantity(usage.quantity)
+    quantity = usage.quantity
+    if not quantity.is_finite() or (quantity.is_signed() and quantity):  # = check_quantity, cheaper
+        check_quantity(quantity)
     if usage.events < 0:
         raise ValueError(f"events must be >= 0, got {usage.events}")
     return usage

@@ -22,8 +22,9 @@ time: pricing raises ``ValueError("no matrix price for ...")``.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
+from operator import itemgetter
 from types import MappingProxyType
 from typing import Any
 
@@ -44,6 +45,7 @@ from meterbill.domain.money import CONTEXT
 __all__ = ["Matrix", "MatrixParams"]
 
 _ZERO = Decimal(0)
+_first = itemgetter(0)
 _ROW_KEYS = frozenset({"match", "unit_amount"})
 _MAX_DIMENSIONS = 5
 
@@ -55,6 +57,12 @@ class MatrixParams:
     dimensions: tuple[str, ...]
     prices: Mapping[Cell, Decimal]
     default_unit_amount: Decimal | None = None
+    # group key -> its row (sort key, key, label, unit price, follows dimensions); filled by pricing
+    rows: dict[GroupKey, _Row] = field(default_factory=dict, init=False, repr=False, compare=False)
+
+
+# (sort key, group key, label, unit price or None, whether the key follows ``dimensions``)
+_Row = tuple[tuple[tuple[str, bool, str], ...], GroupKey, str, Decimal | None, bool]
 
 
 class Matrix:
@@ -87,25 +95,37 @@ class Matrix:
         ctx: PricingContext | None = None,
     ) -> Priced:
         usage = as_usage(usage)
-        if usage.quantity and not usage.groups:
+        groups = usage.groups
+        if usage.quantity and not groups:
             raise ValueError("matrix needs the usage per dimension group (usage.groups)")
+        rows = params.rows
         parts: list[Part] = []
         amount = _ZERO
-        for key in sorted(usage.groups, key=_sort_key):
-            units = usage.groups[key]
-            if not units.is_finite() or units < 0:
+        for _, key, label, unit_amount, follows in sorted([rows.get(k) or _row(params, k) for k in groups], key=_first):
+            units = groups[key]
+            if not units.is_finite() or (units.is_signed() and units):
                 raise ValueError(f"group {key} usage must be a finite number >= 0, got {units}")
-            if tuple(dim for dim, _ in key) != params.dimensions:
+            if not follows:
                 raise ValueError(f"group {key} does not follow dimensions {params.dimensions}")
             if not units:
                 continue
-            unit_amount = params.prices.get(tuple(v for _, v in key), params.default_unit_amount)
             if unit_amount is None:
-                raise ValueError(f"no matrix price for {_label(key)} and no default_unit_amount")
+                raise ValueError(f"no matrix price for {label} and no default_unit_amount")
             part_amount = CONTEXT.multiply(units, unit_amount)
-            parts.append(Part(_label(key), units, unit_amount, part_amount))
+            parts.append(Part(label, units, unit_amount, part_amount))
             amount = CONTEXT.add(amount, part_amount)
         return Priced(amount, None, (), tuple(parts))
+
+
+def _row(params: MatrixParams, key: GroupKey) -> _Row:
+    """What pricing needs to know about one group key, memoised on ``params`` (keys recur in
+    every period of every customer); rows sort by their first item, ``_sort_key(key)``."""
+    row = (_sort_key(key), key, _label(key), params.prices.get(tuple(v for _, v in key), params.default_unit_amount),
+           tuple(dim for dim, _ in key) == params.dimensions)
+    if len(params.rows) >= 4096:
+        params.rows.clear()
+    params.rows[key] = row
+    return row
 
 
 def _parse_dimensions(raw: object, path: str) -> tuple[str, ...]:

@@ -35,7 +35,7 @@ fees, the minimum and the maximum adjustments -- they add up to the amount exact
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -70,10 +70,10 @@ class PercentageParams:
     per_event_max: Decimal | None = None
     free_units_per_events: int = 0
     free_units_per_total_aggregation: Decimal = _ZERO
+    fraction: Decimal = field(init=False, repr=False, compare=False)  # rate / 100
 
-    @property
-    def fraction(self) -> Decimal:
-        return CONTEXT.divide(self.rate, _HUNDRED)  # exact: a division by 100
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "fraction", CONTEXT.divide(self.rate, _HUNDRED))  # exact: a division by 100
 
 
 class Percentage:

@@ -74,9 +74,9 @@ class TimeOfUseParams:
     # table[weekday * 96 + minute // 15] -> rate index
     table: tuple[int, ...] = field(init=False, repr=False, compare=False)
     holiday_ordinals: frozenset[int] = field(init=False, repr=False, compare=False)
-    # (zone, UTC day) -> rate index per 15-minute bucket of that day; filled by pricing
-    day_rates: dict[tuple[str, int], tuple[int, ...]] = field(default_factory=dict, init=False, repr=False,
-                                                              compare=False)
+    # zone -> the rate index of each bucket start over a span of UTC days; filled by pricing and
+    # shared by every params object with the same rates (e.g. customers' price overrides)
+    zones: dict[str, _Span] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         names: dict[str, list[Window]] = {}
@@ -86,19 +86,32 @@ class TimeOfUseParams:
         amounts = [ws[0].unit_amount for ws in names.values()]
         labels += ["holidays", "other times"]
         amounts += [self.holiday_unit_amount or _ZERO, self.default_unit_amount]
-        index = {name: i for i, name in enumerate(names)}
-        default = len(labels) - 1
-        table = tuple(
-            next((index[w.name] for w in self.windows
-                  if day in w.days and w.start <= minute < w.end), default)
-            for day in range(7)
-            for minute in range(0, 1440, _SLOT_MINUTES)
-        )
+        table = _table(self.windows)
+        ordinals = frozenset(d.toordinal() for d in self.holidays)
         object.__setattr__(self, "labels", tuple(labels))
         object.__setattr__(self, "unit_amounts", tuple(amounts))
         object.__setattr__(self, "table", table)
-        ordinals = frozenset(d.toordinal() for d in self.holidays)
         object.__setattr__(self, "holiday_ordinals", ordinals)
+        key = (len(labels), table, ordinals)
+        if key not in _SHARED_ZONES and len(_SHARED_ZONES) >= 256:
+            _SHARED_ZONES.clear()
+        object.__setattr__(self, "zones", _SHARED_ZONES.setdefault(key, {}))
+
+
+_SHARED_ZONES: dict[tuple[int, tuple[int, ...], frozenset[int]], dict[str, _Span]] = {}
+
+
+@lru_cache(maxsize=256)
+def _table(windows: tuple[Window, ...]) -> tuple[int, ...]:
+    """``table[weekday * 96 + minute // 15]`` -> rate index (window names in first-appearance
+    order; ``len(names) + 1``, the default, where no window applies)."""
+    index = {name: i for i, name in enumerate(dict.fromkeys(w.name for w in windows))}
+    default = len(index) + 1
+    return tuple(
+        next((index[w.name] for w in windows if day in w.days and w.start <= minute < w.end), default)
+        for day in range(7)
+        for minute in range(0, 1440, _SLOT_MINUTES)
+    )
 
 
 class TimeOfUse:
@@ -136,22 +149,10 @@ class TimeOfUse:
         tz = params.timezone or (ctx.timezone if ctx is not None else None)
         if not isinstance(tz, str) or _load_zone(tz) is None:
             raise ValueError(f"time_of_use needs a valid time zone, got {tz!r}")
-        day_rates = params.day_rates
-        units = [_ZERO] * len(params.labels)
-        day = rates = None
-        with localcontext(CONTEXT):  # the operators below use CONTEXT (hot loop)
-            for start, value in usage.buckets:
-                if type(start) is not int or start % _BUCKET:
-                    raise ValueError(f"bucket start {start!r} is not on a 15-minute boundary")
-                if not value.is_finite() or value < _ZERO:
-                    raise ValueError(f"bucket {start} usage must be finite and >= 0, not {value}")
-                if start // _DAY != day:
-                    day = start // _DAY
-                    rates = day_rates.get((tz, day)) or _day_rates(params, tz, day)
-                units[rates[start % _DAY // _BUCKET]] += value  # type: ignore[index]
-            total = sum(units, _ZERO)
-        if total != usage.quantity:
-            raise ValueError(f"time_of_use buckets add up to {total}, not {usage.quantity}")
+        units = _units(params, tz, usage.buckets)
+        if _total(units) != usage.quantity:
+            units = _checked_units(params, tz, usage.buckets)  # raises the precise error, if any
+            raise ValueError(f"time_of_use buckets add up to {_total(units)}, not {usage.quantity}")
         parts: list[Part] = []
         amount = _ZERO
         for label, unit_amount, n in zip(params.labels, params.unit_amounts, units):
@@ -162,17 +163,99 @@ class TimeOfUse:
         return Priced(amount, None, (), tuple(parts))
 
 
-def _day_rates(params: TimeOfUseParams, tz: str, day: int) -> tuple[int, ...]:
+class _Irregular(Exception):
+    """A bucket the fast loop leaves to the checked one."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Span:
+    first: int  # UTC days since the epoch, inclusive
+    last: int
+    rate_at: dict[int, int]  # bucket start (epoch s) -> rate index, for every bucket of those days
+
+
+def _units(params: TimeOfUseParams, tz: str, buckets: tuple[tuple[int, Decimal], ...]) -> list[Decimal]:
+    """Usage per rate index, added in bucket order under CONTEXT: one lookup and one add per
+    bucket. Anything unexpected (a start that is not an int bucket start of the days from the
+    first to the last bucket, a signed value, a failing operation) goes to :func:`_checked_units`,
+    which gives the same sums or names the bad bucket; NaN/infinity fail the caller's total check."""
+    units = [_ZERO] * len(params.labels)
+    if not buckets:
+        return units
+    try:
+        rate_at = _rates(params, tz, buckets[0][0] // _DAY, buckets[-1][0] // _DAY)
+        with localcontext(CONTEXT):  # the operators below use CONTEXT
+            for start, value in buckets:
+                if type(start) is not int or value.is_signed():
+                    raise _Irregular
+                units[rate_at[start]] += value
+    except (_Irregular, LookupError, TypeError, AttributeError, ArithmeticError):
+        return _checked_units(params, tz, buckets)
+    return units
+
+
+def _total(units: list[Decimal]) -> Decimal:
+    total = _ZERO
+    for n in units:
+        total = CONTEXT.add(total, n)
+    return total
+
+
+def _checked_units(params: TimeOfUseParams, tz: str, buckets: tuple[tuple[int, Decimal], ...]) -> list[Decimal]:
+    """:func:`_units` with every bucket checked (``ValueError`` naming the bad one)."""
+    units = [_ZERO] * len(params.labels)
+    day = rates = None
+    with localcontext(CONTEXT):
+        for start, value in buckets:
+            if type(start) is not int or start % _BUCKET:
+                raise ValueError(f"bucket start {start!r} is not on a 15-minute boundary")
+            if not value.is_finite() or value < _ZERO:
+                raise ValueError(f"bucket {start} usage must be finite and >= 0, not {value}")
+            if start // _DAY != day:
+                day = start // _DAY
+                rates = _day_rates(params, tz, day)
+            units[rates[start % _DAY // _BUCKET]] += value  # type: ignore[index]
+    return units
+
+
+_MAX_SPAN_DAYS = 400  # a yearly period fits
+_MAX_ZONE_DAYS = 4096  # in all memos together (~6 KB each); beyond, every memo starts again
+_zone_days = [0]
+
+
+def _rates(params: TimeOfUseParams, tz: str, first: int, last: int) -> dict[int, int]:
+    """The rate index of every bucket start of UTC days ``first..last`` in zone ``tz``, memoised
+    per zone in ``params.zones`` and grown to cover the days asked for (the customers of a billing
+    run share their periods' days). ``LookupError`` for a span over ``_MAX_SPAN_DAYS``."""
+    span = params.zones.get(tz)
+    if span is not None and span.first <= first and last <= span.last:
+        return span.rate_at
+    if not first <= last <= first + _MAX_SPAN_DAYS:
+        raise LookupError(f"buckets span days {first}..{last}")
+    held = 0 if span is None else span.last - span.first + 1
+    if span is not None and min(first, span.first) + _MAX_SPAN_DAYS >= max(last, span.last):
+        first, last = min(first, span.first), max(last, span.last)  # grow: entries are only ever added
+    else:
+        span = None  # start again with a new dict (a reader of the old one is not disturbed)
+    if _zone_days[0] - held + last - first + 1 > _MAX_ZONE_DAYS:
+        for zones in _SHARED_ZONES.values():
+            zones.clear()
+        _zone_days[0] = held = 0
+    rate_at = {} if span is None else span.rate_at
+    for day in range(first, last + 1):
+        if span is None or not span.first <= day <= span.last:
+            rate_at.update(zip(range(day * _DAY, (day + 1) * _DAY, _BUCKET), _day_rates(params, tz, day)))
+    _zone_days[0] += last - first + 1 - held
+    params.zones[tz] = _Span(first, last, rate_at)
+    return rate_at
+
+
+def _day_rates(params: TimeOfUseParams, tz: str, day: int) -> list[int]:
     """The rate index of each 15-minute bucket of UTC day ``day`` in zone ``tz`` under
-    ``params`` (holidays folded in), memoised on ``params``: the hot loop then does one
-    lookup per bucket."""
+    ``params`` (holidays folded in)."""
     holiday = len(params.labels) - 2
     table, holidays = params.table, params.holiday_ordinals
-    rates = tuple(holiday if code >> 10 in holidays else table[code & 1023] for code in _local_quarters(tz, day))
-    if len(params.day_rates) >= 4096:
-        params.day_rates.clear()
-    params.day_rates[(tz, day)] = rates
-    return rates
+    return [holiday if code >> 10 in holidays else table[code & 1023] for code in _local_quarters(tz, day)]
 
 
 @lru_cache(maxsize=4096)
