@@ -113,6 +113,34 @@ def _measure(around_the_clock: bool) -> None:
                 f"{buckets:.0f} 15-min buckets per period ({active}), 2 windows + holidays; {t.spread(N)}")
 
 
+# A book of customers on different plans that mix the models, as a SaaS price list does: every
+# model is used, each plan uses two or three, and one plan in seven uses all seven.
+BOOK = (("api", ("api_calls", "llm_tokens")), ("llm", ("llm_tokens", "api_requests", "storage_gb")),
+        ("payments", ("payments", "api_calls")), ("gpu", ("gpu_seconds", "storage_gb")),
+        ("energy", ("batch_kwh", "api_requests")), ("data", ("storage_gb", "api_calls", "llm_tokens")),
+        ("all", tuple(c["meter"] for c in PLAN["charges"])))
+
+
+def _measure_book() -> None:
+    from meterbill.domain.plans import parse_plan
+    from meterbill.domain.rating import rate
+
+    _, cases = _workload()
+    plans = [parse_plan(code, {**PLAN, "charges": [c for c in PLAN["charges"] if c["meter"] in meters]})
+             for code, meters in BOOK]
+    book = [(plans[i % len(plans)], c) for i, c in enumerate(cases)]
+
+    def rate_all() -> None:
+        for plan, c in book:
+            rate(plan, c["usages"], c["period"], c["full"], c["ctx"], meter_units=c["units"])
+
+    t = median_seconds(rate_all, repeats=7, number=5, warmup=2)
+    report("rating_mixed_book_customer_periods_per_s", N / t.median, "periods/s", ">= 20000",
+           note=f"1 core; {len(plans)} plans mixing all 7 models (2-3 charges each, one plan with all 7), "
+                f"customers spread evenly over them; time_of_use as above; {t.spread(N)}")
+
+
 def run() -> None:
+    _measure_book()
     _measure(around_the_clock=False)
     _measure(around_the_clock=True)
