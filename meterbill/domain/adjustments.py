@@ -16,12 +16,12 @@ import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
 from typing import Any
 
 from meterbill.domain.errors import InvalidField
 from meterbill.domain.instants import parse_instant
-from meterbill.domain.money import CONTEXT, format_amount, parse_decimal, quantize
+from meterbill.domain.money import CONTEXT, format_amount, minor_units, parse_decimal, quantize
 
 ZERO = Decimal(0)
 HUNDRED = Decimal(100)
@@ -220,6 +220,27 @@ def credit_taxes(credit: Decimal, invoice: Mapping[str, Any], currency: str) -> 
 def creditable(invoice: Mapping[str, Any]) -> Decimal:
     """What can still be credited on an invoice: its total less earlier credit notes."""
     return Decimal(invoice["total"]) - Decimal(invoice.get("credited_total") or 0)
+
+
+def creditable_before_tax(invoice: Mapping[str, Any]) -> Decimal:
+    """The largest pre-tax credit (tax-inclusive when the invoice's prices were) whose total with
+    the tax it gives back still fits in :func:`creditable` — rounded down, never over."""
+    left = creditable(invoice)
+    currency = invoice["currency"]
+    rate = sum((Decimal(t["percentage"]) for t in invoice.get("taxes") or []), ZERO)
+    if invoice.get("tax_inclusive") or not rate:
+        return max(left, ZERO)
+    unit = Decimal(1).scaleb(-minor_units(currency))
+
+    def fits(amount: Decimal) -> bool:
+        return amount + sum((t for _, t in credit_taxes(amount, invoice, currency)), ZERO) <= left
+
+    guess = quantize(CONTEXT.divide(left * HUNDRED, HUNDRED + rate), currency, ROUND_DOWN)
+    while fits(guess + unit):         # the tax is rounded: a step or two more may still fit
+        guess += unit
+    while guess > 0 and not fits(guess):
+        guess -= unit
+    return max(guess, ZERO)
 
 
 def credit_note_id(invoice_id: str, key: str) -> str:

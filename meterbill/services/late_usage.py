@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
 
+from meterbill.domain.adjustments import creditable_before_tax
 from meterbill.domain.charges import Part
 from meterbill.domain.instants import iso, parse_instant
 from meterbill.domain.invoices import invoice_id
@@ -24,7 +25,7 @@ from meterbill.domain.plans import Plan
 from meterbill.domain.rating import Line, Rated
 from meterbill.ports import BillingStore, Clock, ItemChange
 from meterbill.services.catalog import CatalogService
-from meterbill.services.credit_notes import CreditNoteService
+from meterbill.services.credit_notes import CreditNoteService, combine
 
 log = logging.getLogger(__name__)
 MAX_LATE_PER_RUN = 20   # late-usage periods settled per invoice (the rest on the next one)
@@ -115,6 +116,12 @@ class LateUsage:
             credit = -delta
             if discounted and before_discount:   # credit what was actually charged for it
                 credit = quantize(credit * (before_discount - discounted) / before_discount, original["currency"])
+            credit = min(credit, creditable_before_tax(original))
+            if credit <= 0:  # already credited in full: record what could not be credited, settle
+                log.warning("late usage lowers invoice %s by %s, but nothing is left to credit", original["id"], -delta)
+                uncredited = ItemChange("invoice", original["id"], "", {"late_uncredited": format(-delta, "f")})
+                self._store.apply_changes(combine([*settle, uncredited, settled_marker]))
+                continue
             parts = [{"label": p.label, "units": format(p.units, "f"), "amount": format(p.amount, "f")}
                      for p in _differences(original, rated)]
             self._credit_notes.issue(original["id"], {"amount": format(credit, "f"), "reason": "late_usage_adjustment",

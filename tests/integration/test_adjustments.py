@@ -324,3 +324,18 @@ def test_late_usage_for_a_void_invoice_is_settled_without_billing(catalog: Api, 
     close(catalog, DEC)
     assert [ln for ln in invoice_for(catalog, NOV)["lines"] if ln["type"] == "adjustment"] == []
     assert catalog.ok("GET", "/v1/credit-notes")["data"] == []
+
+
+def test_late_usage_lowering_a_fully_credited_invoice_never_blocks_billing(catalog: Api, drain: Any,
+                                                                          clock: Any) -> None:
+    send(catalog, drain, *[ev(i, tokens=300) for i in range(5)])
+    close(catalog, NOV)
+    october = invoice_for(catalog, "2026-10-01T00:00:00Z")
+    catalog.post("/v1/credit-notes", {"invoice": october["id"], "amount": "61.51", "reason": "order_change"})
+    send(catalog, drain, ev("refund", ts="2026-10-20T00:00:00Z", tokens=-500))
+    clock.advance(days=30)
+    run = close(catalog, DEC)
+    assert run["errors"] == [] and len(run["invoices_created"]) == 1
+    after = catalog.ok("GET", f"/v1/invoices/{october['id']}")
+    assert (after["late_uncredited"], after["rerated_subtotal"]) == ("2.50", "59.01")
+    assert len(catalog.ok("GET", "/v1/credit-notes")["data"]) == 1   # only the manual one

@@ -140,3 +140,14 @@ def test_invoice_parts_always_add_up(lines: list[tuple[str | None, Decimal]], ra
     assert D(doc["amount_due"]) == D(doc["total"]) - D(doc["credits_applied"]) >= 0
     assert sum((D(d["amount"]) for d in doc["discounts"]), D(0)) == D(doc["discount_total"])
     assert sum((D(c["amount"]) for c in doc["credits"]), D(0)) == D(doc["credits_applied"])
+
+
+def test_creditable_before_tax_fits_with_its_tax_and_never_over() -> None:
+    from meterbill.domain.adjustments import creditable_before_tax
+    invoice = {**INVOICE, "credited_total": "100.00"}  # 19.00 left, tax 19 %
+    best = creditable_before_tax(invoice)
+    # 15.96 + 3.03 tax = 18.99 fits; 15.97 + 3.03 = 19.00 also fits; 15.98 + 3.04 = 19.02 does not
+    assert best == D("15.97")
+    build_credit_note(note_id="cn", number="CN-4", invoice=invoice, amount=best, reason="other", memo=None,
+                      lines=[], created_at="t")
+    assert creditable_before_tax({**INVOICE, "credited_total": "119.00"}) == 0
