@@ -26,6 +26,7 @@ from meterbill.domain.rating import Line, Rated
 from meterbill.ports import BillingStore, Clock, ItemChange
 from meterbill.services.catalog import CatalogService
 from meterbill.services.credit_notes import CreditNoteService, combine
+from meterbill.services.errors import NotFound
 
 log = logging.getLogger(__name__)
 MAX_LATE_PER_RUN = 20   # late-usage periods settled per invoice (the rest on the next one)
@@ -56,16 +57,21 @@ class LateUsage:
                 break
         return out
 
-    def _rerate(self, customer: dict[str, Any], original: dict[str, Any]) -> tuple[Rated, Decimal, list[ItemChange]]:
+    def _rerate(self, customer: dict[str, Any], original: dict[str, Any]
+                ) -> tuple[Rated, Decimal, list[ItemChange]] | None:
         """Re-rate an invoiced period with the usage stored now and the plan version it was
         invoiced under. Returns the new rating, the difference to what has been billed for it so
-        far, and the changes that record it as settled."""
+        far, and the changes that record it as settled; None if it cannot be re-rated."""
         period = Period(parse_instant(original["period"]["start"], "start"),
                         parse_instant(original["period"]["end"], "end"), 0)
         versions = {k: int(v) for k, v in (original.get("plan_versions") or
                                             {original["plan"]: original["plan_version"]}).items()}
-        plan = self._catalog.effective_plan(original["plan"], None, versions[original["plan"]])
-        rated = self._rate_period(customer, plan, period, versions)
+        try:
+            plan = self._catalog.effective_plan(original["plan"], None, versions[original["plan"]])
+            rated = self._rate_period(customer, plan, period, versions)
+        except NotFound:  # a plan version saved before versions were archived: keep the marker, say so
+            log.error("late usage for invoice %s cannot be re-rated: plan version not stored", original["id"])
+            return None
         billed = Decimal(original.get("rerated_subtotal") or original.get("rated_subtotal") or original["subtotal"])
         settle = [ItemChange("invoice", original["id"], "",
                              {"rerated_subtotal": format_amount(rated.subtotal, plan.currency),
@@ -84,7 +90,10 @@ class LateUsage:
         for marker, original in self._periods(customer, period):
             if original["status"] == "void":
                 continue
-            rated, delta, settle = self._rerate(customer, original)
+            found = self._rerate(customer, original)
+            if found is None:
+                continue
+            rated, delta, settle = found
             if delta < 0:
                 continue  # credited by a credit note before the invoice is committed
             changes += [*settle, ItemChange("late", customer["id"], marker["sk"][5:], None,
@@ -108,7 +117,10 @@ class LateUsage:
                 log.warning("late usage for void invoice %s not billed", original["id"])
                 self._store.apply_changes([settled_marker])
                 continue
-            rated, delta, settle = self._rerate(customer, original)
+            found = self._rerate(customer, original)
+            if found is None:
+                continue
+            rated, delta, settle = found
             if delta >= 0:
                 continue
             discounted = Decimal(original.get("discount_total") or 0)

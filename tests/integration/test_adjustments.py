@@ -339,3 +339,19 @@ def test_late_usage_lowering_a_fully_credited_invoice_never_blocks_billing(catal
     after = catalog.ok("GET", f"/v1/invoices/{october['id']}")
     assert (after["late_uncredited"], after["rerated_subtotal"]) == ("2.50", "59.01")
     assert len(catalog.ok("GET", "/v1/credit-notes")["data"]) == 1   # only the manual one
+
+
+def test_late_usage_that_cannot_be_rerated_is_kept_not_dropped(catalog: Api, drain: Any, clock: Any,
+                                                                 container: Any, ddb: Any) -> None:
+    send(catalog, drain, ev(1, tokens=500))
+    close(catalog, NOV)
+    # a plan version saved before versions were archived: its copy is missing, and the plan moved on
+    ddb.delete_item(TableName="t-billing", Key={"pk": {"S": "PLAN#pro"}, "sk": {"S": "V#00000001"}})
+    catalog.ok("PUT", "/v1/plans/pro", {**{k: v for k, v in catalog.ok("GET", "/v1/plans/pro").items()
+                                           if k in ("currency", "interval", "name", "charges")}, "base_fee": "59.00"})
+    send(catalog, drain, ev("late", ts="2026-10-31T23:59:00Z", tokens=700))
+    clock.advance(days=30)
+    run = close(catalog, DEC)
+    assert run["errors"] == [] and len(run["invoices_created"]) == 1       # billing goes on
+    assert [ln["type"] for ln in invoice_for(catalog, NOV)["lines"]] == ["base_fee", "usage", "usage"]
+    assert [m["sk"] for m in container.billing_store.customer_items("late", "acme")] == ["LATE#2026-10-01T00:00:00Z"]
