@@ -129,7 +129,7 @@ class DiscountIn(Strict):
     percentage: str | None = Field(default=None, pattern=r"^\d+(\.\d+)?$", examples=["20"])
     amount: str | None = Field(default=None, pattern=r"^\d+(\.\d+)?$", description="fixed discounts, in the customer's currency")
     duration: Literal["once", "repeating", "forever"] = "once"
-    periods: int | None = Field(default=None, ge=1, le=1200, description="repeating: how many invoices")
+    periods: int | None = Field(default=None, ge=1, le=1200, description="repeating: how many billing periods")
     meter: str | None = Field(default=None, description="only this meter's charge; default the whole invoice")
     name: str | None = Field(default=None, max_length=200)
 

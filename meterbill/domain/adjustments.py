@@ -37,14 +37,23 @@ class Discount:
     kind: str                      # "percentage" | "fixed"
     value: Decimal                 # percent (20 = 20 %) or an amount in the customer's currency
     duration: str                  # once | repeating | forever
-    periods: int | None = None     # for "repeating": how many invoices it applies to
+    periods: int | None = None     # for "repeating": how many billing periods it applies to
     meter: str | None = None       # None: the whole invoice; else only that meter's lines
     name: str | None = None
-    applied: int = 0               # invoices it has been applied to
+    applied: int = 0               # billing periods it has been applied in
     remaining: Decimal | None = None  # fixed "once": the part not used yet (carried forward)
+    last_period: str | None = None    # the billing period it was last applied in
+    period_used: Decimal = ZERO       # fixed, per period: what that period's invoices took already
 
     @property
     def active(self) -> bool:
+        return self.active_in(None)
+
+    def active_in(self, period: str | None) -> bool:
+        """Whether it applies to an invoice of billing period ``period``. A period billed by several
+        invoices (progressive billing) counts once: all its invoices get the discount."""
+        if period is not None and period == self.last_period and not (self.kind == "fixed" and self.duration == "once"):
+            return self.kind == "percentage" or self.period_used < self.value
         if self.duration == "forever":
             return True
         if self.duration == "repeating":
@@ -95,7 +104,8 @@ def discount_from_doc(doc: Mapping[str, Any]) -> Discount:
     d = parse_discount(doc["id"], {**doc, "periods": None if periods is None else int(periods)})
     remaining = doc.get("remaining")
     return replace(d, applied=int(doc.get("applied", 0)),
-                   remaining=None if remaining is None else Decimal(remaining))
+                   remaining=None if remaining is None else Decimal(remaining),
+                   last_period=doc.get("last_period"), period_used=Decimal(doc.get("period_used") or 0))
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,21 +114,25 @@ class DiscountLine:
     amount: Decimal                # positive: what it takes off
     base: Decimal                  # what it applied to
 
-    def after(self, currency: str) -> dict[str, Any]:
-        """The discount's state once this invoice is final."""
+    def after(self, currency: str, period: str | None = None) -> dict[str, Any]:
+        """The discount's state once this invoice (of billing period ``period``) is final."""
         d = self.discount
-        state: dict[str, Any] = {"applied": d.applied + 1}
+        same = period is not None and period == d.last_period
+        state: dict[str, Any] = {"applied": d.applied + (0 if same else 1), "last_period": period}
         if d.kind == "fixed" and d.duration == "once":
             state["remaining"] = format_amount((d.value if d.remaining is None else d.remaining) - self.amount,
                                                currency)
+        elif d.kind == "fixed":
+            state["period_used"] = format_amount((d.period_used if same else ZERO) + self.amount, currency)
         return state
 
 
 def apply_discounts(lines: Iterable[tuple[str | None, Decimal]], discounts: Sequence[Discount],
-                    currency: str, rounding: str = ROUND_HALF_UP) -> list[DiscountLine]:
-    """``lines``: (meter or None, amount) of every line before discounts. Active discounts apply
-    in order; none takes more than what is left of its base after the ones before it, so the
-    invoice never goes below zero through discounts."""
+                    currency: str, rounding: str = ROUND_HALF_UP, period: str | None = None) -> list[DiscountLine]:
+    """``lines``: (meter or None, amount) of every line before discounts, of an invoice of billing
+    period ``period``. Active discounts apply in order; none takes more than what is left of its
+    base after the ones before it, so the invoice never goes below zero through discounts; a fixed
+    discount per period takes at most its amount over all the invoices of one period."""
     by_meter: dict[str | None, Decimal] = {}
     for meter, amount in lines:
         by_meter[meter] = by_meter.get(meter, ZERO) + amount
@@ -126,13 +140,16 @@ def apply_discounts(lines: Iterable[tuple[str | None, Decimal]], discounts: Sequ
     invoice_left = max(sum(by_meter.values(), ZERO), ZERO)
     out: list[DiscountLine] = []
     for d in discounts:
-        if not d.active:
+        if not d.active_in(period):
             continue
         base = min(left.get(d.meter, ZERO), invoice_left) if d.meter else invoice_left
         if d.kind == "percentage":
             amount = quantize(CONTEXT.divide(base * d.value, HUNDRED), currency, rounding)
-        else:
+        elif d.duration == "once":
             amount = quantize(d.value if d.remaining is None else d.remaining, currency)
+        else:
+            amount = quantize(d.value - (d.period_used if period is not None and period == d.last_period else ZERO),
+                              currency)
         amount = min(amount, base)
         out.append(DiscountLine(d, amount, base))
         invoice_left -= amount

@@ -200,7 +200,7 @@ class BillingService:
         cid, currency = customer["id"], plan.currency
         subtotal = sum((ln.amount for ln in lines), ZERO)
         discounts = apply_discounts([(ln.meter, ln.amount) for ln in lines], self._discounts(cid), currency,
-                                    plan.rounding)
+                                    plan.rounding, period.key)  # threshold invoices share their period's key
         taxable = subtotal - sum((d.amount for d in discounts), ZERO)
         address = customer.get("address") or {}
         party = TaxParty(address.get("country"), address.get("state"), bool(customer.get("tax_exempt")),
@@ -215,7 +215,8 @@ class BillingService:
                             period=period, rated=Rated(currency, tuple(lines), subtotal, subtotal, end_plan),
                             created_at=iso(self._clock()), taxes=taxes, tax_inclusive=plan.tax_inclusive,
                             discounts=discounts, credits=drawn)
-        changes = [ItemChange("discount", cid, d.discount.id, d.after(currency), {"applied": d.discount.applied})
+        changes = [ItemChange("discount", cid, d.discount.id, d.after(currency, period.key),
+                               {"applied": d.discount.applied})
                    for d in discounts]
         changes += [ItemChange("grant", cid, g.id, {"remaining": format_amount(g.remaining - a, currency)},
                                {"remaining": format_amount(g.remaining, currency)}) for g, a in drawn]

@@ -355,3 +355,25 @@ def test_late_usage_that_cannot_be_rerated_is_kept_not_dropped(catalog: Api, dra
     assert run["errors"] == [] and len(run["invoices_created"]) == 1       # billing goes on
     assert [ln["type"] for ln in invoice_for(catalog, NOV)["lines"]] == ["base_fee", "usage", "usage"]
     assert [m["sk"] for m in container.billing_store.customer_items("late", "acme")] == ["LATE#2026-10-01T00:00:00Z"]
+
+
+def test_discount_durations_count_periods_not_invoices_with_progressive_billing(catalog: Api, drain: Any,
+                                                                               clock: Any) -> None:
+    close(catalog, NOV)  # acme's October: T-000001
+    catalog.ok("PUT", "/v1/customers/big", {"name": "Big", "plan": "pro", "started_at": NOV, "billing_anchor": NOV,
+                                            "progressive_threshold": "20.00"})
+    catalog.ok("PUT", "/v1/customers/big/discounts/first", {"type": "percentage", "percentage": "10"})   # once
+    catalog.ok("PUT", "/v1/customers/big/discounts/monthly", {"type": "fixed", "amount": "5.00", "duration": "forever"})
+    send(catalog, drain, ev(1, customer="big", ts="2026-11-02T00:00:00Z", tokens=3000))
+    threshold = catalog.ok("GET", "/v1/invoices/" + catalog.ok("POST", "/v1/billing-runs", {})["invoices_created"][0])
+    # usage 20.00: 10 % = 2.00, then 5.00 of the monthly amount
+    assert [(d["discount"], d["amount"]) for d in threshold["discounts"]] == [("first", "2.00"), ("monthly", "5.00")]
+    clock.advance(days=60)
+    close(catalog, JAN)
+    mine = {i["period"]["start"][:7]: i for i in catalog.ok("GET", "/v1/invoices", params={"customer": "big"})["data"]
+            if i["kind"] == "period"}
+    # November's own invoice: 49.00 + 20.00 - 20.00 = 49.00; the once discount still applies in its period
+    # (10 % = 4.90) and November's 5.00 is used up by the threshold invoice
+    assert [(d["discount"], d["amount"]) for d in mine["2026-11"]["discounts"]] == [("first", "4.90")]
+    # December: the once discount is over; the monthly 5.00 again
+    assert [(d["discount"], d["amount"]) for d in mine["2026-12"]["discounts"]] == [("monthly", "5.00")]

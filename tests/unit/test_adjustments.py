@@ -35,7 +35,7 @@ def test_percentage_then_fixed_on_one_meter() -> None:
     got = apply_discounts(lines, [pct("10"), fixed("20.00", meter="tokens")], "USD")
     # 10 % of 61.51 = 6.151 -> 6.15; the fixed 20.00 is capped at the tokens line, 12.50
     assert [(g.amount, g.base) for g in got] == [(D("6.15"), D("61.51")), (D("12.50"), D("12.50"))]
-    assert got[1].after("USD") == {"applied": 1, "remaining": "7.50"}  # carried to the next invoice
+    assert got[1].after("USD", "P1") == {"applied": 1, "remaining": "7.50", "last_period": "P1"}  # carried forward
 
 
 def test_discount_lifetimes() -> None:
@@ -151,3 +151,17 @@ def test_creditable_before_tax_fits_with_its_tax_and_never_over() -> None:
     build_credit_note(note_id="cn", number="CN-4", invoice=invoice, amount=best, reason="other", memo=None,
                       lines=[], created_at="t")
     assert creditable_before_tax({**INVOICE, "credited_total": "119.00"}) == 0
+
+
+@given(st.lists(cents, min_size=1, max_size=5), st.sampled_from(["once", "repeating", "forever"]))
+def test_a_fixed_discount_takes_its_amount_at_most_once_per_period(invoices: list[Decimal], duration: str) -> None:
+    from meterbill.domain.adjustments import discount_from_doc
+    d = Discount("m", "fixed", D("25.00"), duration, periods=2 if duration == "repeating" else None)
+    taken = D(0)
+    for subtotal in invoices:   # the invoices of one billing period (progressive billing)
+        got = apply_discounts([(None, subtotal)], [d], "USD", period="P")
+        if got:
+            taken += got[0].amount
+            d = discount_from_doc({"id": "m", "type": "fixed", "amount": "25.00", "duration": duration,
+                                   "periods": d.periods, **got[0].after("USD", "P")})
+    assert taken <= D("25.00") and d.applied == 1
