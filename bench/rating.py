@@ -41,6 +41,18 @@ RANGE = {"api_calls": (0, 250_000), "llm_tokens": (0, 150_000_000), "gpu_seconds
 ZONES = ("UTC", "Europe/Berlin", "America/New_York", "Asia/Kolkata")
 
 
+def customer_period(i: int) -> tuple[str, datetime, Any, Any]:
+    """Customer ``i``'s time zone, billing anchor, billed period and full period (November 2026,
+    anchors spread over the month; 1 in 4 started mid-period: prorated fees)."""
+    from meterbill.domain.periods import Period, period_containing
+
+    tz = ZONES[i % len(ZONES)]
+    anchor = datetime(2026, 1 + i % 12, 1 + i % 28, tzinfo=timezone.utc)
+    full = period_containing(anchor, "month", tz, datetime(2026, 11, 15, tzinfo=timezone.utc))
+    start = full.start + timedelta(days=9, hours=i % 24) if i % 4 == 0 else full.start
+    return tz, anchor, Period(start, full.end, full.index), full
+
+
 def _states(rng: random.Random, meter: str) -> list[Any]:
     """A handful of bucket states whose roll-up lands somewhere in the meter's range."""
     from meterbill.domain.meters import BucketState
@@ -65,19 +77,13 @@ def _workload() -> tuple[Any, list[dict[str, Any]]]:
     from meterbill.domain.charges import PricingContext, Usage
     from meterbill.domain.instants import iso
     from meterbill.domain.meters import quantity
-    from meterbill.domain.periods import Period, period_containing
     from meterbill.domain.plans import parse_plan
 
     plan = parse_plan("scale", PLAN)
     rng = random.Random(11)
     cases = []
     for i in range(N):
-        tz = ZONES[i % len(ZONES)]
-        anchor = datetime(2026, 1 + i % 12, 1 + i % 28, tzinfo=timezone.utc)
-        full = period_containing(anchor, "month", tz, datetime(2026, 11, 15, tzinfo=timezone.utc))
-        # 1 in 4 customers started mid-period: prorated base fee.
-        start = full.start + timedelta(days=9, hours=i % 24) if i % 4 == 0 else full.start
-        period = Period(start, full.end, full.index)
+        tz, anchor, period, full = customer_period(i)
         states = {m: _states(rng, m) for m in AGGREGATION}
         cases.append({"customer": {"billing_anchor": iso(anchor), "timezone": tz}, "period": period,
                       "full": full, "states": states,

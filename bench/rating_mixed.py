@@ -6,11 +6,11 @@ day (~448 buckets a month), and for a customer active around the clock (every bu
 from __future__ import annotations
 
 import random
-from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
 from bench import median_seconds, report
+from bench.rating import customer_period
 
 N = 256  # distinct customer periods, cycled
 GPUS = ("h100", "a100", "a10g", "t4", None)  # None: events without the property
@@ -40,7 +40,6 @@ PLAN = {
                       "unit_amount": "0.07"}]},
     ],
 }
-ZONES = ("UTC", "Europe/Berlin", "America/New_York", "Asia/Kolkata")
 
 
 def _usages(rng: random.Random, period: Any, around_the_clock: bool = False) -> dict[str, Any]:
@@ -71,7 +70,6 @@ def _usages(rng: random.Random, period: Any, around_the_clock: bool = False) -> 
 
 def _workload(around_the_clock: bool = False) -> tuple[Any, list[dict[str, Any]]]:
     from meterbill.domain.charges import PricingContext
-    from meterbill.domain.periods import Period, period_containing
     from meterbill.domain.plans import parse_plan
 
     plan = parse_plan("mixed", PLAN)
@@ -80,11 +78,7 @@ def _workload(around_the_clock: bool = False) -> tuple[Any, list[dict[str, Any]]
     rng = random.Random(13)
     cases = []
     for i in range(N):
-        tz = ZONES[i % len(ZONES)]
-        anchor = datetime(2026, 1 + i % 12, 1 + i % 28, tzinfo=timezone.utc)
-        full = period_containing(anchor, "month", tz, datetime(2026, 11, 15, tzinfo=timezone.utc))
-        start = full.start + timedelta(days=9, hours=i % 24) if i % 4 == 0 else full.start  # 1 in 4 prorated
-        period = Period(start, full.end, full.index)
+        tz, _, period, full = customer_period(i)
         cases.append({"period": period, "full": full, "usages": _usages(rng, period, around_the_clock),
                       "ctx": PricingContext("USD", tz), "units": {"api_calls": "calls", "batch_kwh": "kWh"}})
     return plan, cases

@@ -58,7 +58,6 @@ def _logo_png(width: int = 300, height: int = 90) -> bytes:
 
 
 def _documents() -> list[dict[str, Any]]:
-    from meterbill.domain.charges import PricingContext, Usage
     from meterbill.domain.invoices import build_invoice
     from meterbill.domain.periods import Period
     from meterbill.domain.plans import parse_plan

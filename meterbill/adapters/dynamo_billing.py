@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -306,17 +306,19 @@ class DynamoBillingStore:
 
     # -- customer sub-items: late markers, discounts, credit grants ----------------------
     def customer_items(self, kind: str, customer_id: str) -> list[dict[str, Any]]:
-        kwargs: dict[str, Any] = {
+        return list(self._query_all({
             "TableName": self._t, "KeyConditionExpression": "pk = :p AND begins_with(sk, :s)",
             "ExpressionAttributeValues": {":p": {"S": f"CUS#{customer_id}"}, ":s": {"S": SUB_ITEMS[kind]}},
-            "ConsistentRead": True}
-        items: list[dict[str, Any]] = []
+            "ConsistentRead": True}))
+
+    def _query_all(self, kwargs: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        """Every item a query matches, page after page."""
         while True:
             resp = self._c.query(**kwargs)
-            items.extend(from_item(i) for i in resp.get("Items", []))
+            yield from (from_item(i) for i in resp.get("Items", []))
             if "LastEvaluatedKey" not in resp:
-                return items
-            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+                return
+            kwargs = {**kwargs, "ExclusiveStartKey": resp["LastEvaluatedKey"]}
 
     def put_customer_item(self, kind: str, customer_id: str, key: str, doc: Mapping[str, Any]) -> None:
         """Create once; Conflict if an item with that key exists."""
@@ -413,18 +415,12 @@ class DynamoBillingStore:
 
     def query_buckets(self, customer_id: str, start_s: int, end_s: int) -> list[StoredBucket]:
         """Buckets whose start lies in [start_s, end_s), with all their per-event values."""
-        items: list[StoredBucket] = []
-        kwargs: dict[str, Any] = {
+        items = [bucket_from_doc(d) for d in self._query_all({
             "TableName": self._t, "KeyConditionExpression": "pk = :p AND sk BETWEEN :a AND :b",
             "ExpressionAttributeValues": {":p": {"S": f"U#{customer_id}"}, ":a": {"S": f"{start_s:012d}"},
-                                          ":b": {"S": f"{end_s - 1:012d}~"}}}
-        while True:
-            resp = self._c.query(**kwargs)
-            items.extend(bucket_from_doc(from_item(i)) for i in resp.get("Items", []))
-            if "LastEvaluatedKey" not in resp:
-                self._read_pages([b for b in items if b.pages])
-                return items
-            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+                                          ":b": {"S": f"{end_s - 1:012d}~"}}})]
+        self._read_pages([b for b in items if b.pages])
+        return items
 
     # -- invoices --------------------------------------------------------------------
     def invoice_counter(self) -> int:

@@ -239,25 +239,35 @@ def document_name(doc: dict[str, Any], ext: str) -> str:
 HTML_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data: https:; base-uri 'none'; form-action 'none'"
 
 
-# The .pdf / .html routes are registered before GET /v1/invoices/<invoice_id>, whose pattern
-# would otherwise take "in_….pdf" as an id. No return annotation: the body is not JSON.
-@router.get("/v1/invoices/<invoice_id>.pdf", summary="The invoice as a PDF (A4, branded)",
-            responses={200: {"description": "PDF document",
-                             "content": {"application/pdf": {"schema": {"type": "string", "format": "binary"}}}}})
-def get_invoice_pdf(invoice_id: str):  # type: ignore[no-untyped-def]
-    doc = invoice_document(invoice_id, "pdf")
-    return Response(200, "application/pdf", body=container().renderer.pdf(doc),
+PDF_RESPONSES = {200: {"description": "PDF document",
+                        "content": {"application/pdf": {"schema": {"type": "string", "format": "binary"}}}}}
+HTML_RESPONSES = {200: {"description": "HTML page", "content": {"text/html": {"schema": {"type": "string"}}}}}
+
+
+def pdf_response(doc: dict[str, Any], body: bytes) -> Response:
+    return Response(200, "application/pdf", body=body,
                     headers={"Content-Disposition": document_name(doc, "pdf"), "Cache-Control": "private, no-cache"})
 
 
-@router.get("/v1/invoices/<invoice_id>.html", summary="The invoice as a self-contained HTML page",
-            responses={200: {"description": "HTML page",
-                             "content": {"text/html": {"schema": {"type": "string"}}}}})
-def get_invoice_html(invoice_id: str):  # type: ignore[no-untyped-def]
-    doc = invoice_document(invoice_id, "html")
-    return Response(200, "text/html; charset=utf-8", body=container().renderer.html(doc),
+def html_response(doc: dict[str, Any], body: str) -> Response:
+    return Response(200, "text/html; charset=utf-8", body=body,
                     headers={"Content-Disposition": document_name(doc, "html"), "Cache-Control": "private, no-cache",
                              "Content-Security-Policy": HTML_CSP, "X-Content-Type-Options": "nosniff"})
+
+
+# The .pdf / .html routes are registered before GET /v1/invoices/<invoice_id>, whose pattern
+# would otherwise take "in_….pdf" as an id. No return annotation: the body is not JSON.
+@router.get("/v1/invoices/<invoice_id>.pdf", summary="The invoice as a PDF (A4, branded)", responses=PDF_RESPONSES)
+def get_invoice_pdf(invoice_id: str):  # type: ignore[no-untyped-def]
+    doc = invoice_document(invoice_id, "pdf")
+    return pdf_response(doc, container().renderer.pdf(doc))
+
+
+@router.get("/v1/invoices/<invoice_id>.html", summary="The invoice as a self-contained HTML page",
+            responses=HTML_RESPONSES)
+def get_invoice_html(invoice_id: str):  # type: ignore[no-untyped-def]
+    doc = invoice_document(invoice_id, "html")
+    return html_response(doc, container().renderer.html(doc))
 
 
 @router.get("/v1/invoices/<invoice_id>")
@@ -300,42 +310,38 @@ def create_credit_note(body: Annotated[CreditNoteIn, Body()]) -> tuple[dict[str,
     return plain(container().credit_notes.issue(invoice, raw, key)), 201
 
 
-def credit_note_document(note_id: str, suffix: str) -> dict[str, Any]:
-    """As invoice_document: only the exact '<id>.<suffix>' ending names a credit note."""
-    found = None
-    if router.current_event.path.endswith(f"/{note_id}.{suffix}"):
-        found = container().billing_store.get_credit_note(note_id)
-    if found is None:
-        raise NotFound(f"credit note '{note_id}' does not exist", field="id")
-    return plain(found)
-
-
-# Registered before GET /v1/credit-notes/<note_id> for the same reason as the invoice documents.
-@router.get("/v1/credit-notes/<note_id>.pdf", summary="The credit note as a PDF (A4, branded)",
-            responses={200: {"description": "PDF document",
-                             "content": {"application/pdf": {"schema": {"type": "string", "format": "binary"}}}}})
-def get_credit_note_pdf(note_id: str):  # type: ignore[no-untyped-def]
-    doc = credit_note_document(note_id, "pdf")
-    return Response(200, "application/pdf", body=container().renderer.credit_note_pdf(doc),
-                    headers={"Content-Disposition": document_name(doc, "pdf"), "Cache-Control": "private, no-cache"})
-
-
-@router.get("/v1/credit-notes/<note_id>.html", summary="The credit note as a self-contained HTML page",
-            responses={200: {"description": "HTML page",
-                             "content": {"text/html": {"schema": {"type": "string"}}}}})
-def get_credit_note_html(note_id: str):  # type: ignore[no-untyped-def]
-    doc = credit_note_document(note_id, "html")
-    return Response(200, "text/html; charset=utf-8", body=container().renderer.credit_note_html(doc),
-                    headers={"Content-Disposition": document_name(doc, "html"), "Cache-Control": "private, no-cache",
-                             "Content-Security-Policy": HTML_CSP, "X-Content-Type-Options": "nosniff"})
-
-
-@router.get("/v1/credit-notes/<note_id>")
-def get_credit_note(note_id: str) -> dict[str, Any]:
+def credit_note_doc(note_id: str) -> dict[str, Any]:
     found = container().billing_store.get_credit_note(note_id)
     if found is None:
         raise NotFound(f"credit note '{note_id}' does not exist", field="id")
     return plain(found)
+
+
+def credit_note_document(note_id: str, suffix: str) -> dict[str, Any]:
+    """As invoice_document: only the exact '<id>.<suffix>' ending names a credit note."""
+    if not router.current_event.path.endswith(f"/{note_id}.{suffix}"):
+        raise NotFound(f"credit note '{note_id}' does not exist", field="id")
+    return credit_note_doc(note_id)
+
+
+# Registered before GET /v1/credit-notes/<note_id> for the same reason as the invoice documents.
+@router.get("/v1/credit-notes/<note_id>.pdf", summary="The credit note as a PDF (A4, branded)",
+            responses=PDF_RESPONSES)
+def get_credit_note_pdf(note_id: str):  # type: ignore[no-untyped-def]
+    doc = credit_note_document(note_id, "pdf")
+    return pdf_response(doc, container().renderer.credit_note_pdf(doc))
+
+
+@router.get("/v1/credit-notes/<note_id>.html", summary="The credit note as a self-contained HTML page",
+            responses=HTML_RESPONSES)
+def get_credit_note_html(note_id: str):  # type: ignore[no-untyped-def]
+    doc = credit_note_document(note_id, "html")
+    return html_response(doc, container().renderer.credit_note_html(doc))
+
+
+@router.get("/v1/credit-notes/<note_id>")
+def get_credit_note(note_id: str) -> dict[str, Any]:
+    return credit_note_doc(note_id)
 
 
 @router.get("/v1/credit-notes")

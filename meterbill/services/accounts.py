@@ -59,7 +59,7 @@ class AccountService:
             doc["percentage"] = format(discount.value, "f")
         else:
             doc["amount"] = format_amount(discount.value, customer["currency"])
-            if format_amount(discount.value, customer["currency"]) != format(discount.value, "f"):
+            if doc["amount"] != format(discount.value, "f"):
                 raise InvalidField("amount", f"has more decimals than {customer['currency']} allows")
         return self._create_once("discount", customer_id, discount_id, doc, DISCOUNT_TERMS)
 

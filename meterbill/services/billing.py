@@ -29,7 +29,7 @@ from meterbill.domain.rating import Line, Rated, Segment, rate_segments
 from meterbill.domain.taxes import TaxParty, tax_lines, total_with
 from meterbill.ports import BillingStore, Clock, ItemChange
 from meterbill.services.credit_notes import CreditNoteService
-from meterbill.services.late_usage import LateUsage
+from meterbill.services.late_usage import LateUsage, Rerated
 from meterbill.services.catalog import CatalogService
 from meterbill.services.errors import Conflict, InvalidField, NotFound
 
@@ -179,12 +179,12 @@ class BillingService:
     def _document(self, customer: dict[str, Any], plan: Plan, period: Period, seq: int | None) -> dict[str, Any]:
         return self._assemble(customer, plan, period, seq)[0]
 
-    def _assemble(self, customer: dict[str, Any], plan: Plan, period: Period, seq: int | None
-                  ) -> tuple[dict[str, Any], list[ItemChange]]:
+    def _assemble(self, customer: dict[str, Any], plan: Plan, period: Period, seq: int | None,
+                  rerated: list[Rerated] | None = None) -> tuple[dict[str, Any], list[ItemChange]]:
         """The invoice for ``period`` and, when it is final (``seq`` given), what committing it
         changes: late usage settled, discounts used, prepaid credits drawn."""
         rated = self.rate_period(customer, plan, period)
-        late_lines, changes = self._late.adjustments(customer, period)
+        late_lines, changes = self._late.adjustments(customer, period, rerated)
         lines = [*rated.lines, *late_lines, *self._already_invoiced(customer, period, plan.currency)]
         doc, more = self._finish(customer, plan, period, seq, lines, rated.plan, invoice_id(customer["id"], period))
         # what a late re-rating compares with and re-rates under: charges only, and the plan versions
@@ -209,9 +209,9 @@ class BillingService:
                           plan.tax_inclusive, plan.rounding)
         grants = [grant_from_doc(g) for g in self._store.customer_items("grant", cid)]
         drawn = draw_credits(total_with(taxable, taxes, plan.tax_inclusive), grants, period.end)
-        plan_doc = self._catalog.get_plan_doc(plan.code)
+        version = plan.version if plan.version is not None else int(self._catalog.get_plan_doc(plan.code)["version"])
         doc = build_invoice(invoice_id=inv_id, number=None if seq is None else invoice_number(self._prefix, seq),
-                            customer=customer, plan_code=plan.code, plan_version=int(plan_doc["version"]),
+                            customer=customer, plan_code=plan.code, plan_version=version,
                             period=period, rated=Rated(currency, tuple(lines), subtotal, subtotal, end_plan),
                             created_at=iso(self._clock()), taxes=taxes, tax_inclusive=plan.tax_inclusive,
                             discounts=discounts, credits=drawn)
@@ -353,9 +353,9 @@ class BillingService:
                              meter_units={c.meter: meters[c.meter].unit for p, _ in parts for c in p.charges})
 
     def _commit_one(self, customer: dict[str, Any], plan: Plan, period: Period) -> bool:
-        self._late.settle_credits(customer, period)
+        rerated = self._late.settle_credits(customer, period)
         seq = self._store.invoice_counter() + 1
-        inv, extra = self._assemble(customer, plan, period, seq)
+        inv, extra = self._assemble(customer, plan, period, seq, rerated)
         anchor = parse_instant(customer["billing_anchor"], "billing_anchor")
         next_end = period_containing(anchor, plan.interval, customer["timezone"], period.end).end
         changes = {"closed_through": iso(period.end), "next_close": iso(next_end),

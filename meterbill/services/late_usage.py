@@ -31,6 +31,7 @@ from meterbill.services.errors import NotFound
 log = logging.getLogger(__name__)
 MAX_LATE_PER_RUN = 20   # late-usage periods settled per invoice (the rest on the next one)
 ZERO = Decimal(0)
+Rerated = tuple[dict[str, Any], dict[str, Any], "tuple[Rated, Decimal, list[ItemChange]] | None"]
 RatePeriod = Callable[[dict[str, Any], Plan, Period, "Mapping[str, int] | None"], Rated]
 
 
@@ -83,14 +84,19 @@ class LateUsage:
                              {"rerated_subtotal": original.get("rerated_subtotal")})]
         return rated, rated.subtotal - billed, settle
 
-    def adjustments(self, customer: dict[str, Any], period: Period) -> tuple[list[Line], list[ItemChange]]:
-        """Positive differences become adjustment lines on this invoice, naming the original."""
+    def _rerated(self, customer: dict[str, Any], before: Period) -> list[Rerated]:
+        """Every late period before ``before``: (marker, original, its re-rating; None when the
+        original is void or cannot be re-rated)."""
+        return [(marker, original, None if original["status"] == "void" else self._rerate(customer, original))
+                for marker, original in self._periods(customer, before)]
+
+    def adjustments(self, customer: dict[str, Any], period: Period, rerated: list[Rerated] | None = None
+                    ) -> tuple[list[Line], list[ItemChange]]:
+        """Positive differences become adjustment lines on this invoice, naming the original.
+        ``rerated``: what :meth:`settle_credits` left (so a close re-rates each period once)."""
         lines: list[Line] = []
         changes: list[ItemChange] = []
-        for marker, original in self._periods(customer, period):
-            if original["status"] == "void":
-                continue
-            found = self._rerate(customer, original)
+        for marker, original, found in self._rerated(customer, period) if rerated is None else rerated:
             if found is None:
                 continue
             rated, delta, settle = found
@@ -107,21 +113,23 @@ class LateUsage:
                                   refers_to={"invoice": original["id"], "number": original["number"]}))
         return lines, changes
 
-    def settle_credits(self, customer: dict[str, Any], before: Period) -> None:
+    def settle_credits(self, customer: dict[str, Any], before: Period) -> list[Rerated]:
         """Late usage that lowers a final invoice (e.g. a negative sum, a lower 'latest'):
-        a credit note against that invoice, and void invoices are settled without billing."""
-        for marker, original in self._periods(customer, before):
+        a credit note against that invoice, and void invoices are settled without billing.
+        Returns the other re-ratings, for :meth:`adjustments`."""
+        rest: list[Rerated] = []
+        for marker, original, found in self._rerated(customer, before):
             settled_marker = ItemChange("late", customer["id"], marker["sk"][5:], None,
                                         {"late_batches": marker["late_batches"]})
             if original["status"] == "void":
                 log.warning("late usage for void invoice %s not billed", original["id"])
                 self._store.apply_changes([settled_marker])
                 continue
-            found = self._rerate(customer, original)
             if found is None:
                 continue
             rated, delta, settle = found
             if delta >= 0:
+                rest.append((marker, original, found))
                 continue
             discounted = Decimal(original.get("discount_total") or 0)
             before_discount = Decimal(original["subtotal"])
