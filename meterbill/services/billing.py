@@ -167,7 +167,7 @@ class BillingService:
         period = period_containing(anchor, plan.interval, customer["timezone"], max(self._clock(), started))
         if period.start < started:
             period = Period(started, period.end, period.index)
-        doc = self._document(customer, plan, period, None)
+        doc, _ = self._assemble(customer, plan, period, None)
         doc.update(status="upcoming", as_of=iso(self._clock()))
         return doc
 
@@ -175,9 +175,6 @@ class BillingService:
         inv, _ = self._assemble(customer, plan, period, None)
         self._store.save_draft(inv, customer["id"])
         return str(inv["id"])
-
-    def _document(self, customer: dict[str, Any], plan: Plan, period: Period, seq: int | None) -> dict[str, Any]:
-        return self._assemble(customer, plan, period, seq)[0]
 
     def _assemble(self, customer: dict[str, Any], plan: Plan, period: Period, seq: int | None,
                   rerated: list[Rerated] | None = None) -> tuple[dict[str, Any], list[ItemChange]]:
