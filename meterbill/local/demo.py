@@ -1,7 +1,8 @@
 """`meterbill demo`: show the product working end to end in a minute, over the HTTP API only.
 
 Sends usage for a customer that does not exist yet (pending), creates the customer, waits until
-every event is aggregated, closes October 2026 and prints the invoice next to the amount the
+every event is aggregated, closes the last month that has ended (derived from the clock, so the
+demo works on any day) and prints the invoice next to the amount the
 demo computed on its own from the events it sent.
 """
 
@@ -15,12 +16,12 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
 from meterbill.local import stack
 
-PERIOD_START, PERIOD_END = "2026-10-01T00:00:00Z", "2026-11-01T00:00:00Z"
 TIERS = [(Decimal(100_000), Decimal("0.00002")), (None, Decimal("0.00001"))]
 BASE_FEE = Decimal("49.00")
 
@@ -45,6 +46,16 @@ class Api:
         if status >= 300:
             raise SystemExit(f"{method} {path} -> {status}: {json.dumps(doc)}")
         return doc
+
+
+def last_ended_month(now: datetime) -> tuple[datetime, datetime]:
+    """[start, end) of the calendar month before ``now``'s (UTC)."""
+    end = now.astimezone(timezone.utc).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    return (end - timedelta(days=1)).replace(day=1), end
+
+
+def _iso(dt: datetime) -> str:
+    return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def expected_total(tokens: int) -> Decimal:
@@ -89,9 +100,12 @@ def demo(url: str | None, key: str | None, n_events: int) -> int:
                                              "display_name": "LLM output tokens",
                                              "tiers": [{"up_to": "100000", "unit_amount": "0.00002"},
                                                        {"up_to": None, "unit_amount": "0.00001"}]}]})
+    start, end = last_ended_month(datetime.now(timezone.utc))
+    period_start, period_end = _iso(start), _iso(end)
+    days = (end - start).days
     rng = random.Random(run)
     events = [{"id": f"{customer}-{i}", "customer": customer, "type": "llm.completion",
-               "timestamp": f"2026-10-{1 + i % 31:02d}T{9 + i % 8:02d}:{i % 60:02d}:{i % 47:02d}Z",
+               "timestamp": _iso(start + timedelta(days=i % days, hours=9 + i % 8, minutes=i % 60, seconds=i % 47)),
                "properties": {"output_tokens": rng.randint(1, 200), "model": rng.choice(["small", "large"])}}
               for i in range(n_events)]
     tokens = sum(e["properties"]["output_tokens"] for e in events)
@@ -105,11 +119,11 @@ def demo(url: str | None, key: str | None, n_events: int) -> int:
           f"customer unknown so far -> pending; re-sent 500 -> {resend['duplicates']} duplicates")
     api.ok("PUT", f"/v1/customers/{customer}", {
         "name": "Demo Corp", "email": "billing@demo.example", "plan": "demo_pro",
-        "started_at": PERIOD_START, "billing_anchor": PERIOD_START, "payment_terms_days": 14,
+        "started_at": period_start, "billing_anchor": period_start, "payment_terms_days": 14,
         "address": {"line1": "1 Demo Street", "city": "Springfield", "country": "US"}})
     deadline = time.monotonic() + 120
     while True:
-        usage = api.ok("GET", f"/v1/customers/{customer}/usage?from={PERIOD_START}&to={PERIOD_END}"
+        usage = api.ok("GET", f"/v1/customers/{customer}/usage?from={period_start}&to={period_end}"
                               f"&meter=llm_tokens&window=day")
         seen = sum(Decimal(p["value"]) for m in usage["meters"] for p in m["points"])
         if seen == tokens:
@@ -118,11 +132,14 @@ def demo(url: str | None, key: str | None, n_events: int) -> int:
             raise SystemExit(f"aggregation did not catch up: {seen} of {tokens} tokens")
         time.sleep(0.3)
     print(f"aggregated usage: {seen} tokens over {sum(len(m['points']) for m in usage['meters'])} days")
-    api.ok("POST", "/v1/billing-runs", {"as_of": PERIOD_END})
-    api.ok("POST", "/v1/billing-runs", {"as_of": PERIOD_END})  # idempotent: no second invoice
-    invoices = api.ok("GET", f"/v1/invoices?customer={customer}")["data"]
+    api.ok("POST", "/v1/billing-runs", {"as_of": period_end})
+    api.ok("POST", "/v1/billing-runs", {"as_of": period_end})  # idempotent: no second invoice
+    # The local timer may close later periods too (the month may end while the demo runs): the
+    # demo's month must have exactly one invoice.
+    invoices = [i for i in api.ok("GET", f"/v1/invoices?customer={customer}")["data"]
+                if i["period"]["start"] == period_start]
     if len(invoices) != 1:
-        raise SystemExit(f"expected exactly one invoice, found {len(invoices)}")
+        raise SystemExit(f"expected exactly one invoice for {period_start[:7]}, found {len(invoices)}")
     print_invoice(invoices[0])
     want = expected_total(tokens)
     ok = Decimal(invoices[0]["total"]) == want

@@ -472,3 +472,16 @@ def test_closed_periods_tile_from_the_start(
         assert got[0].start == start
     everything = closed_periods(anchor, interval, tz, start, None, until)
     assert got == [p for p in everything if after is None or p.end > after]
+
+
+def test_demo_month_is_derived_from_the_clock_on_any_day() -> None:
+    """The demo closes the last month that has ended, whatever today is (no hard-coded month)."""
+    from meterbill.local.demo import last_ended_month
+
+    utc = timezone.utc
+    assert last_ended_month(datetime(2026, 12, 1, 0, 0, tzinfo=utc)) == (
+        datetime(2026, 11, 1, tzinfo=utc), datetime(2026, 12, 1, tzinfo=utc))
+    assert last_ended_month(datetime(2027, 1, 31, 23, 59, 59, tzinfo=utc)) == (
+        datetime(2026, 12, 1, tzinfo=utc), datetime(2027, 1, 1, tzinfo=utc))
+    assert last_ended_month(datetime(2028, 3, 15, 12, tzinfo=utc)) == (
+        datetime(2028, 2, 1, tzinfo=utc), datetime(2028, 3, 1, tzinfo=utc))
