@@ -38,5 +38,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         metrics.add_metric("EventsNotAggregatable", MetricUnit.Count, outcome.invalid)
     if outcome.conflicts:
         metrics.add_metric("EventIdConflicts", MetricUnit.Count, outcome.conflicts)
+    if outcome.dead_lettered:  # alarmed in template.yaml: usage kept aside needs a person
+        metrics.add_metric("UsageDeadLettered", MetricUnit.Count, outcome.dead_lettered)
     logger.info("stream batch applied", extra={"outcome": outcome.as_dict()})
     return {"batchItemFailures": []}

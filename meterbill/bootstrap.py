@@ -13,8 +13,9 @@ from botocore.config import Config
 from meterbill.adapters.dynamo_billing import DynamoBillingStore
 from meterbill.adapters.dynamo_codec import install_pass_through
 from meterbill.adapters.dynamo_events import DynamoEventStore, decode_stream
+from meterbill.adapters.dynamo_stream import StreamWatermark
 from meterbill.config import Settings
-from meterbill.ports import Clock
+from meterbill.ports import Clock, UsageWatermark
 from meterbill.rendering import InvoiceRenderer
 from meterbill.services.accounts import AccountService
 from meterbill.services.aggregation import AggregationService
@@ -45,6 +46,7 @@ class Container:
     usage: UsageService
     keys: KeyService
     renderer: InvoiceRenderer
+    watermark: UsageWatermark
 
 
 def dynamodb_client(settings: Settings) -> Any:
@@ -55,11 +57,19 @@ def dynamodb_client(settings: Settings) -> Any:
     return install_pass_through(client)
 
 
+def streams_client(settings: Settings) -> Any:
+    config = Config(retries={"max_attempts": 5, "mode": "standard"}, connect_timeout=3, read_timeout=10)
+    return boto3.session.Session().client("dynamodbstreams", region_name=settings.region,
+                                          endpoint_url=settings.dynamodb_endpoint, config=config)
+
+
 def bootstrap(settings: Settings | None = None, *, client: Any = None, clock: Clock | None = None,
               cache_ttl_s: float = 10.0) -> Container:
     settings = settings or Settings.from_env()
     client = client or dynamodb_client(settings)
     clock = clock or utc_now
+    watermark = StreamWatermark(streams_client(settings), client, settings.events_table, settings.billing_table,
+                                settle_s=settings.stream_settle_s, max_wait_s=settings.usage_wait_s)
     events = DynamoEventStore(client, settings.events_table)
     store = DynamoBillingStore(client, settings.billing_table)
     catalog = CatalogService(store, clock, cache_ttl_s=cache_ttl_s)
@@ -67,13 +77,13 @@ def bootstrap(settings: Settings | None = None, *, client: Any = None, clock: Cl
     return Container(
         settings=settings, clock=clock, events_store=events, billing_store=store, catalog=catalog,
         ingest=IngestService(events, catalog, clock, store),
-        aggregation=AggregationService(store, catalog, clock, decode_stream),
+        aggregation=AggregationService(store, catalog, clock, decode_stream, watermark),
         billing=BillingService(store, catalog, clock, credit_notes, settings.invoice_prefix, settings.grace_hours,
-                               settings.seller_country),
+                               settings.seller_country, watermark),
         accounts=AccountService(store, catalog, clock), credit_notes=credit_notes,
         usage=UsageService(store, catalog, clock),
         keys=KeyService(store, clock),
-        renderer=InvoiceRenderer(settings),
+        renderer=InvoiceRenderer(settings), watermark=watermark,
     )
 
 

@@ -34,6 +34,17 @@ def _grace(value: str | None) -> float:
     return hours
 
 
+def _seconds(env: Mapping[str, str], name: str, default: float, most: float) -> float:
+    value = env.get(name)
+    try:
+        seconds = float(value) if value else default
+    except ValueError:
+        raise ValueError(f"{name} must be a number of seconds, not {value!r}") from None
+    if not 0 <= seconds <= most:
+        raise ValueError(f"{name} must be between 0 and {most:g} seconds")
+    return seconds
+
+
 @dataclass(frozen=True)
 class Settings:
     events_table: str = "meterbill-events"
@@ -44,6 +55,10 @@ class Settings:
     credit_note_prefix: str = "CN-"
     grace_hours: float = 0.0               # an ended period's invoice stays a draft this long
     seller_country: str | None = None      # ISO 3166-1 alpha-2 of the seller (EU reverse charge)
+    # The usage watermark (docs/decisions.md): a billing run waits at most this long for
+    # aggregation to apply every event accepted before it started, else it finalizes nothing.
+    usage_wait_s: float = 20.0
+    stream_settle_s: float = 1.0           # a write's stream record is readable within this
     # Invoice documents (HTML/PDF): the seller's branding and payment instructions.
     brand_name: str = ""
     brand_address: str = ""                # multi-line
@@ -64,6 +79,8 @@ class Settings:
             invoice_prefix=env.get("METERBILL_INVOICE_PREFIX", cls.invoice_prefix),
             credit_note_prefix=env.get("METERBILL_CREDIT_NOTE_PREFIX", cls.credit_note_prefix),
             grace_hours=_grace(env.get("METERBILL_GRACE_HOURS")),
+            usage_wait_s=_seconds(env, "METERBILL_USAGE_WAIT_S", cls.usage_wait_s, 840),
+            stream_settle_s=_seconds(env, "METERBILL_STREAM_SETTLE_S", cls.stream_settle_s, 30),
             seller_country=(env.get("METERBILL_SELLER_COUNTRY") or "").strip().upper() or None,
             brand_name=env.get("METERBILL_BRAND_NAME", "").strip(),
             brand_address=_multiline(env.get("METERBILL_BRAND_ADDRESS")),

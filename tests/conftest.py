@@ -64,7 +64,9 @@ def container(ddb: Any, clock: FakeClock) -> Any:
     from meterbill.bootstrap import bootstrap
     from meterbill.config import Settings
 
-    return bootstrap(Settings(events_table="t-events", billing_table="t-billing", invoice_prefix="T-"),
+    # moto's stream is synchronous (no settle time); a run that finds unapplied usage decides at once
+    return bootstrap(Settings(events_table="t-events", billing_table="t-billing", invoice_prefix="T-",
+                              usage_wait_s=0, stream_settle_s=0),
                      client=ddb, clock=clock, cache_ttl_s=0)
 
 

@@ -17,6 +17,8 @@ Item layout (pk / sk):
   CN#<id>      / CREDITNOTE   gsi1: CN#<invoice id> / <number>   gsi2: CREDITNOTES / <number>
   KEY#<sha256> / KEY          API key (hash only)
   AGGDONE#<first seq> / DONE  a stream batch fully applied (TTL 2 days: streams keep 24 h)
+  DEADLETTER / <batch>#<key>  usage the aggregator could not apply (undecodable, unstorable)
+  STREAMPOS / <shard id>      the aggregator's checkpoint per stream shard (the usage watermark)
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from botocore.exceptions import ClientError
 from meterbill.adapters.dynamo_codec import decode_cursor, encode_cursor, from_item, to_item
 from meterbill.domain.meters import BucketState
 from meterbill.ports import BucketKey, ItemChange, StoredBucket
-from meterbill.services.errors import Conflict
+from meterbill.services.errors import Conflict, UnstorableItem
 
 BATCH_GET = 100
 MAX_ATTEMPTS = 8
@@ -42,6 +44,11 @@ MAX_ATTEMPTS = 8
 VALUES_INLINE = 16_384
 PAGE_MAX = 200_000
 REFS_MAX = 1_000
+
+
+# DynamoDB's ValidationException messages for an item it can never store (retrying is useless)
+UNSTORABLE_MESSAGES = ("Item size has exceeded", "Item size to update has exceeded", "Number overflow",
+                       "Number underflow", "significant digits")
 
 
 class ThrottledError(RuntimeError):
@@ -270,6 +277,20 @@ class DynamoBillingStore:
                       ) -> tuple[list[dict[str, Any]], str | None]:
         return self._query_index("gsi2", "DUE", limit, cursor, sk_max=as_of_iso + "~")
 
+    def fence_close(self, customer_id: str, through_iso: str) -> None:
+        """A billing run is about to read the customer's usage up to ``through_iso`` to finalize
+        it. Does not change the profile's version (the invoice commit's condition)."""
+        try:
+            self._c.update_item(
+                TableName=self._t, Key={"pk": {"S": f"CUS#{customer_id}"}, "sk": {"S": "PROFILE"}},
+                UpdateExpression="SET closing_through = :t",
+                ConditionExpression="attribute_exists(pk) AND (attribute_not_exists(closing_through) "
+                                    "OR closing_through < :t)",
+                ExpressionAttributeValues={":t": {"S": through_iso}})
+        except ClientError as exc:
+            if not _conditional_failed(exc):
+                raise
+
     def note_pending(self, customer_id: str, events: int, first_ms: int, at_iso: str) -> None:
         """Usage arrived for a customer that does not exist yet (one write per customer per batch)."""
         self._c.update_item(
@@ -348,6 +369,20 @@ class DynamoBillingStore:
         found = self._batch_get([(f"AGGDONE#{b}", "DONE") for b in batch_ids])
         return {d["pk"][8:]: d["last"] for d in found}
 
+    def dead_letter(self, batch_id: str, key: str, doc: Mapping[str, Any]) -> None:
+        """Usage the aggregator could not apply (kept for audit and replay; idempotent by key)."""
+        self._c.put_item(TableName=self._t, Item=to_item({**doc, "pk": "DEADLETTER", "sk": f"{batch_id}#{key}",
+                                                          "batch": batch_id}))
+
+    def list_dead_letters(self, limit: int, cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
+        kwargs: dict[str, Any] = {"TableName": self._t, "KeyConditionExpression": "pk = :p",
+                                  "ExpressionAttributeValues": {":p": {"S": "DEADLETTER"}}, "Limit": limit}
+        start = decode_cursor(cursor)
+        if start:
+            kwargs["ExclusiveStartKey"] = start
+        resp = self._c.query(**kwargs)
+        return [from_item(i) for i in resp.get("Items", [])], encode_cursor(resp.get("LastEvaluatedKey"))
+
     def mark_batch_done(self, batch_id: str, last_seq: str, expires_at_s: int) -> None:
         self._c.put_item(TableName=self._t, Item={
             "pk": {"S": f"AGGDONE#{batch_id}"}, "sk": {"S": "DONE"}, "last": {"S": last_seq},
@@ -372,6 +407,12 @@ class DynamoBillingStore:
                 self._put(doc, "v = :v", {":v": expected_version})
         except Conflict:
             return False
+        except ClientError as exc:
+            message = exc.response.get("Error", {}).get("Message", "")
+            if exc.response.get("Error", {}).get("Code") == "ValidationException" and any(
+                    m in message for m in UNSTORABLE_MESSAGES):
+                raise UnstorableItem(message[:300]) from exc
+            raise
         return True
 
     @staticmethod
@@ -418,7 +459,8 @@ class DynamoBillingStore:
         items = [bucket_from_doc(d) for d in self._query_all({
             "TableName": self._t, "KeyConditionExpression": "pk = :p AND sk BETWEEN :a AND :b",
             "ExpressionAttributeValues": {":p": {"S": f"U#{customer_id}"}, ":a": {"S": f"{start_s:012d}"},
-                                          ":b": {"S": f"{end_s - 1:012d}~"}}})]
+                                          ":b": {"S": f"{end_s - 1:012d}~"}},
+            "ConsistentRead": True})]
         self._read_pages([b for b in items if b.pages])
         return items
 

@@ -95,11 +95,28 @@ def decode_stream(records: Sequence[Mapping[str, Any]]) -> list[StreamChange]:
     out = []
     for rec in records:
         data = rec["dynamodb"]
+        created = created_epoch_s(data.get("ApproximateCreationDateTime"))
         new, old = data.get("NewImage"), data.get("OldImage")
-        out.append(StreamChange(data["SequenceNumber"], rec["eventName"],
-                                image_to_event(new) if new else None,
-                                old["h"]["S"] if old else None))
+        try:
+            out.append(StreamChange(data["SequenceNumber"], rec["eventName"],
+                                    image_to_event(new) if new else None,
+                                    old["h"]["S"] if old else None, created))
+        except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
+            # a record that can never be decoded must not block its shard: the aggregator
+            # dead-letters it (deterministically, so a retried batch does the same)
+            key = (data.get("Keys") or {}).get("id", {}).get("S", "?")
+            out.append(StreamChange(data["SequenceNumber"], "INVALID", None, None, created,
+                                    f"event {key}: undecodable stream record ({type(exc).__name__}: {exc})"[:500]))
     return out
+
+
+def created_epoch_s(value: Any) -> float | None:
+    """ApproximateCreationDateTime: epoch seconds in a Lambda event, a datetime from boto3."""
+    if value is None:
+        return None
+    if hasattr(value, "timestamp"):
+        return float(value.timestamp())
+    return float(value)
 
 
 def image_to_event(image: Mapping[str, Any]) -> Event:

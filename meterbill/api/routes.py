@@ -4,6 +4,7 @@ The same Router is served by API Gateway (Lambda) and by HttpResolverLocal (uvic
 
 from __future__ import annotations
 
+import logging
 import re
 from decimal import Decimal
 from typing import Annotated, Any
@@ -21,9 +22,10 @@ from meterbill.domain.instants import parse_instant
 from meterbill.domain.invoices import public_view
 from meterbill.services.errors import NotFound
 
+log = logging.getLogger(__name__)
 router = Router()
 metrics = Metrics()
-HIDDEN = {"pk", "sk", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk", "next_close"}
+HIDDEN = {"pk", "sk", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk", "next_close", "closing_through"}
 
 
 def container() -> Container:
@@ -64,8 +66,17 @@ Cursor = Annotated[str | None, Query()]
 
 
 @router.get("/v1/health")
-def health() -> dict[str, str]:
-    return {"status": "ok"}
+def health() -> dict[str, Any]:
+    """Liveness, and how far behind aggregation is (cached for a few seconds: public endpoint)."""
+    try:
+        lag = container().watermark.lag()
+    except Exception:  # the API is up even when the stream cannot be read right now
+        log.exception("usage watermark unavailable")
+        return {"status": "ok", "aggregation": {"status": "unknown"}}
+    if lag is None:
+        return {"status": "ok", "aggregation": {"status": "caught_up", "lag_s": 0}}
+    return {"status": "ok", "aggregation": {"status": "behind", "lag_s": round(lag.age_s, 3),
+                                            "oldest_unapplied": lag.oldest_unapplied, "shard": lag.shard}}
 
 
 # -- meters / plans ------------------------------------------------------------------

@@ -88,6 +88,7 @@ def prepare_environment(endpoint: str) -> None:
     os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "meterbill")
     os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "meterbill")
     os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")  # no EMF spam on a terminal
+    os.environ.setdefault("METERBILL_STREAM_SETTLE_S", "0")        # moto's stream is synchronous
 
 
 def create_tables(endpoint: str) -> None:

@@ -13,21 +13,23 @@ prunes them: a bucket carries markers only of batches still in flight, whatever 
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import ROUND_HALF_EVEN, Context, Decimal, Inexact, InvalidOperation, Overflow, Underflow, localcontext
 from typing import Any
 
 from meterbill.domain.events import Event
 from meterbill.domain.instants import from_ms, iso, parse_instant, to_ms
 from meterbill.domain.meters import BucketState, Meter, bucket_start, group_key, matches, problem_for
 from meterbill.domain.periods import period_containing
-from meterbill.ports import BillingStore, BucketKey, Clock, StoredBucket, StreamChange, StreamDecoder
+from meterbill.ports import BillingStore, BucketKey, Clock, StoredBucket, StreamChange, StreamDecoder, UsageWatermark
 from meterbill.services.catalog import CatalogService
-from meterbill.services.errors import NotFound
+from meterbill.services.errors import NotFound, UnstorableItem
 
 log = logging.getLogger(__name__)
 MARKER_TTL_S = 25 * 3600      # streams keep records 24 h: no batch is retried later than that
@@ -40,6 +42,56 @@ def seq_key(seq: str) -> tuple[int, str]:
     return (len(seq), seq)
 
 
+# Bucket arithmetic: DynamoDB numbers carry 38 significant digits; a result that would need more
+# is refused (Inexact), never silently rounded.
+BUCKET_CONTEXT = Context(prec=38, rounding=ROUND_HALF_EVEN, Emax=125, Emin=-130, traps=[Inexact, Overflow,
+                                                                                     Underflow, InvalidOperation])
+
+
+def storable_number(value: Decimal | None) -> bool:
+    """Can DynamoDB store ``value`` exactly? (38 significant digits, 1E-130 <= |x| < 1E+126)"""
+    if value is None:
+        return True
+    if not value.is_finite():
+        return False
+    if value == 0:
+        return True
+    digits = len(value.normalize(BUCKET_CONTEXT).as_tuple().digits)
+    return digits <= 38 and -130 <= value.adjusted() <= 125
+
+
+def storable(state: BucketState) -> bool:
+    return (storable_number(state.sum) and storable_number(state.max) and storable_number(state.min)
+            and (state.latest is None or storable_number(state.latest[2]))
+            and all(storable_number(v) for v in state.values))
+
+
+def add_exactly(state: BucketState, todo: list[Contribution]) -> bool:
+    """Add the contributions in place; False if a result would not be stored exactly (then
+    ``state`` is partly changed and must be discarded)."""
+    try:
+        with localcontext(BUCKET_CONTEXT):
+            for _, event, meter in todo:
+                state.add(meter, event)
+    except (ArithmeticError, ValueError):
+        return False
+    return storable(state)
+
+
+def add_storable(state: BucketState, todo: list[Contribution]) -> tuple[BucketState, list[Contribution]]:
+    """The slow path, only when something is wrong: add one contribution at a time and leave out
+    (return) each one that would make the bucket unstorable, instead of failing the write, and
+    so the batch, forever. Deterministic: a retried batch leaves out the same ones."""
+    dead: list[Contribution] = []
+    for item in todo:
+        trial = copy.deepcopy(state)
+        if add_exactly(trial, [item]):
+            state = trial
+        else:
+            dead.append(item)
+    return state, dead
+
+
 @dataclass(slots=True)
 class BatchOutcome:
     records: int = 0
@@ -48,6 +100,7 @@ class BatchOutcome:
     skipped_already_applied: int = 0
     invalid: int = 0
     conflicts: int = 0
+    dead_lettered: int = 0    # contributions or records kept aside (DEADLETTER items), never retried forever
 
     def as_dict(self) -> dict[str, int]:
         return {k: getattr(self, k) for k in self.__slots__}
@@ -56,24 +109,51 @@ class BatchOutcome:
 Contribution = tuple[str, Event, Meter]  # (stream sequence number, event, meter)
 
 
+def closed_or_closing(profile: Mapping[str, Any] | None) -> datetime | None:
+    """Up to when a customer's usage is invoiced or being invoiced: the later of the closed-through
+    mark and the fence a billing run sets before it reads a period's buckets."""
+    if not profile:
+        return None
+    marks = [parse_instant(profile[k], k) for k in ("closed_through", "closing_through") if profile.get(k)]
+    return max(marks) if marks else None
+
+
 class AggregationService:
     def __init__(self, store: BillingStore, catalog: CatalogService, clock: Clock,
-                 decode: StreamDecoder) -> None:
+                 decode: StreamDecoder, watermark: UsageWatermark | None = None) -> None:
         self._store = store
         self._catalog = catalog
         self._clock = clock
         self._decode = decode
+        self._watermark = watermark
         self._known_done: set[str] = set()  # completed batch ids: facts, safe to cache
 
     def apply(self, records: Sequence[Mapping[str, Any]]) -> BatchOutcome:
-        out = BatchOutcome(records=len(records))
-        changes = self._skip_completed(self._decode(records))
+        """Apply one stream batch exactly once; then advance the shard's checkpoint (the usage
+        watermark billing runs wait for), also when a redelivered batch had nothing left to do."""
+        decoded = self._decode(records)
+        out = self._apply(decoded)
+        if decoded and self._watermark is not None:
+            self._watermark.applied(decoded[0].seq, decoded[-1].seq, decoded[-1].created_s)
+        return out
+
+    def _apply(self, decoded: list[StreamChange]) -> BatchOutcome:
+        out = BatchOutcome(records=len(decoded))
+        changes = self._skip_completed(decoded)
         if not changes:
             return out
         batch_id = changes[0].seq
         by_type = self._catalog.meters_by_type()
         contributions: dict[BucketKey, list[Contribution]] = defaultdict(list)
+        now = self._clock()
         for change in changes:
+            if change.kind == "INVALID":
+                out.invalid += 1
+                out.dead_lettered += 1
+                log.error("stream record %s dead-lettered: %s", change.seq, change.problem)
+                self._store.dead_letter(batch_id, f"record#{change.seq}", {
+                    "seq": change.seq, "events": [], "problem": change.problem or "", "at": iso(now)})
+                continue
             if change.kind == "MODIFY" and change.event is not None and change.old_digest != change.event.digest:
                 out.conflicts += 1
                 log.error("event id %s was overwritten with different content; the first version "
@@ -92,7 +172,6 @@ class AggregationService:
                     continue
                 key = (event.customer, bucket_start(event.ts_ms), meter.code, group_key(meter, event))
                 contributions[key].append((change.seq, event, meter))
-        now = self._clock()
         if not contributions:
             self._store.mark_batch_done(batch_id, changes[-1].seq, int(now.timestamp()) + DONE_TTL_S)
             return out
@@ -105,9 +184,10 @@ class AggregationService:
             futures = [pool.submit(self._apply_bucket, key, items, current.get(key), batch_id, now.timestamp())
                        for key, items in contributions.items()]
             for future in futures:
-                written, skipped = future.result()
+                written, skipped, dead = future.result()
                 out.buckets_written += written
                 out.skipped_already_applied += skipped
+                out.dead_lettered += dead
         self._mark_late(contributions, now)
         self._store.mark_batch_done(batch_id, changes[-1].seq, int(now.timestamp()) + DONE_TTL_S)
         self._known_done.add(batch_id)
@@ -125,38 +205,63 @@ class AggregationService:
         return changes
 
     def _apply_bucket(self, key: BucketKey, items: list[Contribution], stored: StoredBucket | None,
-                      batch_id: str, now_s: float) -> tuple[int, int]:
-        """Returns (buckets written, contributions skipped as already applied)."""
+                      batch_id: str, now_s: float) -> tuple[int, int, int]:
+        """Returns (buckets written, contributions skipped as already applied, dead-lettered)."""
         for _ in range(MAX_CONFLICT_RETRIES):
             markers = dict(stored.markers) if stored else {}
             done = markers.get(batch_id)
             done_seq = seq_key(done.split("|")[0]) if done else None
             todo = [it for it in items if done_seq is None or seq_key(it[0]) > done_seq]
             if not todo:
-                return 0, len(items)
+                return 0, len(items), 0
             state = stored.state if stored else BucketState()
-            for _, event, meter in todo:
-                state.add(meter, event)
+            dead: list[Contribution] = []
+            if not add_exactly(state, todo):   # ``state`` is spoiled: start again from the stored one
+                fresh = self._store.get_buckets([key]).get(key)
+                if (fresh.version if fresh else None) != (stored.version if stored else None):
+                    stored = fresh
+                    continue
+                state, dead = add_storable(fresh.state if fresh else BucketState(), todo)
+            if dead:
+                self._dead_letter(batch_id, key, dead, "the bucket could not store the result exactly "
+                                                       "(beyond DynamoDB's 38-digit numbers)", now_s)
             markers[batch_id] = f"{max((it[0] for it in todo), key=seq_key)}|{int(now_s)}"
             markers = {k: v for k, v in markers.items()
                        if k not in self._known_done and now_s - int(v.split("|")[1]) < MARKER_TTL_S}
             version = stored.version if stored else None
             pages = stored.pages if stored else ()
-            if self._store.put_bucket(StoredBucket(key, state, markers, (version or 0) + 1, pages), version):
-                return 1, len(items) - len(todo)
+            try:
+                written = self._store.put_bucket(StoredBucket(key, state, markers, (version or 0) + 1, pages), version)
+            except UnstorableItem as exc:
+                # DynamoDB refuses the item itself (e.g. over 400 KB): the same write fails on every
+                # retry, so retrying would only block the shard. Dead-letter the contributions.
+                self._dead_letter(batch_id, key, todo, f"the bucket item was refused: {exc}", now_s)
+                return 0, len(items) - len(todo), len(todo)
+            if written:
+                return 1, len(items) - len(todo), len(dead)
             stored = self._store.get_buckets([key]).get(key)  # another writer won: re-read, re-apply
         raise RuntimeError(f"bucket {key} kept changing concurrently; batch will be retried")
+
+    def _dead_letter(self, batch_id: str, key: BucketKey, items: list[Contribution], problem: str,
+                     now_s: float) -> None:
+        ids = sorted({event.id for _, event, _ in items})
+        log.error("usage dead-lettered for bucket %s (%d events): %s", key, len(ids), problem)
+        self._store.dead_letter(batch_id, f"bucket#{key[0]}#{key[1]}#{key[2]}#{key[3]}", {
+            "customer": key[0], "bucket_start": iso(from_ms(key[1] * 1000)), "meter": key[2], "group": key[3],
+            "events": ids, "seqs": sorted({seq for seq, _, _ in items}, key=seq_key), "problem": problem,
+            "at": iso(from_ms(int(now_s * 1000)))})
 
     def _mark_late(self, contributions: Mapping[BucketKey, Any], now: datetime) -> None:
         earliest: dict[str, int] = {}
         for customer, start_s, _, _ in contributions:
             earliest[customer] = min(start_s, earliest.get(customer, start_s))
-        profiles = self._catalog.customers(set(earliest))
+        # Strongly consistent and uncached, after the bucket writes: a close that fenced the
+        # period before reading its buckets is seen here (see BillingService.close_customer).
+        profiles = self._store.get_customers(set(earliest))
         for customer, start_s in earliest.items():
             profile = profiles.get(customer)
-            if not profile or not profile.get("closed_through"):
-                continue
-            if start_s * 1000 >= to_ms(parse_instant(profile["closed_through"], "closed_through")):
+            fence = closed_or_closing(profile)
+            if fence is None or start_s * 1000 >= to_ms(fence):
                 continue
             try:
                 plan = self._catalog.plan(profile["plan"])

@@ -27,7 +27,7 @@ from meterbill.domain.periods import Period, closed_periods, full_period, period
 from meterbill.domain.plans import Plan
 from meterbill.domain.rating import Line, Rated, Segment, rate_segments
 from meterbill.domain.taxes import TaxParty, tax_lines, total_with
-from meterbill.ports import BillingStore, Clock, ItemChange
+from meterbill.ports import BillingStore, Clock, ItemChange, UsageLag, UsageWatermark
 from meterbill.services.credit_notes import CreditNoteService
 from meterbill.services.late_usage import LateUsage, Rerated
 from meterbill.services.catalog import CatalogService
@@ -45,15 +45,23 @@ class RunSummary:
     invoices: list[str] = field(default_factory=list)   # finalized by this run
     drafts: list[str] = field(default_factory=list)     # created or refreshed, still in grace
     errors: list[dict[str, str]] = field(default_factory=list)
+    # Aggregation had not applied every event accepted before the run started: no invoice was
+    # finalized; ``waiting`` lists the drafts a later run finalizes.
+    usage_lag: UsageLag | None = None
+    waiting: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {"as_of": self.as_of, "customers_examined": self.customers,
-                "invoices_created": self.invoices, "drafts": self.drafts, "errors": self.errors}
+                "invoices_created": self.invoices, "drafts": self.drafts, "errors": self.errors,
+                "waiting_for_usage": self.waiting,
+                "usage_lag": None if self.usage_lag is None else self.usage_lag.as_dict()}
 
 
 class BillingService:
     def __init__(self, store: BillingStore, catalog: CatalogService, clock: Clock, credit_notes: CreditNoteService,
-                 invoice_prefix: str = "INV-", grace_hours: float = 0, seller_country: str | None = None) -> None:
+                 invoice_prefix: str = "INV-", grace_hours: float = 0, seller_country: str | None = None,
+                 watermark: UsageWatermark | None = None) -> None:
+        self._watermark = watermark
         self._late = LateUsage(store, catalog, clock, credit_notes, self.rate_period)
         self._seller_country = seller_country
         self._store = store
@@ -68,6 +76,9 @@ class BillingService:
         if as_of > now:
             raise InvalidField("as_of", "must not be in the future: only periods that have ended can close")
         summary = RunSummary(as_of=iso(as_of))
+        # Every event accepted before this moment must be on the invoices this run finalizes:
+        # wait (bounded) for aggregation to apply them; if it cannot, finalize nothing.
+        summary.usage_lag = self._watermark.wait() if self._watermark is not None else None
         cursor = None
         while True:
             due, cursor = self._store.due_customers(iso(as_of), 100, cursor)
@@ -99,6 +110,15 @@ class BillingService:
             if as_of < period.end + grace:
                 summary.drafts.append(self._save_draft(customer, plan, period))
                 return
+            if summary.usage_lag is not None:
+                draft = self._save_draft(customer, plan, period, waiting=summary.usage_lag)
+                summary.drafts.append(draft)
+                summary.waiting.append(draft)
+                return
+            # The fence: from here on the aggregator marks usage for this period late (its bucket
+            # write precedes its fence read; this fence write precedes our bucket read), so an
+            # event aggregated after the read below is either on this invoice or re-rated later.
+            self._store.fence_close(customer_id, iso(period.end))
             if self._commit_one(customer, plan, period):
                 summary.invoices.append(invoice_id(customer_id, period))
         raise Conflict(f"customer {customer_id}: gave up after repeated concurrent changes")
@@ -171,8 +191,12 @@ class BillingService:
         doc.update(status="upcoming", as_of=iso(self._clock()))
         return doc
 
-    def _save_draft(self, customer: dict[str, Any], plan: Plan, period: Period) -> str:
+    def _save_draft(self, customer: dict[str, Any], plan: Plan, period: Period, waiting: UsageLag | None = None) -> str:
         inv, _ = self._assemble(customer, plan, period, None)
+        if waiting is not None:
+            inv["waiting_for_usage"] = {**waiting.as_dict(),
+                                        "message": "aggregation had not applied every event accepted before the "
+                                                   "billing run; a later run finalizes this invoice"}
         self._store.save_draft(inv, customer["id"])
         return str(inv["id"])
 

@@ -259,6 +259,8 @@ class CatalogService:
                                        field=key)
             doc.update(created_at=current["created_at"], version=int(current["version"]) + 1,
                        closed_through=current["closed_through"], progressive=current.get("progressive"))
+            if current.get("closing_through"):
+                doc["closing_through"] = current["closing_through"]  # a billing run's fence
             if current["closed_through"]:
                 closed = parse_instant(current["closed_through"], "closed_through")
                 doc["next_close"] = iso(period_containing(anchor, plan.interval, tz, closed).end)

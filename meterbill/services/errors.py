@@ -5,7 +5,7 @@ from __future__ import annotations
 from meterbill.domain.errors import DomainError, InvalidField
 
 __all__ = ["ServiceError", "NotFound", "Conflict", "Unauthorized", "Forbidden", "InvalidField",
-           "DomainError"]
+           "DomainError", "UnstorableItem"]
 
 
 class ServiceError(Exception):
@@ -31,3 +31,10 @@ class Unauthorized(ServiceError):
 
 class Forbidden(ServiceError):
     code = "forbidden"
+
+
+class UnstorableItem(ServiceError):
+    """The store refuses the item itself (too large, a number out of its range): retrying the
+    same write can never succeed."""
+
+    code = "unstorable"

@@ -1,0 +1,226 @@
+"""The usage watermark: how far aggregation has come through the events table's stream.
+
+A billing run must not finalize a period while events accepted before the run started are still
+waiting in the stream (docs/decisions.md, "The usage watermark"). The aggregator records, per
+stream shard, the last record of every batch it has applied in full (a checkpoint: sequence
+number and ``ApproximateCreationDateTime``). A run asks the stream itself, shard by shard, for
+the first record after that checkpoint (``GetShardIterator`` AFTER_SEQUENCE_NUMBER, then
+``GetRecords`` with ``Limit=1``): if that record was created before the run started, aggregation
+is behind and the run waits, or leaves its invoices as drafts (``waiting_for_usage``).
+
+Lambda's stream records do not name their shard, so a batch's shard is found from the
+``DescribeStream`` sequence-number ranges (cached; refreshed on a miss). Should two ranges ever
+both contain a batch's first record, the candidate is confirmed by reading that record back from
+the shard. A batch whose shard cannot be found writes no checkpoint: the run then sees the old
+checkpoint and waits, which is safe (never a wrong "caught up").
+
+Cost per billing run: one ``DescribeStream`` page per 100 shards, one ``Query`` of the
+checkpoints, and per shard not known to be finished one ``GetShardIterator`` + one ``GetRecords``
+(well inside the 5 reads per second per shard that DynamoDB Streams allows, which Lambda's
+poller shares). ``lag()`` for health checks is cached so that a public endpoint cannot spend
+those reads.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from meterbill.adapters.dynamo_events import created_epoch_s
+from meterbill.ports import UsageLag
+
+log = logging.getLogger(__name__)
+PK = "STREAMPOS"
+SEQ_WIDTH = 40          # DynamoDB Streams sequence numbers are 21 to 40 digits: pad to compare as text
+EMPTY_PAGES = 4         # GetRecords may return empty pages before a shard's records
+
+
+def padded(seq: str) -> str:
+    return seq.rjust(SEQ_WIDTH, "0")
+
+
+def _iso(epoch_s: float) -> str:
+    return datetime.fromtimestamp(epoch_s, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def _shard_created_s(shard_id: str) -> float | None:
+    """``shardId-00000001541626099285-f35f62ef``: the middle part is the creation time in epoch ms."""
+    parts = shard_id.split("-")
+    try:
+        return int(parts[1]) / 1000 if len(parts) >= 3 else None
+    except ValueError:
+        return None
+
+
+class StreamWatermark:
+    def __init__(self, streams: Any, ddb: Any, events_table: str, billing_table: str, *,
+                 settle_s: float = 1.0, max_wait_s: float = 20.0, poll_s: float = 0.25, cache_s: float = 10.0,
+                 sleep: Callable[[float], None] = time.sleep, wall: Callable[[], float] = time.time) -> None:
+        self._streams = streams
+        self._ddb = ddb
+        self._events_table = events_table
+        self._table = billing_table
+        self._settle_s = settle_s
+        self._max_wait_s = max_wait_s
+        self._poll_s = poll_s
+        self._cache_s = cache_s
+        self._sleep = sleep
+        self._wall = wall
+        self._arn: str | None = None
+        self._shard_list: list[dict[str, Any]] | None = None
+        self._lock = threading.Lock()
+        self._cached: tuple[float, UsageLag | None] | None = None
+
+    # -- the stream's shape -------------------------------------------------------------
+    def _stream_arn(self) -> str:
+        if self._arn is None:
+            table = self._ddb.describe_table(TableName=self._events_table)["Table"]
+            self._arn = str(table["LatestStreamArn"])
+        return self._arn
+
+    def _shards(self, refresh: bool = False) -> list[dict[str, Any]]:
+        with self._lock:
+            if self._shard_list is None or refresh:
+                shards: list[dict[str, Any]] = []
+                kwargs: dict[str, Any] = {"StreamArn": self._stream_arn()}
+                while True:
+                    desc = self._streams.describe_stream(**kwargs)["StreamDescription"]
+                    shards += desc.get("Shards", [])
+                    last = desc.get("LastEvaluatedShardId")
+                    if not last:
+                        break
+                    kwargs["ExclusiveStartShardId"] = last
+                self._shard_list = shards
+            return self._shard_list
+
+    @staticmethod
+    def _contains(shard: dict[str, Any], seq: int) -> bool:
+        rng = shard.get("SequenceNumberRange", {})
+        start, end = rng.get("StartingSequenceNumber"), rng.get("EndingSequenceNumber")
+        return (start is None or int(start) <= seq) and (end is None or seq <= int(end))
+
+    def _reads_back(self, shard: str, seq: str) -> bool:
+        try:
+            it = self._streams.get_shard_iterator(StreamArn=self._stream_arn(), ShardId=shard,
+                                                  ShardIteratorType="AT_SEQUENCE_NUMBER", SequenceNumber=seq)
+            records = self._streams.get_records(ShardIterator=it["ShardIterator"], Limit=1)["Records"]
+        except ClientError:
+            return False
+        return bool(records) and records[0]["dynamodb"]["SequenceNumber"] == seq
+
+    def shard_of(self, seq: str) -> str | None:
+        """The shard holding the record with sequence number ``seq`` (None if it cannot be told)."""
+        n = int(seq)
+        for refresh in (False, True):
+            found = [s["ShardId"] for s in self._shards(refresh) if self._contains(s, n)]
+            if len(found) == 1:
+                return str(found[0])
+            if len(found) > 1:
+                confirmed = [s for s in found if self._reads_back(s, seq)]
+                return str(confirmed[0]) if len(confirmed) == 1 else None
+        return None
+
+    # -- the aggregator's side ------------------------------------------------------------
+    def applied(self, first_seq: str, last_seq: str, last_created_s: float | None) -> None:
+        """Record that every record of the shard up to ``last_seq`` is applied. Monotonic: an
+        older checkpoint never overwrites a newer one (a redelivered batch)."""
+        shard = self.shard_of(first_seq)
+        if shard is None:
+            log.warning("stream batch %s..%s: shard not found; checkpoint not advanced (billing runs "
+                        "will wait until a later batch of that shard advances it)", first_seq, last_seq)
+            return
+        values = {":s": {"S": padded(last_seq)}, ":a": {"N": repr(self._wall())}}
+        update = "SET seq = :s, applied_at = :a"
+        if last_created_s is not None:
+            update += ", created = :c"
+            values[":c"] = {"N": repr(float(last_created_s))}
+        try:
+            self._ddb.update_item(TableName=self._table, Key={"pk": {"S": PK}, "sk": {"S": shard}},
+                                  UpdateExpression=update, ExpressionAttributeValues=values,
+                                  ConditionExpression="attribute_not_exists(seq) OR seq < :s")
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
+
+    def checkpoints(self) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        kwargs: dict[str, Any] = {"TableName": self._table, "KeyConditionExpression": "pk = :p",
+                                  "ExpressionAttributeValues": {":p": {"S": PK}}, "ConsistentRead": True}
+        while True:
+            resp = self._ddb.query(**kwargs)
+            for item in resp.get("Items", []):
+                out[item["sk"]["S"]] = {"seq": item["seq"]["S"].lstrip("0") or "0",
+                                        "created": float(item["created"]["N"]) if "created" in item else None}
+            if "LastEvaluatedKey" not in resp:
+                return out
+            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+
+    # -- the billing run's side -----------------------------------------------------------
+    def _first_unapplied(self, shard: dict[str, Any], ckpt: dict[str, Any] | None) -> float | None | str:
+        """Creation time of the first record after the checkpoint; None when there is none;
+        "done" when the shard is closed and read to its end."""
+        shard_id = shard["ShardId"]
+        end = shard.get("SequenceNumberRange", {}).get("EndingSequenceNumber")
+        if ckpt is not None and end is not None and int(ckpt["seq"]) >= int(end):
+            return "done"
+        kwargs: dict[str, Any] = {"StreamArn": self._stream_arn(), "ShardId": shard_id}
+        if ckpt is not None:
+            kwargs.update(ShardIteratorType="AFTER_SEQUENCE_NUMBER", SequenceNumber=ckpt["seq"])
+        else:
+            kwargs.update(ShardIteratorType="TRIM_HORIZON")
+        iterator = self._streams.get_shard_iterator(**kwargs).get("ShardIterator")
+        for _ in range(EMPTY_PAGES):
+            if not iterator:
+                return "done"           # a closed shard, read to its end
+            resp = self._streams.get_records(ShardIterator=iterator, Limit=1)
+            records = resp.get("Records", [])
+            if records:
+                created = created_epoch_s(records[0]["dynamodb"].get("ApproximateCreationDateTime"))
+                return created if created is not None else 0.0
+            iterator = resp.get("NextShardIterator")
+        return None
+
+    def check(self, cutoff_s: float) -> UsageLag | None:
+        """The first shard with an unapplied record created before ``cutoff_s`` (epoch s)."""
+        ckpts = self.checkpoints()
+        now = self._wall()
+        for shard in self._shards(refresh=True):
+            shard_id = shard["ShardId"]
+            born = _shard_created_s(shard_id)
+            if shard_id not in ckpts and born is not None and born > cutoff_s + 1:
+                continue              # created after the cutoff: holds nothing older
+            try:
+                first = self._first_unapplied(shard, ckpts.get(shard_id))
+            except ClientError as exc:
+                log.warning("usage watermark: shard %s not readable (%s)", shard_id, exc)
+                return UsageLag(shard_id, "", 0.0, "shard_unreadable")
+            # ApproximateCreationDateTime is rounded down to the second: compare conservatively
+            if isinstance(first, float) and first < cutoff_s:
+                return UsageLag(shard_id, _iso(first), max(0.0, now - first))
+        return None
+
+    def wait(self, max_wait_s: float | None = None) -> UsageLag | None:
+        cutoff = self._wall()
+        budget = self._max_wait_s if max_wait_s is None else max_wait_s
+        if self._settle_s:
+            self._sleep(self._settle_s)     # a write's stream record becomes readable shortly after
+        started = time.monotonic()
+        while True:
+            lag = self.check(cutoff)
+            if lag is None or time.monotonic() - started >= budget:
+                if lag is not None:
+                    log.warning("aggregation is behind: %s", lag.as_dict())
+                return lag
+            self._sleep(self._poll_s)
+
+    def lag(self) -> UsageLag | None:
+        now = self._wall()
+        if self._cached is None or now - self._cached[0] >= self._cache_s:
+            self._cached = (now, self.check(now))
+        return self._cached[1]

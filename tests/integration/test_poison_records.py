@@ -1,0 +1,78 @@
+"""Issue 7 §3: a poison record never blocks the stream shard, and the good records of its batch
+are still applied exactly once.
+
+Ingest rejects what a bucket cannot store; these records are written straight into the events
+table, as an older version or another writer could have, to prove the aggregator's own defence."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from tests.conftest import ev, standard_catalog
+
+
+def raw_item(event_id: str, tokens: str, customer: str = "acme", ts_ms: int = 1_791_640_800_000) -> dict[str, Any]:
+    # 2026-10-10T14:00:00Z; the content digest only has to be a string here
+    return {"id": {"S": event_id}, "c": {"S": customer}, "t": {"S": "api.call"}, "ts": {"N": str(ts_ms)},
+            "h": {"S": f"digest-{event_id}"}, "at": {"N": "1"}, "p": {"M": {"tokens": {"N": tokens}}}}
+
+
+def tokens_line(container: Any, customer: str = "acme") -> dict[str, Any]:
+    [inv] = container.billing_store.list_invoices(customer, 10, None)[0]
+    return next(ln for ln in inv["lines"] if ln.get("meter") == "tokens")
+
+
+def test_an_unstorable_sum_is_dead_lettered_and_the_rest_of_the_batch_applies(
+        container: Any, ddb: Any, drain: Any) -> None:
+    standard_catalog(container)
+    container.catalog.put_customer("beta", {"name": "Beta", "email": "b@x.example", "plan": "pro",
+                                            "started_at": "2026-10-01T00:00:00Z",
+                                            "billing_anchor": "2026-10-01T00:00:00Z"})
+    ddb.put_item(TableName="t-events", Item=raw_item("big-1", "1e20"))
+    ddb.put_item(TableName="t-events", Item=raw_item("big-2", "1e-20"))   # the sum needs 41 digits
+    ddb.put_item(TableName="t-events", Item=raw_item("beta-1", "7", customer="beta"))
+    body = json.dumps({"events": [ev("good-1", tokens=5), ev("beta-2", customer="beta", tokens=3)]})
+    assert container.ingest.ingest(body, None).accepted == 2
+    assert drain() == 5                      # one pass: the batch did not fail
+    assert drain() == 0
+    letters, _ = container.billing_store.list_dead_letters(10, None)
+    assert [(d["customer"], d["events"]) for d in letters] == [("acme", ["big-2"])]
+    assert "38-digit" in letters[0]["problem"]
+    container.billing.run(datetime.fromisoformat("2026-11-01T00:00:00Z"))
+    assert tokens_line(container, "beta")["quantity"] == "10"               # 7 + 3, other customer intact
+    assert tokens_line(container, "acme")["quantity"] == str(10 ** 20 + 5)  # big-1 + good-1, exact
+
+
+def test_an_undecodable_record_is_dead_lettered_and_never_blocks_billing(
+        container: Any, ddb: Any, drain: Any) -> None:
+    standard_catalog(container)
+    broken = raw_item("broken-1", "1")
+    del broken["c"]                                 # no customer: cannot become an Event
+    ddb.put_item(TableName="t-events", Item=broken)
+    assert container.ingest.ingest(json.dumps({"events": [ev("ok-1", tokens=4)]}), None).accepted == 1
+    drain()
+    [letter] = container.billing_store.list_dead_letters(10, None)[0]
+    assert "broken-1" in letter["problem"] and "undecodable" in letter["problem"]
+    summary = container.billing.run(datetime.fromisoformat("2026-11-01T00:00:00Z"))
+    assert summary.usage_lag is None and len(summary.invoices) == 1          # the checkpoint advanced
+    assert tokens_line(container)["quantity"] == "4"
+
+
+def test_a_bucket_item_dynamodb_refuses_is_dead_lettered(container: Any, ddb: Any, drain: Any) -> None:
+    """An item over DynamoDB's 400 KB limit fails on every retry: it must not block the shard."""
+    standard_catalog(container)
+    container.catalog.put_meter("users", {"event_type": "api.call", "aggregation": "unique_count",
+                                          "property": "user"})
+    for i in (1, 2):   # each raw item fits; one bucket holding both distinct values does not
+        huge = raw_item(f"huge-{i}", "1")
+        huge["p"]["M"]["user"] = {"S": str(i) * 203_000}
+        ddb.put_item(TableName="t-events", Item=huge)
+    assert container.ingest.ingest(json.dumps({"events": [ev("ok-2", tokens=2, user="u-1")]}), None).accepted == 1
+    drain()
+    assert drain() == 0
+    letters = container.billing_store.list_dead_letters(10, None)[0]
+    assert [(d["meter"], d["events"]) for d in letters] == [("users", ["huge-1", "huge-2"])]
+    container.billing.run(datetime.fromisoformat("2026-11-01T00:00:00Z"))
+    assert tokens_line(container)["quantity"] == "4"        # the tokens meter still counts all three
