@@ -22,6 +22,19 @@ def _keys_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def _redrive(args: argparse.Namespace) -> int:
+    import boto3
+
+    from meterbill.bootstrap import bootstrap, streams_client
+    from meterbill.local.redrive import redrive
+
+    container = bootstrap()
+    sqs = boto3.client("sqs", region_name=container.settings.region, endpoint_url=args.endpoint_url)
+    result = redrive(container, sqs, streams_client(container.settings), args.queue_url, args.max_messages)
+    print(json.dumps(result))
+    return 1 if result["failed"] else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="meterbill", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -36,7 +49,14 @@ def main(argv: list[str] | None = None) -> int:
     create.add_argument("--scope", action="append", required=True, choices=["ingest", "read", "admin"])
     create.add_argument("--name")
     create.add_argument("--aws", action="store_true", help="use AWS (ignore the local stack)")
+    again = sub.add_parser("redrive-stream", help="re-apply stream batches the aggregator gave up on "
+                                                  "(from the on-failure SQS queue), exactly once")
+    again.add_argument("--queue-url", required=True)
+    again.add_argument("--max-messages", type=int, default=100)
+    again.add_argument("--endpoint-url", help="SQS endpoint (tests, local stand-ins)")
     args = parser.parse_args(argv)
+    if args.command == "redrive-stream":
+        return _redrive(args)
     if args.command == "run":
         from meterbill.local.runner import run
 

@@ -224,3 +224,26 @@ class StreamWatermark:
         if self._cached is None or now - self._cached[0] >= self._cache_s:
             self._cached = (now, self.check(now))
         return self._cached[1]
+
+
+def records_between(streams: Any, stream_arn: str, shard: str, first_seq: str, last_seq: str,
+                    page: int = 1000) -> list[dict[str, Any]]:
+    """The stream records of ``shard`` from ``first_seq`` through ``last_seq`` (a batch Lambda gave
+    up on, as its on-failure destination names it), in order. Re-applying them with the same first
+    record keeps the batch's identity, so whatever the failed attempts applied is skipped."""
+    it = streams.get_shard_iterator(StreamArn=stream_arn, ShardId=shard, ShardIteratorType="AT_SEQUENCE_NUMBER",
+                                    SequenceNumber=first_seq).get("ShardIterator")
+    out: list[dict[str, Any]] = []
+    last, empty = int(last_seq), 0
+    while it and empty < EMPTY_PAGES:
+        resp = streams.get_records(ShardIterator=it, Limit=page)
+        records = resp.get("Records", [])
+        empty = 0 if records else empty + 1
+        for rec in records:
+            if int(rec["dynamodb"]["SequenceNumber"]) > last:
+                return out
+            out.append(rec)
+        if out and int(out[-1]["dynamodb"]["SequenceNumber"]) == last:
+            return out
+        it = resp.get("NextShardIterator")
+    return out

@@ -148,6 +148,14 @@ def list_pending(limit: Limit = 50, cursor: Cursor = None) -> dict[str, Any]:
     return page(*container().billing_store.list_pending(limit, cursor))
 
 
+@router.get("/v1/dead-letters",
+            description="Usage the aggregator kept aside because it could never be applied (an undecodable "
+                        "stream record, a result DynamoDB cannot store exactly): the event ids and why. "
+                        "Alarmed (UsageDeadLettered); nothing here is retried by itself.")
+def list_dead_letters(limit: Limit = 50, cursor: Cursor = None) -> dict[str, Any]:
+    return page(*container().billing_store.list_dead_letters(limit, cursor))
+
+
 @router.get("/v1/customers/<customer_id>/upcoming-invoice",
             description="The running bill for the open period, from the same rating code as the real close.")
 def upcoming_invoice(customer_id: str) -> dict[str, Any]:

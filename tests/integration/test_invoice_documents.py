@@ -35,7 +35,7 @@ def container(ddb: Any, clock: Any) -> Any:
                         brand_name="Example Cloud GmbH", brand_address="Hauptstr. 1\n10115 Berlin",
                         brand_logo=LOGO, brand_accent="#0a7c4a", brand_footer="Registered in Berlin, HRB 1",
                         bank_details="IBAN DE89 3704 0044 0532 0130 00\nBIC COBADEFFXXX",
-                        support_email="billing@example.com")
+                        support_email="billing@example.com", usage_wait_s=0, stream_settle_s=0)
     return bootstrap(settings, client=ddb, clock=clock, cache_ttl_s=0)
 
 

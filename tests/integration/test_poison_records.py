@@ -76,3 +76,74 @@ def test_a_bucket_item_dynamodb_refuses_is_dead_lettered(container: Any, ddb: An
     assert [(d["meter"], d["events"]) for d in letters] == [("users", ["huge-1", "huge-2"])]
     container.billing.run(datetime.fromisoformat("2026-11-01T00:00:00Z"))
     assert tokens_line(container)["quantity"] == "4"        # the tokens meter still counts all three
+
+
+def test_dead_letters_are_listed_over_the_api(container: Any, ddb: Any, drain: Any) -> None:
+    from meterbill.api.app import build_app
+    from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
+
+    standard_catalog(container)
+    broken = raw_item("broken-2", "1")
+    del broken["t"]
+    ddb.put_item(TableName="t-events", Item=broken)
+    drain()
+    key, _ = container.keys.create(["read"], name="reader")
+    app = build_app(APIGatewayHttpResolver, lambda: container)
+    event = {"version": "2.0", "routeKey": "$default", "rawPath": "/v1/dead-letters", "rawQueryString": "",
+             "headers": {"authorization": f"Bearer {key}"},
+             "requestContext": {"http": {"method": "GET", "path": "/v1/dead-letters"}, "stage": "$default"},
+             "isBase64Encoded": False}
+    resp = app.resolve(event, None)
+    assert resp["statusCode"] == 200, resp
+    [letter] = json.loads(resp["body"])["data"]
+    assert "broken-2" in letter["problem"]
+
+
+def test_a_batch_lambda_gave_up_on_is_redriven_exactly_once(container: Any, ddb: Any) -> None:
+    """The mapping's last resort: after its retries a batch's shard range goes to the on-failure
+    queue. Re-driving it from the stream applies what the failed attempts did not, and only that."""
+    import boto3
+
+    from meterbill.local.redrive import redrive
+
+    standard_catalog(container)
+    body = json.dumps({"events": [ev(f"r{i}", tokens=i, ts=f"2026-10-{1 + i:02d}T10:00:00Z") for i in range(20)]})
+    assert container.ingest.ingest(body, None).accepted == 20
+    streams = boto3.client("dynamodbstreams", region_name="us-east-1")
+    arn = ddb.describe_table(TableName="t-events")["Table"]["LatestStreamArn"]
+    [shard] = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]
+    it = streams.get_shard_iterator(StreamArn=arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON")
+    records = streams.get_records(ShardIterator=it["ShardIterator"], Limit=1000)["Records"]
+    assert len(records) == 20
+
+    writes = []
+    real_put = container.billing_store.put_bucket
+
+    def fail_after_five(bucket: Any, expected: Any) -> bool:   # the attempts die part-way, as in an outage
+        if len(writes) >= 5:
+            raise RuntimeError("DynamoDB unavailable")
+        writes.append(bucket.key)
+        return real_put(bucket, expected)
+
+    container.billing_store.put_bucket = fail_after_five
+    for _ in range(3):    # Lambda's retries, all failing
+        try:
+            container.aggregation.apply(records)
+        except RuntimeError:
+            pass
+    container.billing_store.put_bucket = real_put
+    assert 0 < len(writes) < 40          # something, not everything, was applied
+
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    url = sqs.create_queue(QueueName="agg-dlq")["QueueUrl"]
+    sqs.send_message(QueueUrl=url, MessageBody=json.dumps({
+        "requestContext": {"condition": "RetryAttemptsExhausted", "approximateInvokeCount": 3},
+        "version": "1.0", "timestamp": "2026-12-01T00:00:00.000Z",
+        "DDBStreamBatchInfo": {"shardId": shard["ShardId"], "streamArn": arn, "batchSize": 20,
+                               "startSequenceNumber": records[0]["dynamodb"]["SequenceNumber"],
+                               "endSequenceNumber": records[-1]["dynamodb"]["SequenceNumber"]}}))
+    assert redrive(container, sqs, streams, url) == {"messages": 1, "records": 20, "failed": 0}
+    assert redrive(container, sqs, streams, url) == {"messages": 0, "records": 0, "failed": 0}
+    container.aggregation.apply(records)          # even a late duplicate delivery changes nothing
+    container.billing.run(datetime.fromisoformat("2026-11-01T00:00:00Z"))
+    assert tokens_line(container)["quantity"] == str(sum(range(20)))     # each event exactly once

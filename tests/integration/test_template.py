@@ -117,9 +117,19 @@ def test_translated_stream_mapping(translated: dict) -> None:
     assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert props["StartingPosition"] == "TRIM_HORIZON"
     assert props["ParallelizationFactor"] == 1
-    # Usage is never dropped: unlimited retries, no age limit.
-    assert props["MaximumRetryAttempts"] == -1
-    assert props["MaximumRecordAgeInSeconds"] == -1
+    # A poison record never blocks the shard (the aggregator dead-letters it); a batch that still
+    # fails is retried for hours, inside the stream's 24 h, then its range goes to an alarmed queue.
+    # No bisection: batch boundaries are the identity that keeps a retry exactly-once.
+    assert props["MaximumRetryAttempts"] == 10000
+    assert 3600 <= props["MaximumRecordAgeInSeconds"] <= 12 * 3600
+    assert props["BisectBatchOnFunctionError"] is False
+    assert props["DestinationConfig"]["OnFailure"]["Destination"] == {
+        "Fn::GetAtt": ["AggregatorDeadLetterQueue", "Arn"]}
+    alarms = {name: r["Properties"] for name, r in _resources_of_type(translated, "AWS::CloudWatch::Alarm").items()}
+    assert alarms["AggregatorIteratorAgeAlarm"]["MetricName"] == "IteratorAge"
+    assert alarms["AggregatorDeadLetterAlarm"]["Dimensions"][0]["Value"] == {
+        "Fn::GetAtt": ["AggregatorDeadLetterQueue", "QueueName"]}
+    assert alarms["UsageDeadLetteredAlarm"]["MetricName"] == "UsageDeadLettered"
     # SAM grants the stream-read permissions itself.
     role = translated["Resources"]["AggregatorFunctionRole"]["Properties"]
     assert any(str(arn).endswith("/AWSLambdaDynamoDBExecutionRole") for arn in role["ManagedPolicyArns"])

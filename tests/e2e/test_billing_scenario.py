@@ -1,0 +1,118 @@
+"""Issue 7's scenario as a new user runs it, against the real local stack (`meterbill run`):
+a plan, 20 customers, events for each, then at once `POST /v1/billing-runs` for the month that
+ended. Every invoice must come out final and exact, and no adjustment may appear later.
+
+The month is derived from the clock (no test depends on today's date); the close timer is off,
+so only the test's own runs close periods. ``E2E_SCENARIO_EVENTS`` scales the events per
+customer (the issue's 2,000: `E2E_SCENARIO_EVENTS=2000 make test`; CI runs 150)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from tests.e2e.test_local_stack import ADMIN_KEY, START_TIMEOUT_S, Stack, child_env, free_port, last_month_start
+
+pytestmark = pytest.mark.e2e
+CUSTOMERS = 20
+PER_CUSTOMER = int(os.environ.get("E2E_SCENARIO_EVENTS", "150"))
+
+
+def iso(dt: datetime) -> str:
+    return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@pytest.fixture(scope="module")
+def quiet_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    cwd = tmp_path_factory.mktemp("scenario")
+    port = free_port()
+    env = child_env(METERBILL_PORT=str(port), METERBILL_CLOSE_EVERY="0", METERBILL_ADMIN_KEY=ADMIN_KEY)
+    log = cwd / "run.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "meterbill.cli", "run"], cwd=cwd, env=env,
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    s = Stack(f"http://127.0.0.1:{port}", cwd, env, proc, log)
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            assert proc.poll() is None, s.log_tail()
+            assert time.monotonic() < deadline, s.log_tail()
+            try:
+                if s.call("GET", "/v1/health", key=None, timeout=2)[0] == 200:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.2)
+        yield s
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=5)
+
+
+def test_a_billing_run_right_after_ingest_bills_every_event_exactly(quiet_stack: Stack) -> None:
+    s = quiet_stack
+    start = last_month_start(datetime.now(timezone.utc))
+    end = (start + timedelta(days=32)).replace(day=1)
+    days = (end - start).days
+    run = f"sc{os.getpid()}"
+    s.ok("PUT", "/v1/meters/sc_units", {"event_type": "sc.work", "aggregation": "sum", "property": "units"})
+    s.ok("PUT", "/v1/plans/sc_plan", {"currency": "USD", "interval": "month", "base_fee": "5.00", "charges": [
+        {"meter": "sc_units", "model": "graduated",
+         "tiers": [{"up_to": "500", "unit_amount": "0.01"}, {"up_to": None, "unit_amount": "0.004"}]}]})
+    customers = [f"{run}-c{i:02d}" for i in range(CUSTOMERS)]
+    for cid in customers:
+        s.ok("PUT", f"/v1/customers/{cid}", {"name": cid, "email": f"{cid}@x.example", "plan": "sc_plan",
+                                             "started_at": iso(start), "billing_anchor": iso(start)})
+    units: dict[str, int] = {}
+    events = []
+    for n, cid in enumerate(customers):
+        for i in range(PER_CUSTOMER):
+            u = 1 + (i * 7 + n) % 13
+            units[cid] = units.get(cid, 0) + u
+            events.append({"id": f"{cid}-{i}", "customer": cid, "type": "sc.work",
+                           "timestamp": iso(start + timedelta(days=i % days, minutes=i % 1440)),
+                           "properties": {"units": u}})
+    for i in range(0, len(events), 1000):
+        res = s.ok("POST", "/v1/events", {"events": events[i:i + 1000]})
+        assert res["accepted"] == len(events[i:i + 1000]) and res["rejected"] == 0, res
+
+    def ours() -> list[dict[str, Any]]:
+        found = []
+        for cid in customers:
+            found += [i for i in s.ok("GET", f"/v1/invoices?customer={cid}")["data"]
+                      if i["period"]["start"] == iso(start)]
+        return found
+
+    summary = s.ok("POST", "/v1/billing-runs", {"as_of": iso(end)})       # at once, no waiting
+    deadline = time.monotonic() + 120
+    while summary["waiting_for_usage"] and time.monotonic() < deadline:   # a later run finalizes them
+        time.sleep(1)
+        summary = s.ok("POST", "/v1/billing-runs", {"as_of": iso(end)})
+    invoices = ours()
+    assert len(invoices) == CUSTOMERS, summary
+    for inv in invoices:
+        cid = inv["customer"]["name"]        # each customer is named by its id
+        u = units[cid]
+        want = Decimal("5.00") + Decimal(min(u, 500)) * Decimal("0.01") + Decimal(max(u - 500, 0)) * Decimal("0.004")
+        assert inv["status"] == "final", inv
+        assert Decimal(inv["total"]) == want.quantize(Decimal("0.01")), (cid, inv["total"], want, summary)
+        assert [ln["quantity"] for ln in inv["lines"] if ln.get("meter") == "sc_units"] == [str(u)]
+    # nothing turns into a late adjustment afterwards: another run, and the next month's drafts, hold none
+    s.ok("POST", "/v1/billing-runs", {})
+    for cid in customers:
+        upcoming = s.ok("GET", f"/v1/customers/{cid}/upcoming-invoice")
+        assert not [ln for ln in upcoming["lines"] if ln["type"] == "adjustment"], upcoming
