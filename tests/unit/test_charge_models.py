@@ -48,11 +48,8 @@ def total(parts: tuple[Part, ...]) -> Decimal:
 # --- package ------------------------------------------------------------------------
 
 
-def package(size: str, amount: str, free: str | None = None) -> PackageParams:
-    raw = {"model": "package", "package_size": size, "package_amount": amount}
-    if free is not None:
-        raw["free_units"] = free
-    return PACKAGE.parse(raw, PATH)
+def package(size: str, amount: str) -> PackageParams:
+    return PACKAGE.parse({"model": "package", "package_size": size, "package_amount": amount}, PATH)
 
 
 @pytest.mark.parametrize(
@@ -77,31 +74,15 @@ def test_stripe_transform_quantities_car_rental() -> None:
     assert priced.parts == (Part("3 x package of 60 (150 units)", D(3), D(10), D(30)),)
 
 
-@pytest.mark.parametrize(
-    ("units", "expected"),
-    [("201", "10"), ("100", "0"), ("50", "0"), ("101", "5"), ("200", "5"), ("300", "10")],
-)
-def test_lago_package_with_free_units(units: str, expected: str) -> None:
-    # Lago, "Package": $5 per 100 units, first 100 units free; "201 units would cost $0
-    # (first 100 units) + $5 (next 100 units) + $5 (last unit) = $10". The other rows
-    # follow the same rule (lago-api PackageService: ceil((units - free) / size) * amount).
-    # https://getlago.com/docs/guide/plans/charges/charge-models/package
-    priced = PACKAGE.price(Usage.of(D(units)), package("100", "5", "100"), CTX)
-    assert priced.amount == D(expected)
-    assert total(priced.parts) == priced.amount
+# Lago's package example with free units is rated in test_rating.py: ``free_units`` is a charge
+# term the rating deducts before any model prices the rest.
 
 
 def test_package_parts_and_fractions() -> None:
-    priced = PACKAGE.price(Usage.of(D("2.6")), package("0.5", "1.25", "0.4"), CTX)
-    # 2.2 paid GB in 0.5 GB packages -> 5 packages
+    priced = PACKAGE.price(Usage.of(D("2.2")), package("0.5", "1.25"), CTX)
+    # 2.2 GB in 0.5 GB packages -> 5 packages
     assert priced == Priced(
-        D("6.25"),
-        None,
-        (),
-        (
-            Part("free units", D("0.4"), D(0), D(0)),
-            Part("5 x package of 0.5 (2.2 units)", D(5), D("1.25"), D("6.25")),
-        ),
+        D("6.25"), None, (), (Part("5 x package of 0.5 (2.2 units)", D(5), D("1.25"), D("6.25")),)
     )
     assert PACKAGE.price(Usage.of(D(0)), package("5", "10"), CTX) == Priced(D(0), None)
 
@@ -371,7 +352,7 @@ def test_matrix_parse_errors_name_the_field(
 # --- parse errors shared by every model ----------------------------------------------
 
 VALID: dict[str, dict[str, Any]] = {
-    "package": {"package_size": "100", "package_amount": "5", "free_units": "10"},
+    "package": {"package_size": "100", "package_amount": "5"},
     "volume": {"tiers": [tier("10", "1", "2"), tier(None, "0.5", "1")]},
     "percentage": {"rate": "2.9", "fixed_amount": "0.30", "free_units_per_events": "2"},
     "percentage_min_max": {"rate": "2.9", "per_event_min": "0.5", "per_event_max": "5"},
@@ -382,7 +363,6 @@ VALID: dict[str, dict[str, Any]] = {
 DECIMALS: list[tuple[str, tuple[str | int, ...]]] = [
     ("package", ("package_size",)),
     ("package", ("package_amount",)),
-    ("package", ("free_units",)),
     ("volume", ("tiers", 0, "up_to")),
     ("volume", ("tiers", 0, "unit_amount")),
     ("volume", ("tiers", 1, "flat_amount")),
@@ -515,7 +495,7 @@ sizes = st.decimals(min_value=D("0.001"), max_value=10**4, places=3)
 
 @st.composite
 def package_params(draw: st.DrawFn) -> PackageParams:
-    return package(str(draw(sizes)), str(draw(amounts)), str(draw(quantities)))
+    return package(str(draw(sizes)), str(draw(amounts)))
 
 
 @settings(max_examples=300)
@@ -525,8 +505,7 @@ def test_package_is_monotone_and_exact(params: PackageParams, a: Decimal, b: Dec
     low_priced = PACKAGE.price(Usage.of(low), params, CTX)
     high_priced = PACKAGE.price(Usage.of(high), params, CTX)
     assert low_priced.amount <= high_priced.amount
-    paid = max(Fraction(0), Fraction(high) - Fraction(params.free_units))
-    packages = math.ceil(paid / Fraction(params.package_size))
+    packages = math.ceil(Fraction(high) / Fraction(params.package_size))
     assert high_priced.amount == packages * params.package_amount
     assert total(high_priced.parts) == high_priced.amount
 
