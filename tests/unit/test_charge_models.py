@@ -18,7 +18,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from meterbill.domain.charges import REGISTRY, Part, Priced, PricingContext, TierLine, Usage
+from meterbill.domain.charges import REGISTRY, Cell, Part, Priced, PricingContext, TierLine, Usage
 from meterbill.domain.charges.matrix import Matrix, MatrixParams
 from meterbill.domain.charges.package import Package, PackageParams
 from meterbill.domain.charges.percentage import Percentage, PercentageParams
@@ -248,6 +248,29 @@ def test_lago_order_dependent_combinations_are_refused() -> None:
     with pytest.raises(InvalidField) as info:
         percentage(rate="1", fixed_amount="0.1", free_units_per_events="1", per_event_max="2")
     assert info.value.field == f"{PATH}.free_units_per_events"
+
+
+def test_roll_up_gives_time_ordered_cells_over_all_groups() -> None:
+    # What percentage free events read: the usage per 15-minute cell, groups merged, in time
+    # order whatever order the buckets come in; values only for a meter that keeps them.
+    from meterbill.domain.meters import BucketState, parse_meter, usage_of
+
+    raw = {"event_type": "pay", "aggregation": "sum", "property": "amount", "group_by": ["card"]}
+    kept = parse_meter("pay", {**raw, "keep_values": True})
+    A, B = '["s:a"]', '["s:b"]'
+    buckets = [(1800, B, BucketState(1, D("7"), values={D("7"): 1})),
+               (900, A, BucketState(2, D("10"), values={D("4"): 1, D("6"): 1})),
+               (1800, A, BucketState(2, D("14"), values={D("7"): 2}))]
+    for detail in (False, True):
+        usage = usage_of(kept, buckets, detail)
+        assert list(usage.cells) == list(usage.cells) == [
+            Cell(900, 2, D("10"), {D("4"): 1, D("6"): 1}), Cell(1800, 3, D("21"), {D("7"): 3})]
+    plain_meter = parse_meter("pay", raw)
+    assert list(usage_of(plain_meter, buckets, False).cells) == [Cell(900, 2, D("10")), Cell(1800, 3, D("21"))]
+    count = parse_meter("n", {"event_type": "pay", "aggregation": "count"})
+    assert [c.amount for c in usage_of(count, buckets, False).cells] == [D(2), D(3)]
+    maximum = parse_meter("m", {"event_type": "pay", "aggregation": "max", "property": "amount"})
+    assert list(usage_of(maximum, [(900, "", BucketState(1, max=D(3)))], False).cells) == []
 
 
 # --- matrix -------------------------------------------------------------------------
