@@ -59,6 +59,28 @@ def test_matrix_and_time_of_use_on_an_invoice(container: Any, drain: Any) -> Non
     assert inv["total"] == "20.20"
 
 
+def test_percentage_free_events_are_the_periods_first_events(container: Any, drain: Any) -> None:
+    # Lago's percentage example: 1.2 % + $0.10 per transaction, the first 3 transactions free;
+    # $200, $100, $100 then $50 -> only the last pays: 1.2 % of 50 + 0.10 = 0.70. Sent out of
+    # order: which events are first is decided by their timestamps, through the stored buckets.
+    c = container.catalog
+    c.put_meter("payments", {"event_type": "payment", "aggregation": "sum", "property": "amount"})
+    c.put_plan("pay", {"currency": "USD", "interval": "month", "charges": [
+        {"meter": "payments", "model": "percentage", "rate": "1.2", "fixed_amount": "0.10",
+         "free_units_per_events": "3"}]})
+    c.put_customer("shop", {"name": "Shop", "plan": "pay", "started_at": OCT, "billing_anchor": OCT})
+    send(container, *({"id": f"t{i}", "customer": "shop", "type": "payment", "timestamp": ts,
+                       "properties": {"amount": amount}} for i, (ts, amount) in enumerate([
+        ("2026-10-20T09:00:00Z", 50), ("2026-10-02T09:00:00Z", 200), ("2026-10-03T09:00:00Z", 100),
+        ("2026-10-03T18:00:00Z", 100)])))
+    drain()
+    container.billing.run(datetime.fromisoformat("2026-11-02T00:00:00+00:00"))
+    inv = container.billing_store.list_invoices("shop", 10, None)[0][0]
+    (line,) = inv["lines"]
+    assert line["quantity"] == "450" and line["amount"] == "0.70"
+    assert [p["label"] for p in line["parts"]] == ["1.2% of 50 (first 3 events free: 400)", "0.10 x 1 events (3 free)"]
+
+
 @pytest.mark.parametrize(("charge", "field"), [
     ({"meter": "peak", "model": "time_of_use", "default_unit_amount": "1",
       "windows": [{"name": "day", "days": ["mon"], "from": "08:00", "to": "20:00", "unit_amount": "2"}]},
