@@ -84,6 +84,7 @@ def test_no_model_reads_the_charge_level_free_units() -> None:
 
     samples = {**VALID, "per_unit": {"unit_amount": "1"},
                "graduated": {"tiers": [{"up_to": None, "unit_amount": "1"}]},
+               "graduated_percentage": {"tiers": [{"up_to": None, "rate": "1"}]},
                "time_of_use": {"windows": [PEAK], "default_unit_amount": "0.08"}}
     for name, model in REGISTRY.items():
         base = {k: v for k, v in samples[name].items() if k != "free_units"}

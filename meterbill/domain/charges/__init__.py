@@ -98,6 +98,7 @@ class TierLine:
     unit_amount: Decimal
     flat_amount: Decimal
     amount: Decimal
+    rate: Decimal | None = None  # graduated_percentage: percent, unit_amount = rate / 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +197,7 @@ def check_keys(raw: object, allowed: frozenset[str], path: str, what: str) -> Ma
 
 # Imported after the types above: the model modules import them from this package.
 from meterbill.domain.charges.graduated import Graduated  # noqa: E402
+from meterbill.domain.charges.graduated_percentage import GraduatedPercentage  # noqa: E402
 from meterbill.domain.charges.matrix import Matrix  # noqa: E402
 from meterbill.domain.charges.package import Package  # noqa: E402
 from meterbill.domain.charges.per_unit import PerUnit  # noqa: E402
@@ -210,6 +212,7 @@ REGISTRY: Mapping[str, ChargeModel] = MappingProxyType(
         "graduated": Graduated(),
         "volume": Volume(),
         "percentage": Percentage(),
+        "graduated_percentage": GraduatedPercentage(),
         "matrix": Matrix(),
         "time_of_use": TimeOfUse(),
     }
