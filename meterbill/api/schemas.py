@@ -24,7 +24,7 @@ class MeterIn(Strict):
     unit: str | None = None
     keep_values: bool = Field(default=False, description=(
         "sum meters only: also keep each event's exact value, which percentage charges with "
-        "per_event_min / per_event_max need (and which makes free events exact to the event); "
+        "per_event_min / per_event_max need (free events use them too); "
         "cannot change once the meter exists"))
 
 
