@@ -24,12 +24,20 @@ class MeterIn(Strict):
     unit: str | None = None
     keep_values: bool = Field(default=False, description=(
         "sum meters only: also keep each event's exact value, which percentage charges with "
-        "per_event_min / per_event_max need; cannot change once the meter exists"))
+        "per_event_min / per_event_max need (free events use them too); "
+        "cannot change once the meter exists"))
 
 
 class TierIn(Strict):
     up_to: str | None = Field(pattern=r"^\d+(\.\d+)?$")
     unit_amount: str = Amount
+    flat_amount: str | None = Field(default=None, pattern=r"^\d+(\.\d+)?$")
+
+
+class RateTierIn(Strict):
+    """A graduated_percentage tier: a percent of the part of the summed amount in the tier."""
+    up_to: str | None = Field(pattern=r"^\d+(\.\d+)?$")
+    rate: str = Field(pattern=r"^\d+(\.\d+)?$", description="percent: \"2.9\" means 2.9 %")
     flat_amount: str | None = Field(default=None, pattern=r"^\d+(\.\d+)?$")
 
 
@@ -40,7 +48,8 @@ class ChargeIn(BaseModel):
     model: str = Field(examples=["graduated"])
     display_name: str | None = None
     unit_amount: str | None = Field(default=None, pattern=r"^\d+(\.\d+)?$")
-    tiers: list[TierIn] | None = None
+    tiers: list[TierIn] | list[RateTierIn] | None = Field(
+        default=None, description="graduated / volume: unit_amount per tier; graduated_percentage: rate per tier")
     free_units: str | None = Field(default=None, pattern=r"^\d+(\.\d+)?$")
     min_amount: str | None = Field(default=None, pattern=r"^\d+(\.\d+)?$")
     unit: str | None = None

@@ -32,9 +32,12 @@ def _dec(value: Any) -> str | None:
 
 
 def _tier(t: TierLine, currency: str) -> dict[str, Any]:
-    return {"tier": t.index + 1, "from": _dec(t.lower), "up_to": _dec(t.upper), "units": _dec(t.units),
-            "unit_amount": _dec(t.unit_amount), "flat_amount": _dec(t.flat_amount),
-            "amount": _dec(t.amount)}
+    doc = {"tier": t.index + 1, "from": _dec(t.lower), "up_to": _dec(t.upper), "units": _dec(t.units),
+           "unit_amount": _dec(t.unit_amount), "flat_amount": _dec(t.flat_amount),
+           "amount": _dec(t.amount)}
+    if t.rate is not None:  # graduated_percentage: the tier's percent (unit_amount = rate / 100)
+        doc["rate"] = _dec(t.rate)
+    return doc
 
 
 def _line(line: Line, currency: str, period: Period) -> dict[str, Any]:

@@ -9,12 +9,12 @@ local midnight (+05:30, +05:45 …), which periods and time-of-use pricing need.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from meterbill.domain.charges import Usage
+from meterbill.domain.charges import Cell, Usage
 from meterbill.domain.errors import InvalidField
 from meterbill.domain.events import Event, Scalar, canonical_scalar
 
@@ -248,8 +248,9 @@ def usage_of(meter: Meter, buckets: Iterable[tuple[int, str, BucketState]], deta
         values = {}
         for s in states:
             add_values(values, s.values)
+    cells = _Cells(meter, buckets) if meter.aggregation in ADDITIVE else ()
     if not detail:
-        return Usage(total, events, values=values)
+        return Usage(total, events, values=values, cells=cells)
     by_group: dict[str, list[BucketState]] = {}
     for _, g, st in buckets:
         by_group.setdefault(g, []).append(st)
@@ -262,7 +263,32 @@ def usage_of(meter: Meter, buckets: Iterable[tuple[int, str, BucketState]], deta
             add = Decimal(st.count) if meter.aggregation == "count" else st.sum
             per_start[start] = per_start.get(start, Decimal(0)) + add
         series = tuple(sorted(per_start.items()))
-    return Usage(total, events, groups, series, values)
+    return Usage(total, events, groups, series, values, cells)
+
+
+class _Cells:
+    """An additive meter's usage per 15-minute cell (all groups together), in time order; built
+    each time it is iterated, so rating pays for it only in the charges that read it."""
+
+    __slots__ = ("_buckets", "_count", "_keep")
+
+    def __init__(self, meter: Meter, buckets: list[tuple[int, str, BucketState]]) -> None:
+        self._buckets, self._count, self._keep = buckets, meter.aggregation == "count", meter.keep_values
+
+    def __iter__(self) -> Iterator[Cell]:
+        per_start: dict[int, list[BucketState]] = {}
+        for start, _, st in self._buckets:
+            per_start.setdefault(start, []).append(st)
+        for start in sorted(per_start):
+            states = per_start[start]
+            events = sum(s.count for s in states)
+            amount = Decimal(events) if self._count else sum((s.sum for s in states), Decimal(0))
+            values: dict[Decimal, int] | None = None
+            if self._keep:
+                values = {}
+                for s in states:
+                    add_values(values, s.values)
+            yield Cell(start, events, amount, values)
 
 
 def bucket_start(ts_ms: int) -> int:

@@ -25,6 +25,7 @@ from meterbill.domain.periods import INTERVALS
 
 
 QUANTITY_PRICED = frozenset({"per_unit", "graduated", "package", "volume"})
+FREE_HINTS = {"graduated_percentage": "has none: a first tier with rate 0 makes an amount free"}
 TIMINGS = ("arrears", "advance")
 ZERO = Decimal(0)
 
@@ -71,8 +72,9 @@ def _charge(rc: Any, path: str) -> Charge:
     model = get_model(rc.get("model"), path)
     free = parse_decimal(rc.get("free_units", "0"), f"{path}.free_units")
     if free and model.name not in QUANTITY_PRICED:
+        own = FREE_HINTS.get(model.name, "has its own terms")
         raise InvalidField(f"{path}.free_units", f"applies to {', '.join(sorted(QUANTITY_PRICED))} charges; "
-                                                 f"'{model.name}' has its own terms")
+                                                 f"'{model.name}' {own}")
     return Charge(meter, model, model.parse(rc, path), _optional_text(rc, "display_name", f"{path}."),
                   free, parse_decimal(rc.get("min_amount", "0"), f"{path}.min_amount"),
                   _optional_text(rc, "unit", f"{path}."))

@@ -4,7 +4,8 @@ Input is the stored invoice document (``meterbill.domain.invoices.build_invoice`
 the API: amounts are decimal strings). Money is shown exactly as stored — never parsed into a
 float, never re-rounded: line amounts and totals verbatim; the unrounded tier amounts without
 insignificant trailing zeros ('1350.000000' -> '1350.00'). Quantities get thousands separators
-(a string operation). A line's breakdown is its ``tiers`` and its ``parts`` (matrix cells,
+(a string operation). A line's breakdown is its ``tiers`` (a tier with a ``rate``, from ``graduated_percentage``,
+shows it as a percent: "50 × 2%") and its ``parts`` (matrix cells,
 time-of-use windows…: ``label``, ``units``, ``unit_amount``, ``amount``).
 Optional fields are rendered when present: ``taxes`` (``name``,
 ``rate`` as a fraction such as ``"0.19"`` or ``percentage`` such as ``"19"``, ``amount``,
@@ -239,8 +240,9 @@ def _tier(t: Mapping[str, Any], decimals: int) -> TierRow:
         has_flat = bool(flat) and Decimal(flat) != 0
     except InvalidOperation:
         has_flat = bool(flat)
+    rate = text(t.get("rate"))  # graduated_percentage: a percent of the tier's amount
     return TierRow(label=f"Tier {text(t.get('tier'))} ({bounds})", units=group_digits(t.get("units")),
-                   unit_price=text(t.get("unit_amount")), flat=flat if has_flat else None,
+                   unit_price=f"{rate}%" if rate else text(t.get("unit_amount")), flat=flat if has_flat else None,
                    amount=trim_zeros(t.get("amount"), decimals))
 
 

@@ -18,7 +18,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from meterbill.domain.charges import REGISTRY, Part, Priced, PricingContext, TierLine, Usage
+from meterbill.domain.charges import REGISTRY, Cell, Part, Priced, PricingContext, TierLine, Usage
 from meterbill.domain.charges.matrix import Matrix, MatrixParams
 from meterbill.domain.charges.package import Package, PackageParams
 from meterbill.domain.charges.percentage import Percentage, PercentageParams
@@ -48,11 +48,8 @@ def total(parts: tuple[Part, ...]) -> Decimal:
 # --- package ------------------------------------------------------------------------
 
 
-def package(size: str, amount: str, free: str | None = None) -> PackageParams:
-    raw = {"model": "package", "package_size": size, "package_amount": amount}
-    if free is not None:
-        raw["free_units"] = free
-    return PACKAGE.parse(raw, PATH)
+def package(size: str, amount: str) -> PackageParams:
+    return PACKAGE.parse({"model": "package", "package_size": size, "package_amount": amount}, PATH)
 
 
 @pytest.mark.parametrize(
@@ -77,31 +74,15 @@ def test_stripe_transform_quantities_car_rental() -> None:
     assert priced.parts == (Part("3 x package of 60 (150 units)", D(3), D(10), D(30)),)
 
 
-@pytest.mark.parametrize(
-    ("units", "expected"),
-    [("201", "10"), ("100", "0"), ("50", "0"), ("101", "5"), ("200", "5"), ("300", "10")],
-)
-def test_lago_package_with_free_units(units: str, expected: str) -> None:
-    # Lago, "Package": $5 per 100 units, first 100 units free; "201 units would cost $0
-    # (first 100 units) + $5 (next 100 units) + $5 (last unit) = $10". The other rows
-    # follow the same rule (lago-api PackageService: ceil((units - free) / size) * amount).
-    # https://getlago.com/docs/guide/plans/charges/charge-models/package
-    priced = PACKAGE.price(Usage.of(D(units)), package("100", "5", "100"), CTX)
-    assert priced.amount == D(expected)
-    assert total(priced.parts) == priced.amount
+# Lago's package example with free units is rated in test_rating.py: ``free_units`` is a charge
+# term the rating deducts before any model prices the rest.
 
 
 def test_package_parts_and_fractions() -> None:
-    priced = PACKAGE.price(Usage.of(D("2.6")), package("0.5", "1.25", "0.4"), CTX)
-    # 2.2 paid GB in 0.5 GB packages -> 5 packages
+    priced = PACKAGE.price(Usage.of(D("2.2")), package("0.5", "1.25"), CTX)
+    # 2.2 GB in 0.5 GB packages -> 5 packages
     assert priced == Priced(
-        D("6.25"),
-        None,
-        (),
-        (
-            Part("free units", D("0.4"), D(0), D(0)),
-            Part("5 x package of 0.5 (2.2 units)", D(5), D("1.25"), D("6.25")),
-        ),
+        D("6.25"), None, (), (Part("5 x package of 0.5 (2.2 units)", D(5), D("1.25"), D("6.25")),)
     )
     assert PACKAGE.price(Usage.of(D(0)), package("5", "10"), CTX) == Priced(D(0), None)
 
@@ -236,14 +217,81 @@ def test_per_event_min_max_needs_the_values() -> None:
         PERCENTAGE.price(Usage(D("10"), 2, values={D("4.5"): 2}), params, CTX)
 
 
-def test_free_events_pay_no_fixed_fee() -> None:
-    # Lago: "Free units (per event - optional): number of events that are not subject
-    # to the fixed fee" (page above). 4 events, 3 free: one fixed fee.
+def cells(*events: tuple[int, str]) -> tuple[Cell, ...]:
+    """(15-minute cell number, value) per event -> time-ordered cells keeping their values."""
+    by_cell: dict[int, dict[Decimal, int]] = {}
+    for cell, value in events:
+        values = by_cell.setdefault(cell, {})
+        values[D(value)] = values.get(D(value), 0) + 1
+    return tuple(Cell(900 * c, sum(v.values()), sum((k * n for k, n in v.items()), D(0)), v)
+                 for c, v in sorted(by_cell.items()))
+
+
+def usage_of_events(*events: tuple[int, str], keep_values: bool = True) -> Usage:
+    cs = cells(*events)
+    if not keep_values:
+        cs = tuple(Cell(c.start, c.events, c.amount) for c in cs)
+    values: dict[Decimal, int] = {}
+    for _, value in events:
+        values[D(value)] = values.get(D(value), 0) + 1
+    return Usage(sum((c.amount for c in cs), D(0)), len(events), cells=cs,
+                 values=values if keep_values else None)
+
+
+def test_lago_free_events_pay_neither_rate_nor_fixed_fee() -> None:
+    # Lago, "Percentage" (page above): 1.2 %, $0.10 per transaction, the first 3 events free;
+    # transactions $200, $100, $100, $50: "for the fourth transaction, the charge will be
+    # $0.10 x 1 event + 1.2% of $50 = $0.70" (the page's table also frees $500; with the first 3
+    # events free alone lago-api's PercentageService gives the same: the running total of the
+    # first 3 events, $400, pays no rate, and 3 events pay no fixed fee).
     params = percentage(rate="1.2", fixed_amount="0.10", free_units_per_events="3")
-    priced = PERCENTAGE.price(Usage(D("450"), 4), params, CTX)
-    assert priced.amount == D("5.50")  # 1.2 % of 450 = 5.40, + 1 x 0.10
-    assert priced.parts[1].label == "0.10 x 1 events (3 free)"
-    assert PERCENTAGE.price(Usage(D("450"), 2), params, CTX).amount == D("5.40")
+    usage = usage_of_events((0, "200"), (1, "100"), (2, "100"), (3, "50"))
+    priced = PERCENTAGE.price(usage, params, CTX)
+    assert priced.amount == D("0.70")
+    assert priced.parts == (
+        Part("1.2% of 50 (first 3 events free: 400)", D("50"), D("0.012"), D("0.600")),
+        Part("0.10 x 1 events (3 free)", D(1), D("0.10"), D("0.10")),
+    )
+    # with fewer events than free ones nothing is charged, and no detail is needed
+    assert PERCENTAGE.price(Usage(D("400"), 3), params, CTX).amount == 0
+
+
+def test_free_events_without_a_fixed_fee_pay_no_rate() -> None:
+    params = percentage(rate="2", free_units_per_events="2")
+    priced = PERCENTAGE.price(usage_of_events((0, "100"), (1, "50"), (5, "30")), params, CTX)
+    assert priced.amount == D("0.60")  # 2 % of the third event only
+
+
+def test_free_events_end_inside_a_cell_free_its_largest_values() -> None:
+    # The N-th event falls in a 15-minute cell that holds later events too; their order inside the
+    # cell is not kept. The free ones are taken to be the cell's largest values: the amount is the
+    # exact amount of one real order of those events and never more than any other order's.
+    params = percentage(rate="10", fixed_amount="1", free_units_per_events="2")
+    usage = usage_of_events((0, "100"), (4, "10"), (4, "40"), (4, "70"))
+    priced = PERCENTAGE.price(usage, params, CTX)
+    assert priced.amount == D("7")  # 10 % of (10 + 40) + 2 x 1; 70 is free with 100
+    assert priced.parts[0].label == "10% of 50 (first 2 events free: 170)"
+    # without the values only the cell's total is known: its whole amount pays no rate, while the
+    # fixed fee (the same for every event) is exact
+    plain = usage_of_events((0, "100"), (4, "10"), (4, "40"), (4, "70"), keep_values=False)
+    assert PERCENTAGE.price(plain, params, CTX).amount == D("2")
+
+
+def test_free_events_with_per_event_min_max() -> None:
+    # Lago's per-transaction path: a free event costs nothing (no minimum either); the others are
+    # clamped one by one.
+    params = percentage(rate="1", fixed_amount="0.50", per_event_min="1", per_event_max="5",
+                        free_units_per_events="1")
+    usage = usage_of_events((0, "20"), (1, "600"), (2, "20"))
+    priced = PERCENTAGE.price(usage, params, CTX)
+    assert priced.amount == D("6")  # free; 6.50 -> 5; 0.70 -> 1
+    assert total(priced.parts) == priced.amount
+
+
+def test_free_events_need_the_cells_when_some_events_pay() -> None:
+    params = percentage(rate="1", free_units_per_events="2")
+    with pytest.raises(ValueError, match="per 15-minute cell"):
+        PERCENTAGE.price(Usage(D("10"), 3), params, CTX)
 
 
 def test_free_total_amount_pays_no_rate() -> None:
@@ -264,9 +312,29 @@ def test_lago_order_dependent_combinations_are_refused() -> None:
         percentage(rate="1.2", fixed_amount="0.10", free_units_per_events="3",
                    free_units_per_total_aggregation="500")
     assert info.value.field == f"{PATH}.free_units_per_total_aggregation"
-    with pytest.raises(InvalidField) as info:
-        percentage(rate="1", fixed_amount="0.1", free_units_per_events="1", per_event_max="2")
-    assert info.value.field == f"{PATH}.free_units_per_events"
+
+
+def test_roll_up_gives_time_ordered_cells_over_all_groups() -> None:
+    # What percentage free events read: the usage per 15-minute cell, groups merged, in time
+    # order whatever order the buckets come in; values only for a meter that keeps them.
+    from meterbill.domain.meters import BucketState, parse_meter, usage_of
+
+    raw = {"event_type": "pay", "aggregation": "sum", "property": "amount", "group_by": ["card"]}
+    kept = parse_meter("pay", {**raw, "keep_values": True})
+    A, B = '["s:a"]', '["s:b"]'
+    buckets = [(1800, B, BucketState(1, D("7"), values={D("7"): 1})),
+               (900, A, BucketState(2, D("10"), values={D("4"): 1, D("6"): 1})),
+               (1800, A, BucketState(2, D("14"), values={D("7"): 2}))]
+    for detail in (False, True):
+        usage = usage_of(kept, buckets, detail)
+        assert list(usage.cells) == list(usage.cells) == [
+            Cell(900, 2, D("10"), {D("4"): 1, D("6"): 1}), Cell(1800, 3, D("21"), {D("7"): 3})]
+    plain_meter = parse_meter("pay", raw)
+    assert list(usage_of(plain_meter, buckets, False).cells) == [Cell(900, 2, D("10")), Cell(1800, 3, D("21"))]
+    count = parse_meter("n", {"event_type": "pay", "aggregation": "count"})
+    assert [c.amount for c in usage_of(count, buckets, False).cells] == [D(2), D(3)]
+    maximum = parse_meter("m", {"event_type": "pay", "aggregation": "max", "property": "amount"})
+    assert list(usage_of(maximum, [(900, "", BucketState(1, max=D(3)))], False).cells) == []
 
 
 # --- matrix -------------------------------------------------------------------------
@@ -371,7 +439,7 @@ def test_matrix_parse_errors_name_the_field(
 # --- parse errors shared by every model ----------------------------------------------
 
 VALID: dict[str, dict[str, Any]] = {
-    "package": {"package_size": "100", "package_amount": "5", "free_units": "10"},
+    "package": {"package_size": "100", "package_amount": "5"},
     "volume": {"tiers": [tier("10", "1", "2"), tier(None, "0.5", "1")]},
     "percentage": {"rate": "2.9", "fixed_amount": "0.30", "free_units_per_events": "2"},
     "percentage_min_max": {"rate": "2.9", "per_event_min": "0.5", "per_event_max": "5"},
@@ -382,7 +450,6 @@ VALID: dict[str, dict[str, Any]] = {
 DECIMALS: list[tuple[str, tuple[str | int, ...]]] = [
     ("package", ("package_size",)),
     ("package", ("package_amount",)),
-    ("package", ("free_units",)),
     ("volume", ("tiers", 0, "up_to")),
     ("volume", ("tiers", 0, "unit_amount")),
     ("volume", ("tiers", 1, "flat_amount")),
@@ -466,8 +533,6 @@ def test_parse_rejects_unknown_keys_inside_rows(
          "per_event_max", "must be at least per_event_min (2)"),
         ("percentage", {"rate": "1", "fixed_amount": "1", "free_units_per_events": "1.5"},
          "free_units_per_events", "must be a whole number of events"),
-        ("percentage", {"rate": "1", "free_units_per_events": "2"}, "free_units_per_events",
-         "needs fixed_amount: free events are events that pay no fixed fee"),
         ("percentage", {"rate": "1", "fixed_amount": "1",
                         "free_units_per_total_aggregation": "2"},
          "free_units_per_total_aggregation", None),
@@ -515,7 +580,7 @@ sizes = st.decimals(min_value=D("0.001"), max_value=10**4, places=3)
 
 @st.composite
 def package_params(draw: st.DrawFn) -> PackageParams:
-    return package(str(draw(sizes)), str(draw(amounts)), str(draw(quantities)))
+    return package(str(draw(sizes)), str(draw(amounts)))
 
 
 @settings(max_examples=300)
@@ -525,8 +590,7 @@ def test_package_is_monotone_and_exact(params: PackageParams, a: Decimal, b: Dec
     low_priced = PACKAGE.price(Usage.of(low), params, CTX)
     high_priced = PACKAGE.price(Usage.of(high), params, CTX)
     assert low_priced.amount <= high_priced.amount
-    paid = max(Fraction(0), Fraction(high) - Fraction(params.free_units))
-    packages = math.ceil(paid / Fraction(params.package_size))
+    packages = math.ceil(Fraction(high) / Fraction(params.package_size))
     assert high_priced.amount == packages * params.package_amount
     assert total(high_priced.parts) == high_priced.amount
 
@@ -571,8 +635,6 @@ def percentage_params(draw: st.DrawFn) -> PercentageParams:
     raw: dict[str, Any] = {"rate": str(draw(st.decimals(0, 50, places=3)))}
     if draw(st.booleans()):
         raw["fixed_amount"] = str(draw(amounts))
-        if draw(st.booleans()):
-            raw["free_units_per_events"] = draw(st.integers(0, 5))
     elif draw(st.booleans()):
         raw["free_units_per_total_aggregation"] = str(draw(quantities))
     return percentage(**raw)
@@ -625,6 +687,64 @@ def test_percentage_min_max_equals_clamping_every_event(
     )
     priced = PERCENTAGE.price(usage, params, CTX)
     assert priced.amount == expected == total(priced.parts)
+
+
+def lago_event_by_event(events: list[tuple[int, Decimal]], params: PercentageParams) -> Decimal:
+    """lago-api's per-transaction loop over events already in time order: the first N cost
+    nothing, every other one rate x value + fixed, clamped to the per-event min / max."""
+    total_fee = D(0)
+    for i, (_, value) in enumerate(events):
+        if i < params.free_units_per_events:
+            continue
+        fee = value * params.rate / 100 + (params.fixed_amount or 0)
+        if params.per_event_min is not None:
+            fee = max(fee, params.per_event_min)
+        if params.per_event_max is not None:
+            fee = min(fee, params.per_event_max)
+        total_fee += fee
+    return total_fee
+
+
+events_in_cells = st.lists(st.tuples(st.integers(0, 4), st.decimals(0, 1000, places=2)), max_size=12)
+
+
+@st.composite
+def free_event_params(draw: st.DrawFn) -> PercentageParams:
+    raw: dict[str, Any] = {"rate": str(draw(st.decimals(0, 50, places=3))),
+                           "free_units_per_events": draw(st.integers(0, 8))}
+    for key in ("fixed_amount", "per_event_min", "per_event_max"):
+        if draw(st.booleans()):
+            raw[key] = str(draw(amounts))
+    if "per_event_min" in raw and "per_event_max" in raw:
+        raw["per_event_min"], raw["per_event_max"] = sorted((raw["per_event_min"], raw["per_event_max"]), key=D)
+    return percentage(**raw)
+
+
+@settings(max_examples=400)
+@given(free_event_params(), events_in_cells, st.randoms(use_true_random=False), st.tuples(st.integers(0, 4),
+       st.decimals(0, 1000, places=2)))
+def test_free_events_are_the_first_events_up_to_the_order_inside_a_cell(
+    params: PercentageParams, events: list[tuple[int, Decimal]], rnd: Any, extra: tuple[int, Decimal]
+) -> None:
+    # Buckets keep time order between 15-minute cells, not inside one. Whatever the events' real
+    # order inside their cells: the amount is never more than Lago's event-by-event rule gives, it
+    # IS that rule's amount for one real order (the free events' cell with its largest values
+    # first), and it equals the rule whenever that cell holds no paying event.
+    usage = usage_of_events(*((c, str(v)) for c, v in events))
+    ours = PERCENTAGE.price(usage, params, CTX)
+    assert ours.amount == total(ours.parts)
+    real = sorted(events, key=lambda e: (e[0], rnd.random()))
+    assert ours.amount <= lago_event_by_event(real, params)
+    largest_first = sorted(events, key=lambda e: (e[0], -e[1]))
+    assert ours.amount == lago_event_by_event(largest_first, params)
+    n = params.free_units_per_events
+    if n >= len(events) or n == 0 or real[n - 1][0] != real[n][0]:
+        assert ours.amount == lago_event_by_event(real, params)
+    more = usage_of_events(*((c, str(v)) for c, v in [*events, extra]))
+    assert PERCENTAGE.price(more, params, CTX).amount >= ours.amount  # an event more never costs less
+    if params.per_event_min is None and params.per_event_max is None:  # without the values
+        plain = usage_of_events(*((c, str(v)) for c, v in events), keep_values=False)
+        assert PERCENTAGE.price(plain, params, CTX).amount <= ours.amount
 
 
 @st.composite

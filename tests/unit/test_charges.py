@@ -67,6 +67,7 @@ def test_registry_is_explicit_and_read_only() -> None:
         "graduated",
         "volume",
         "percentage",
+        "graduated_percentage",
         "matrix",
         "time_of_use",
     }
@@ -83,7 +84,7 @@ def test_unknown_model(name: object) -> None:
         get_model(name, PATH)
     assert info.value.field == f"{PATH}.model"
     assert info.value.problem == (
-        f"unknown charge model {name!r}; expected one of: graduated, matrix, "
+        f"unknown charge model {name!r}; expected one of: graduated, graduated_percentage, matrix, "
         "package, per_unit, percentage, time_of_use, volume"
     )
     assert info.value.code == "unknown_charge_model"
@@ -95,7 +96,7 @@ def test_models_satisfy_the_protocol() -> None:
         assert isinstance(model.name, str)
         assert isinstance(model.additive_only, bool)
     additive = {name for name, model in REGISTRY.items() if model.additive_only}
-    assert additive == {"percentage", "time_of_use"}
+    assert additive == {"percentage", "graduated_percentage", "time_of_use"}
 
 
 def test_usage_of_wraps_a_quantity() -> None:

@@ -44,6 +44,53 @@ def test_free_allowance_is_deducted_before_pricing() -> None:
     assert rate(p, {"calls": Usage.of(Decimal(60))}, OCT, OCT, CTX).lines[1].amount == 0
 
 
+@pytest.mark.parametrize(("units", "expected"), [
+    ("350", "15.00"),  # ceil((350 - 100) / 100) = 3 packages
+    ("201", "10.00"),  # Lago, "Package": 201 units with the first 100 free = $10
+    ("200", "5.00"), ("101", "5.00"), ("100", "0.00"), ("0", "0.00"),
+])
+def test_package_free_units_are_deducted_once(units: str, expected: str) -> None:
+    # https://getlago.com/docs/guide/plans/charges/charge-models/package: $5 per 100 units,
+    # first 100 free. The allowance is a charge term: the rating deducts it, the model never sees it.
+    p = plan(charges=[{"meter": "calls", "model": "package", "package_size": "100", "package_amount": "5.00",
+                       "free_units": "100"}])
+    line = rate(p, {"calls": Usage.of(Decimal(units))}, OCT, OCT, CTX).lines[1]
+    assert str(line.amount) == expected
+    assert line.quantity == Decimal(units) and line.free_units == 100
+    assert sum((part.amount for part in line.parts), Decimal(0)) == line.amount_unrounded
+
+
+@settings(max_examples=200)
+@given(st.decimals(min_value="0.001", max_value=10**4, places=3), st.decimals(min_value=0, max_value=100, places=2),
+       st.decimals(min_value=0, max_value=10**6, places=3), st.decimals(min_value=0, max_value=10**6, places=3))
+def test_package_with_free_units_bills_ceil_of_the_paid_units(size: Decimal, price: Decimal, free: Decimal,
+                                                               q: Decimal) -> None:
+    import math
+    from fractions import Fraction
+
+    p = plan(charges=[{"meter": "gb", "model": "package", "package_size": str(size), "package_amount": str(price),
+                       "free_units": str(free)}])
+    line = rate(p, {"gb": Usage.of(q)}, OCT, OCT, CTX).lines[1]
+    packages = math.ceil(max(Fraction(0), Fraction(q) - Fraction(free)) / Fraction(size))
+    assert line.amount_unrounded == packages * price
+
+
+def test_no_model_reads_the_charge_level_free_units() -> None:
+    # free_units is applied once, by the rating, for every model that accepts it: no model's own
+    # parameters change with it (else the allowance would be taken off twice).
+    from meterbill.domain.charges import REGISTRY
+    from tests.unit.test_charge_models import VALID
+    from tests.unit.test_time_of_use import PEAK
+
+    samples = {**VALID, "per_unit": {"unit_amount": "1"},
+               "graduated": {"tiers": [{"up_to": None, "unit_amount": "1"}]},
+               "graduated_percentage": {"tiers": [{"up_to": None, "rate": "1"}]},
+               "time_of_use": {"windows": [PEAK], "default_unit_amount": "0.08"}}
+    for name, model in REGISTRY.items():
+        base = {k: v for k, v in samples[name].items() if k != "free_units"}
+        assert model.parse({**base, "free_units": "100"}, "c") == model.parse(base, "c"), name
+
+
 def test_usage_lines_carry_the_charge_unit_else_the_meter_unit() -> None:
     from meterbill.domain.invoices import build_invoice
 

@@ -10,7 +10,7 @@ and add one entry to :data:`REGISTRY` below.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from types import MappingProxyType
@@ -21,6 +21,7 @@ from meterbill.domain.money import parse_decimal
 
 __all__ = [
     "REGISTRY",
+    "Cell",
     "ChargeModel",
     "GroupKey",
     "Part",
@@ -43,6 +44,16 @@ GroupKey = tuple[tuple[str, str | None], ...]
 
 
 @dataclass(frozen=True, slots=True)
+class Cell:
+    """One 15-minute bucket of an additive meter's usage, all dimension groups together."""
+
+    start: int  # bucket start, epoch seconds UTC
+    events: int
+    amount: Decimal  # the meter's aggregate in the cell (its sum, or its count)
+    values: Mapping[Decimal, int] | None = None  # keep_values meters: value -> number of events
+
+
+@dataclass(frozen=True, slots=True)
 class Usage:
     """What one charge may price: one meter's usage over one period."""
 
@@ -56,6 +67,9 @@ class Usage:
     # exact multiset of per-event values (value -> number of events) when the meter
     # keeps them, else None
     values: Mapping[Decimal, int] | None = None
+    # additive meters: the usage per 15-minute cell in time order (re-iterable; the roll-up
+    # builds it only when iterated, so only the charges that read it pay for it)
+    cells: Iterable[Cell] = field(default=(), compare=False, repr=False)
 
     @staticmethod
     def of(quantity: Decimal, events: int = 0) -> Usage:
@@ -84,6 +98,7 @@ class TierLine:
     unit_amount: Decimal
     flat_amount: Decimal
     amount: Decimal
+    rate: Decimal | None = None  # graduated_percentage: percent, unit_amount = rate / 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +197,7 @@ def check_keys(raw: object, allowed: frozenset[str], path: str, what: str) -> Ma
 
 # Imported after the types above: the model modules import them from this package.
 from meterbill.domain.charges.graduated import Graduated  # noqa: E402
+from meterbill.domain.charges.graduated_percentage import GraduatedPercentage  # noqa: E402
 from meterbill.domain.charges.matrix import Matrix  # noqa: E402
 from meterbill.domain.charges.package import Package  # noqa: E402
 from meterbill.domain.charges.per_unit import PerUnit  # noqa: E402
@@ -196,6 +212,7 @@ REGISTRY: Mapping[str, ChargeModel] = MappingProxyType(
         "graduated": Graduated(),
         "volume": Volume(),
         "percentage": Percentage(),
+        "graduated_percentage": GraduatedPercentage(),
         "matrix": Matrix(),
         "time_of_use": TimeOfUse(),
     }

@@ -30,7 +30,7 @@ from meterbill.domain.money import CONTEXT, parse_decimal
 __all__ = ["Graduated", "GraduatedParams", "GraduatedTier", "parse_tiers"]
 
 _ZERO = Decimal(0)
-_TIER_KEYS = frozenset({"up_to", "unit_amount", "flat_amount"})
+_HUNDRED = Decimal(100)
 _add = CONTEXT.add
 _mul = CONTEXT.multiply
 _sub = CONTEXT.subtract
@@ -41,6 +41,7 @@ class GraduatedTier:
     up_to: Decimal | None
     unit_amount: Decimal
     flat_amount: Decimal
+    rate: Decimal | None = None  # graduated_percentage: the tier's percent (unit_amount = rate / 100)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +77,7 @@ class GraduatedParams:
                     tier.unit_amount,
                     tier.flat_amount,
                     amount,
+                    tier.rate,
                 )
             )
             before.append(_add(before[-1], amount))
@@ -86,8 +88,12 @@ class GraduatedParams:
         object.__setattr__(self, "before", tuple(before))
 
 
-def parse_tiers(raw: Mapping[str, Any], path: str) -> tuple[GraduatedTier, ...]:
-    """Validate ``raw["tiers"]`` (shared with ``volume``, which has the same shape)."""
+def parse_tiers(
+    raw: Mapping[str, Any], path: str, price: str = "unit_amount"
+) -> tuple[GraduatedTier, ...]:
+    """Validate ``raw["tiers"]`` (shared with ``volume``, which has the same shape, and
+    ``graduated_percentage``, whose tiers give a ``rate`` in percent instead of a
+    ``unit_amount``: ``price="rate"``)."""
     if not isinstance(raw, Mapping):
         raise InvalidField(path, "must be an object")
     raw_tiers = raw.get("tiers")
@@ -100,7 +106,9 @@ def parse_tiers(raw: Mapping[str, Any], path: str) -> tuple[GraduatedTier, ...]:
     tiers: list[GraduatedTier] = []
     previous: Decimal | None = None
     for i, raw_tier in enumerate(raw_tiers):
-        tiers.append(_parse_tier(raw_tier, f"{tiers_path}[{i}]", i == last, previous))
+        tiers.append(
+            _parse_tier(raw_tier, f"{tiers_path}[{i}]", i == last, previous, price)
+        )
         previous = tiers[-1].up_to
     return tuple(tiers)
 
@@ -130,7 +138,7 @@ class Graduated:
         units = _sub(quantity, lower)
         amount = _add(_mul(units, tier.unit_amount), tier.flat_amount)
         line = TierLine(
-            i, lower, tier.up_to, units, tier.unit_amount, tier.flat_amount, amount
+            i, lower, tier.up_to, units, tier.unit_amount, tier.flat_amount, amount, tier.rate
         )
         return Priced(
             _add(params.before[i], amount), None, (*params.full_lines[:i], line)
@@ -138,15 +146,15 @@ class Graduated:
 
 
 def _parse_tier(
-    raw: object, path: str, is_last: bool, previous: Decimal | None
+    raw: object, path: str, is_last: bool, previous: Decimal | None, price: str
 ) -> GraduatedTier:
     if not isinstance(raw, Mapping):
         raise InvalidField(path, "must be an object")
     for key in raw:
-        if key not in _TIER_KEYS:
+        if key not in ("up_to", price, "flat_amount"):
             raise InvalidField(
                 f"{path}.{key}",
-                "is not a tier field; expected up_to, unit_amount, flat_amount",
+                f"is not a tier field; expected up_to, {price}, flat_amount",
             )
     if "up_to" not in raw:
         raise InvalidField(
@@ -172,11 +180,13 @@ def _parse_tier(
                 f"{path}.up_to",
                 f"must be greater than the previous tier's up_to ({previous})",
             )
-    if raw.get("unit_amount") is None:
-        raise InvalidField(f"{path}.unit_amount", "is required")
-    unit_amount = parse_decimal(raw["unit_amount"], f"{path}.unit_amount")
+    if raw.get(price) is None:
+        raise InvalidField(f"{path}.{price}", "is required")
+    amount = parse_decimal(raw[price], f"{path}.{price}")
     raw_flat = raw.get("flat_amount")
     flat_amount = (
         _ZERO if raw_flat is None else parse_decimal(raw_flat, f"{path}.flat_amount")
     )
-    return GraduatedTier(up_to, unit_amount, flat_amount)
+    if price == "rate":  # exact: a division by 100
+        return GraduatedTier(up_to, CONTEXT.divide(amount, _HUNDRED), flat_amount, amount)
+    return GraduatedTier(up_to, amount, flat_amount)

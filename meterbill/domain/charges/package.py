@@ -2,19 +2,21 @@
 
 Plan properties::
 
-    {"package_size": "1000", "package_amount": "5.00", "free_units": "100"}
+    {"package_size": "1000", "package_amount": "5.00"}
 
-``package_size`` > 0 (may be fractional, e.g. "0.5" GB), ``package_amount`` >= 0,
-``free_units`` >= 0 optional (default 0). The first ``free_units`` units cost nothing;
-the rest are divided by ``package_size`` and rounded UP::
+``package_size`` > 0 (may be fractional, e.g. "0.5" GB), ``package_amount`` >= 0. The units
+are divided by ``package_size`` and rounded UP::
 
-    packages = ceil(max(0, quantity - free_units) / package_size)
+    packages = ceil(quantity / package_size)
     amount   = packages * package_amount
 
 This is Stripe's ``transform_quantity: {divide_by: package_size, round: up}`` on a
-per-unit price, and Lago's ``package`` charge model (``free_units`` included), whose
-service computes ``ceil((units - free_units) / package_size) * amount``. 0 units cost 0.
-The division is exact (integer quotient + remainder), never a rounded quotient.
+per-unit price, and Lago's ``package`` charge model, whose service computes
+``ceil((units - free_units) / package_size) * amount``. Lago's ``free_units`` is the
+charge-level ``free_units`` here (``plans``): the rating deducts it before pricing, once,
+as for every quantity-priced model, so ``quantity`` is already the paid units and this
+model never reads ``free_units``. 0 units cost 0. The division is exact (integer quotient +
+remainder), never a rounded quotient.
 """
 
 from __future__ import annotations
@@ -30,7 +32,6 @@ from meterbill.domain.charges import (
     PricingContext,
     Usage,
     as_usage,
-    optional_amount,
     plain,
     required_amount,
 )
@@ -46,7 +47,6 @@ _ZERO = Decimal(0)
 class PackageParams:
     package_size: Decimal
     package_amount: Decimal
-    free_units: Decimal = _ZERO
 
 
 class Package:
@@ -59,9 +59,7 @@ class Package:
         size = required_amount(raw, "package_size", path)
         if size <= 0:
             raise InvalidField(f"{path}.package_size", "must be greater than 0")
-        amount = required_amount(raw, "package_amount", path)
-        free = optional_amount(raw, "free_units", path)
-        return PackageParams(size, amount, _ZERO if free is None else free)
+        return PackageParams(size, required_amount(raw, "package_amount", path))
 
     def price(
         self,
@@ -69,21 +67,12 @@ class Package:
         params: PackageParams,
         ctx: PricingContext | None = None,
     ) -> Priced:
-        quantity = as_usage(usage).quantity
-        if not quantity:
+        paid = as_usage(usage).quantity
+        if not paid:
             return Priced(_ZERO, None)
-        parts: list[Part] = []
-        free = min(quantity, params.free_units)
-        if free:
-            parts.append(Part("free units", free, _ZERO, _ZERO))
-        paid = CONTEXT.subtract(quantity, free)
-        if paid:
-            size = params.package_size
-            whole = CONTEXT.divide_int(paid, size)
-            packages = CONTEXT.add(whole, 1) if CONTEXT.remainder(paid, size) else whole
-            amount = CONTEXT.multiply(packages, params.package_amount)
-            label = f"{plain(packages)} x package of {plain(size)} ({plain(paid)} units)"
-            parts.append(Part(label, packages, params.package_amount, amount))
-        else:
-            amount = _ZERO
-        return Priced(amount, None, (), tuple(parts))
+        size = params.package_size
+        whole = CONTEXT.divide_int(paid, size)
+        packages = CONTEXT.add(whole, 1) if CONTEXT.remainder(paid, size) else whole
+        amount = CONTEXT.multiply(packages, params.package_amount)
+        label = f"{plain(packages)} x package of {plain(size)} ({plain(paid)} units)"
+        return Priced(amount, None, (), (Part(label, packages, params.package_amount, amount),))
