@@ -71,7 +71,9 @@ class AggregationService:
         if not changes:
             return out
         batch_id = changes[0].seq
-        by_type = self._catalog.meters_by_type()
+        # read fresh, once per batch: a cached list (10 s) would silently skip the events of a meter
+        # created moments ago, and nothing would ever apply them again (docs/decisions.md)
+        by_type = self._catalog.meters_by_type(fresh=True)
         contributions: dict[BucketKey, list[Contribution]] = defaultdict(list)
         for change in changes:
             if change.kind == "MODIFY" and change.event is not None and change.old_digest != change.event.digest:
