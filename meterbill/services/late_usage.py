@@ -20,7 +20,7 @@ from meterbill.domain.charges import Part
 from meterbill.domain.instants import iso, parse_instant
 from meterbill.domain.invoices import invoice_id
 from meterbill.domain.money import format_amount, quantize
-from meterbill.domain.periods import Period
+from meterbill.domain.periods import Period, period_containing
 from meterbill.domain.plans import Plan
 from meterbill.domain.rating import Line, Rated
 from meterbill.ports import BillingStore, Clock, ItemChange
@@ -63,13 +63,16 @@ class LateUsage:
         """Re-rate an invoiced period with the usage stored now and the plan version it was
         invoiced under. Returns the new rating, the difference to what has been billed for it so
         far, and the changes that record it as settled; None if it cannot be re-rated."""
-        period = Period(parse_instant(original["period"]["start"], "start"),
-                        parse_instant(original["period"]["end"], "end"), 0)
+        start = parse_instant(original["period"]["start"], "start")
+        end = parse_instant(original["period"]["end"], "end")
         versions = {k: int(v) for k, v in (original.get("plan_versions") or
                                             {original["plan"]: original["plan_version"]}).items()}
         try:
             plan = self._catalog.effective_plan(original["plan"], None, versions[original["plan"]])
-            rated = self._rate_period(customer, plan, period, versions)
+            # its own index: the base fee is prorated against this period's full length, not another's
+            index = period_containing(parse_instant(customer["billing_anchor"], "billing_anchor"), plan.interval,
+                                      customer["timezone"], start).index
+            rated = self._rate_period(customer, plan, Period(start, end, index), versions)
         except NotFound:  # a plan version saved before versions were archived: keep the marker, say so
             log.error("late usage for invoice %s cannot be re-rated: plan version not stored", original["id"])
             return None

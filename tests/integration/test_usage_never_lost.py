@@ -53,6 +53,21 @@ def catalog(container: Any) -> Any:
     return standard_catalog(container)
 
 
+# -- late usage in a later period ----------------------------------------------------------
+def test_late_usage_in_a_later_period_rerates_its_base_fee_unprorated(container: Any, catalog: Any, drain: Any,
+                                                                          clock: Any) -> None:
+    """November (30 days) is re-rated as November, not as a part of the anchor's 31-day October."""
+    clock.advance(days=30)  # 2026-12-05
+    send(container, drain, ev(1, ts="2026-11-10T00:00:00Z", tokens=100))
+    close(container, DEC)
+    send(container, drain, ev("late", ts="2026-11-20T00:00:00Z", tokens=900))
+    clock.advance(days=31)
+    close(container, "2027-01-01T00:00:00Z")
+    [adjustment] = [ln for ln in invoice_for(container, "acme", DEC)["lines"] if ln["type"] == "adjustment"]
+    assert adjustment["amount"] == "9.00"  # 1,000 tokens 10.00 - 1.00; the 49.00 base fee unchanged
+    assert [p["label"] for p in adjustment["parts"]] == ["tokens", "calls"]
+
+
 # -- a meter created just before its first events -------------------------------------------
 def test_events_right_after_a_new_meter_are_aggregated_by_it(ddb: Any, clock: Any) -> None:
     """API and aggregator are separate Lambdas, each with its own catalog cache (10 s)."""
