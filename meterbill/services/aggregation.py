@@ -22,9 +22,10 @@ from datetime import datetime
 from typing import Any
 
 from meterbill.domain.events import Event
-from meterbill.domain.instants import from_ms, iso, parse_instant, to_ms
-from meterbill.domain.meters import BucketState, Meter, bucket_start, group_key, matches, problem_for
-from meterbill.domain.periods import period_containing
+from meterbill.domain.instants import iso, parse_instant, to_ms
+from meterbill.domain.meters import (BucketState, Meter, billed_from, bucket_start, group_key, matches,
+                                     problem_for)
+from meterbill.domain.periods import billing_period
 from meterbill.ports import BillingStore, BucketKey, Clock, StoredBucket, StreamChange, StreamDecoder
 from meterbill.services.catalog import CatalogService
 from meterbill.services.errors import NotFound
@@ -150,20 +151,33 @@ class AggregationService:
         raise RuntimeError(f"bucket {key} kept changing concurrently; batch will be retried")
 
     def _mark_late(self, contributions: Mapping[BucketKey, Any], now: datetime) -> None:
-        earliest: dict[str, int] = {}
+        """A LATE# marker for every invoiced period that received usage in this batch, keyed like
+        its invoice (the period as ``closed_periods`` gives it: a shortened first period starts at
+        ``started_at``), with the same bucket-to-period rule as the close (``bucket_range``)."""
+        starts: dict[str, set[int]] = defaultdict(set)
         for customer, start_s, _, _ in contributions:
-            earliest[customer] = min(start_s, earliest.get(customer, start_s))
-        profiles = self._catalog.customers(set(earliest))
-        for customer, start_s in earliest.items():
+            starts[customer].add(start_s)
+        profiles = self._catalog.customers(set(starts))
+        for customer, bucket_starts in starts.items():
             profile = profiles.get(customer)
             if not profile or not profile.get("closed_through"):
                 continue
-            if start_s * 1000 >= to_ms(parse_instant(profile["closed_through"], "closed_through")):
+            closed_ms = to_ms(parse_instant(profile["closed_through"], "closed_through"))
+            late = [s for s in bucket_starts if s * 1000 < closed_ms]  # billed by an invoiced period
+            if not late:
                 continue
             try:
                 plan = self._catalog.plan(profile["plan"])
             except NotFound:
+                log.error("late usage for customer %s not marked: its plan %s does not exist", customer,
+                          profile["plan"])
                 continue
-            period = period_containing(parse_instant(profile["billing_anchor"], "billing_anchor"),
-                                       plan.interval, profile["timezone"], from_ms(start_s * 1000))
-            self._store.mark_late(customer, iso(period.start), iso(now))
+            anchor = parse_instant(profile["billing_anchor"], "billing_anchor")
+            started = parse_instant(profile["started_at"], "started_at")
+            periods = set()
+            for start_s in late:
+                at = billed_from(start_s, started)
+                if at is not None:  # else before the subscription: no period bills it
+                    periods.add(billing_period(anchor, plan.interval, profile["timezone"], started, at).start)
+            for period_start in sorted(periods):
+                self._store.mark_late(customer, iso(period_start), iso(now))

@@ -21,7 +21,7 @@ from meterbill.domain.contracts import entry, in_effect_before, split
 from meterbill.domain.errors import DomainError
 from meterbill.domain.instants import iso, parse_instant
 from meterbill.domain.invoices import TRANSITIONS, build_invoice, invoice_id, invoice_number
-from meterbill.domain.meters import usage_of
+from meterbill.domain.meters import bucket_range, usage_of
 from meterbill.domain.money import format_amount
 from meterbill.domain.periods import Period, closed_periods, full_period, period_containing
 from meterbill.domain.plans import Plan
@@ -326,11 +326,11 @@ class BillingService:
     def _rate(self, customer: dict[str, Any], parts: list[tuple[Plan, Period]], period: Period,
               prepaid: Plan | None) -> Rated:
         meters = self._catalog.meters()
+        started = parse_instant(customer["started_at"], "started_at")
         segments = []
         for plan, span in parts:
             buckets: dict[str, list[tuple[int, str, Any]]] = defaultdict(list)
-            for bucket in self._store.query_buckets(customer["id"], int(span.start.timestamp()),
-                                                    int(span.end.timestamp())):
+            for bucket in self._store.query_buckets(customer["id"], *bucket_range(span.start, span.end, started)):
                 buckets[bucket.meter].append((bucket.start_s, bucket.group, bucket.state))
             usages: dict[str, Usage] = {}
             for charge in plan.charges:
@@ -341,7 +341,7 @@ class BillingService:
             segments.append(Segment(plan, span, usages))
         anchor = parse_instant(customer["billing_anchor"], "billing_anchor")
         tz, interval = customer["timezone"], parts[-1][0].interval
-        first = period.start <= parse_instant(customer["started_at"], "started_at")
+        first = period.start <= started
         return rate_segments(segments, full_period(anchor, interval, tz, period),
                              PricingContext(parts[-1][0].currency, tz), first=first,
                              next_full=period_containing(anchor, interval, tz, period.end),

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -52,11 +53,32 @@ class LateUsage:
             if start >= before.start:
                 continue
             original = self._store.get_invoice(invoice_id(customer["id"], Period(start, start, 0)))
-            if original is not None and original["status"] != "draft":
-                out.append((marker, original))
+            if original is None:
+                original = self._first_invoice_by_full_start(customer, start)
+            if original is None or original["status"] == "draft":
+                log.error("late usage of customer %s for the period starting %s is NOT billed: no final invoice "
+                          "has that period start (marker %s kept until it can be settled)",
+                          customer["id"], iso(start), marker["sk"])
+                continue
+            out.append((marker, original))
             if len(out) == MAX_LATE_PER_RUN:
                 break
         return out
+
+    def _first_invoice_by_full_start(self, customer: dict[str, Any], start: datetime) -> dict[str, Any] | None:
+        """Markers written before 2026-12-01 name a shortened first period by its unclipped start;
+        its invoice is keyed by ``started_at``."""
+        started = parse_instant(customer["started_at"], "started_at")
+        if start >= started:
+            return None
+        try:
+            interval = self._catalog.plan(customer["plan"]).interval
+        except NotFound:
+            return None
+        anchor = parse_instant(customer["billing_anchor"], "billing_anchor")
+        if period_containing(anchor, interval, customer["timezone"], started).start != start:
+            return None
+        return self._store.get_invoice(invoice_id(customer["id"], Period(started, started, 0)))
 
     def _rerate(self, customer: dict[str, Any], original: dict[str, Any]
                 ) -> tuple[Rated, Decimal, list[ItemChange]] | None:

@@ -53,7 +53,81 @@ def catalog(container: Any) -> Any:
     return standard_catalog(container)
 
 
-# -- late usage in a later period ----------------------------------------------------------
+# -- late usage in a shortened first period -------------------------------------------------
+def test_late_usage_in_a_shortened_first_period_is_billed(container: Any, catalog: Any, drain: Any,
+                                                          clock: Any) -> None:
+    catalog.put_customer("beta", {"name": "Beta", "plan": "pro", "started_at": "2026-10-10T00:00:00Z",
+                                  "billing_anchor": "2026-10-01T00:00:00Z"})
+    send(container, drain, ev(1, customer="beta", ts="2026-10-15T00:00:00Z", tokens=500))
+    close(container, NOV)
+    first = invoice_for(container, "beta", "2026-10-10T00:00:00Z")
+    assert line(first, "tokens")["quantity"] == "500"
+    send(container, drain, ev("late", customer="beta", ts="2026-10-20T00:00:00Z", tokens=700))
+    # the marker is keyed like the invoice: by the shortened period's start
+    assert late_markers(container, "beta") == ["LATE#2026-10-10T00:00:00Z"]
+    clock.advance(days=30)
+    close(container, DEC)
+    november = invoice_for(container, "beta", NOV)
+    # 1,200 tokens = 10.00 + 200 x 0.005 = 11.00, billed 5.00; calls 0.002 -> 0.00 (was 0.001 -> 0.00)
+    [adjustment] = [ln for ln in november["lines"] if ln["type"] == "adjustment"]
+    assert adjustment["amount"] == "6.00"
+    assert adjustment["refers_to"] == {"invoice": first["id"], "number": first["number"]}
+    assert late_markers(container, "beta") == []
+
+
+def test_a_marker_keyed_by_the_full_first_period_is_still_settled(container: Any, catalog: Any, drain: Any,
+                                                                  clock: Any) -> None:
+    """Markers written before the fix carry the unclipped period start: they find their invoice."""
+    catalog.put_customer("beta", {"name": "Beta", "plan": "pro", "started_at": "2026-10-10T00:00:00Z",
+                                  "billing_anchor": "2026-10-01T00:00:00Z"})
+    send(container, drain, ev(1, customer="beta", ts="2026-10-15T00:00:00Z", tokens=500))
+    close(container, NOV)
+    send(container, drain, ev("late", customer="beta", ts="2026-10-20T00:00:00Z", tokens=700))
+    store = container.billing_store
+    for sk in late_markers(container, "beta"):
+        store.apply_changes([_delete_marker("beta", sk[5:])])
+    store.mark_late("beta", "2026-10-01T00:00:00Z", "2026-11-05T12:00:00Z")  # the old key
+    clock.advance(days=30)
+    close(container, DEC)
+    november = invoice_for(container, "beta", NOV)
+    assert [ln["amount"] for ln in november["lines"] if ln["type"] == "adjustment"] == ["6.00"]
+    assert late_markers(container, "beta") == []
+
+
+def _delete_marker(customer: str, start: str) -> Any:
+    from meterbill.ports import ItemChange
+
+    return ItemChange("late", customer, start, None)
+
+
+def test_a_late_marker_without_its_invoice_is_logged_and_kept(container: Any, catalog: Any, drain: Any,
+                                                             clock: Any, caplog: pytest.LogCaptureFixture) -> None:
+    send(container, drain, ev(1, tokens=5))
+    close(container, NOV)
+    container.billing_store.mark_late("acme", "2026-10-15T00:00:00Z", "2026-11-05T12:00:00Z")  # no such invoice
+    clock.advance(days=30)
+    with caplog.at_level(logging.ERROR, logger="meterbill.services.late_usage"):
+        close(container, DEC)
+    assert any("2026-10-15T00:00:00Z" in r.getMessage() and r.levelno == logging.ERROR for r in caplog.records)
+    assert late_markers(container, "acme") == ["LATE#2026-10-15T00:00:00Z"]  # never dropped silently
+
+
+# -- one stream batch, late usage for several closed periods ----------------------------------
+def test_one_batch_with_late_usage_for_two_periods_marks_both(container: Any, catalog: Any, drain: Any,
+                                                               clock: Any) -> None:
+    clock.advance(days=30)  # 2026-12-05: October and November close
+    send(container, drain, ev(1, tokens=100), ev(2, ts="2026-11-10T00:00:00Z", tokens=100))
+    close(container, DEC)
+    send(container, drain, ev("late-oct", ts="2026-10-20T00:00:00Z", tokens=700),
+         ev("late-nov", ts="2026-11-20T00:00:00Z", tokens=900))  # one request, one stream batch
+    assert late_markers(container, "acme") == ["LATE#2026-10-01T00:00:00Z", "LATE#2026-11-01T00:00:00Z"]
+    clock.advance(days=31)
+    close(container, "2027-01-01T00:00:00Z")
+    december = invoice_for(container, "acme", DEC)
+    # October 800 tokens: 8.00 - 1.00; November 1,000 tokens: 10.00 - 1.00 (calls stay under a cent)
+    assert sorted(ln["amount"] for ln in december["lines"] if ln["type"] == "adjustment") == ["7.00", "9.00"]
+
+
 def test_late_usage_in_a_later_period_rerates_its_base_fee_unprorated(container: Any, catalog: Any, drain: Any,
                                                                           clock: Any) -> None:
     """November (30 days) is re-rated as November, not as a part of the anchor's 31-day October."""
@@ -66,6 +140,48 @@ def test_late_usage_in_a_later_period_rerates_its_base_fee_unprorated(container:
     [adjustment] = [ln for ln in invoice_for(container, "acme", DEC)["lines"] if ln["type"] == "adjustment"]
     assert adjustment["amount"] == "9.00"  # 1,000 tokens 10.00 - 1.00; the 49.00 base fee unchanged
     assert [p["label"] for p in adjustment["parts"]] == ["tokens", "calls"]
+
+
+# -- a subscription that starts off the 15-minute grid --------------------------------------
+def test_usage_in_the_first_minutes_of_an_off_grid_start_is_billed_everywhere(container: Any, catalog: Any,
+                                                                               drain: Any, clock: Any) -> None:
+    start = "2026-10-10T10:07:00Z"  # inside the 10:00-10:15 bucket
+    catalog.put_customer("gamma", {"name": "Gamma", "plan": "pro", "started_at": start})
+    send(container, drain, ev(1, customer="gamma", ts="2026-10-10T10:10:00Z", tokens=100),
+         ev(2, customer="gamma", ts="2026-10-20T00:00:00Z", tokens=200))
+    # the running bill and the usage view
+    assert line(container.billing.upcoming("gamma"), "tokens")["quantity"] == "300"
+    series = container.usage.series("gamma", start, "2026-11-05T00:00:00Z", "tokens", "day")
+    assert sum(int(p["value"]) for p in series["meters"][0]["points"]) == 300
+    # the close and the usage behind the line
+    clock.advance(days=6)  # 2026-11-11: the first period [10-10 10:07, 11-10 10:07) has ended
+    close(container, "2026-11-10T10:07:00Z")
+    first = invoice_for(container, "gamma", start)
+    assert line(first, "tokens")["quantity"] == "300"
+    index = first["lines"].index(line(first, "tokens"))
+    assert container.usage.line_usage(first["id"], str(index))["total"] == "300"
+    # late usage in that first bucket is marked under the invoice's period and re-rated with it
+    send(container, drain, ev("late", customer="gamma", ts="2026-10-10T10:09:00Z", tokens=50))
+    assert late_markers(container, "gamma") == [f"LATE#{start}"]
+    clock.advance(days=30)
+    close(container, "2026-12-10T10:07:00Z")
+    second = invoice_for(container, "gamma", "2026-11-10T10:07:00Z")
+    assert [ln["amount"] for ln in second["lines"] if ln["type"] == "adjustment"] == ["0.50"]  # 50 x 0.01
+
+
+def test_a_bucket_straddling_an_off_grid_boundary_is_billed_once(container: Any, catalog: Any, drain: Any,
+                                                                   clock: Any) -> None:
+    """A bucket belongs to the period its start lies in (the first bucket to the first period)."""
+    start = "2026-10-10T10:07:00Z"
+    catalog.put_customer("gamma", {"name": "Gamma", "plan": "pro", "started_at": start})
+    clock.advance(days=36)  # 2026-12-11
+    send(container, drain, ev(1, customer="gamma", ts="2026-10-10T10:01:00Z", tokens=1),
+         ev(2, customer="gamma", ts="2026-11-10T10:05:00Z", tokens=10),   # bucket 10:00 <  boundary 10:07
+         ev(3, customer="gamma", ts="2026-11-10T10:20:00Z", tokens=100))  # bucket 10:15 >= boundary
+    close(container, "2026-12-10T10:07:00Z")
+    first = invoice_for(container, "gamma", start)
+    second = invoice_for(container, "gamma", "2026-11-10T10:07:00Z")
+    assert (line(first, "tokens")["quantity"], line(second, "tokens")["quantity"]) == ("11", "100")
 
 
 # -- a meter created just before its first events -------------------------------------------
