@@ -206,3 +206,18 @@ def test_events_right_after_a_new_meter_are_aggregated_by_it(ddb: Any, clock: An
     send(api, poller.drain, ev(2, tokens=5, bytes=64))
     buckets = api.billing_store.query_buckets("acme", 0, 2_000_000_000)
     assert {b.meter: b.state.sum for b in buckets if b.meter in ("tokens", "bytes")} == {"tokens": 10, "bytes": 64}
+
+
+# -- net negative usage (refunds) -----------------------------------------------------------
+def test_net_negative_usage_is_billed_as_zero_with_a_note(container: Any, catalog: Any, drain: Any) -> None:
+    send(container, drain, ev(1, tokens=300), ev("refund", ts="2026-10-20T00:00:00Z", tokens=-500))
+    summary = close(container, NOV)
+    assert summary.errors == []
+    inv = invoice_for(container, "acme", "2026-10-01T00:00:00Z")
+    tokens = line(inv, "tokens")
+    assert (tokens["quantity"], tokens["amount"]) == ("-200", "0.00")  # the real net, billed as zero
+    assert [(p["label"], p["units"], p["amount"]) for p in tokens["parts"]] == [
+        ("net usage -200 is below zero: billed as zero", "-200", "0")]
+    assert inv["subtotal"] == "49.00"  # base fee; 2 calls 0.002 -> 0.00
+    index = inv["lines"].index(tokens)
+    assert container.usage.line_usage(inv["id"], str(index))["total"] == "-200"
