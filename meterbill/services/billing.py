@@ -75,9 +75,9 @@ class BillingService:
                 summary.customers += 1
                 try:
                     self.close_customer(customer["id"], as_of, summary)
-                except (DomainError, NotFound, Conflict) as exc:
+                except Exception as exc:  # noqa: BLE001 - one customer never stops the run for the others
                     log.exception("closing customer %s failed", customer["id"])
-                    summary.errors.append({"customer": customer["id"], "error": str(exc)})
+                    summary.errors.append({"customer": customer["id"], "error": _describe(exc)})
             if not cursor:
                 break
         self.bill_thresholds(as_of, summary)
@@ -87,7 +87,8 @@ class BillingService:
         """Invoice every ended period in order. A period still inside its grace period gets a
         draft (re-rated on every run, so late events land on it) and stops the walk: periods
         finalize strictly in order."""
-        for _ in range(MAX_COMMIT_RETRIES * 4):
+        conflicts = 0  # retries of the current period; the number of periods has no bound of its own
+        while conflicts < MAX_COMMIT_RETRIES:
             customer = self._store.get_customer(customer_id)
             if customer is None:
                 return
@@ -101,6 +102,9 @@ class BillingService:
                 return
             if self._commit_one(customer, plan, period):
                 summary.invoices.append(invoice_id(customer_id, period))
+                conflicts = 0
+            else:
+                conflicts += 1
         raise Conflict(f"customer {customer_id}: gave up after repeated concurrent changes")
 
     def transition(self, invoice_id: str, action: str, reference: str | None = None,
@@ -245,9 +249,9 @@ class BillingService:
             for cid in found:
                 try:
                     self._bill_threshold(cid, as_of, summary)
-                except (DomainError, NotFound, Conflict) as exc:
+                except Exception as exc:  # noqa: BLE001 - one customer never stops the run for the others
                     log.exception("threshold billing for customer %s failed", cid)
-                    summary.errors.append({"customer": cid, "error": str(exc)})
+                    summary.errors.append({"customer": cid, "error": _describe(exc)})
             if not cursor:
                 return
 
@@ -365,3 +369,10 @@ class BillingService:
                  inv["period"]["start"], inv["period"]["end"], inv["total"], inv["currency"])
         return True
 
+
+def _describe(exc: Exception) -> str:
+    """A run's error entry: our errors by their message; anything else also names its type
+    (``str(InvalidOperation())`` alone says nothing)."""
+    if isinstance(exc, (DomainError, NotFound, Conflict)):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"

@@ -208,7 +208,18 @@ def test_events_right_after_a_new_meter_are_aggregated_by_it(ddb: Any, clock: An
     assert {b.meter: b.state.sum for b in buckets if b.meter in ("tokens", "bytes")} == {"tokens": 10, "bytes": 64}
 
 
-# -- net negative usage (refunds) -----------------------------------------------------------
+# -- one customer never stops a run for the others ------------------------------------------
+def test_one_customer_failing_never_stops_the_run_for_the_others(container: Any, catalog: Any, drain: Any) -> None:
+    for cid in ("big", "zeta"):
+        catalog.put_customer(cid, {"name": cid, "plan": "pro", "started_at": "2026-10-01T00:00:00Z"})
+    send(container, drain, ev("b", customer="big", tokens=10**40), ev("z", customer="zeta", tokens=100))
+    summary = close(container, NOV)  # due in id order: acme, big, zeta
+    assert [e["customer"] for e in summary.errors] == ["big"]
+    assert "InvalidOperation" in summary.errors[0]["error"]
+    assert line(invoice_for(container, "zeta", "2026-10-01T00:00:00Z"), "tokens")["amount"] == "1.00"
+    assert close(container, NOV).errors == summary.errors  # reported on every run, never silently dropped
+
+
 def test_net_negative_usage_is_billed_as_zero_with_a_note(container: Any, catalog: Any, drain: Any) -> None:
     send(container, drain, ev(1, tokens=300), ev("refund", ts="2026-10-20T00:00:00Z", tokens=-500))
     summary = close(container, NOV)
@@ -221,3 +232,28 @@ def test_net_negative_usage_is_billed_as_zero_with_a_note(container: Any, catalo
     assert inv["subtotal"] == "49.00"  # base fee; 2 calls 0.002 -> 0.00
     index = inv["lines"].index(tokens)
     assert container.usage.line_usage(inv["id"], str(index))["total"] == "-200"
+
+
+def test_threshold_billing_goes_on_past_a_failing_customer(container: Any, catalog: Any, drain: Any) -> None:
+    for cid in ("big", "prog"):
+        catalog.put_customer(cid, {"name": cid, "plan": "pro", "started_at": NOV, "progressive_threshold": "10.00"})
+    send(container, drain, ev("b", customer="big", ts="2026-11-02T00:00:00Z", tokens=10**40),
+         ev("p", customer="prog", ts="2026-11-02T00:00:00Z", tokens=2000))
+    summary = container.billing.run()  # as of now, 2026-11-05: November is open
+    assert [e["customer"] for e in summary.errors] == ["big"]
+    [threshold] = container.billing_store.list_invoices("prog", 10, None)[0]
+    assert (threshold["kind"], threshold["subtotal"]) == ("threshold", "15.00")  # 10.00 + 1,000 x 0.005
+
+
+# -- many ended periods in one run ----------------------------------------------------------
+def test_sixty_ended_daily_periods_close_in_one_run(container: Any, catalog: Any, drain: Any) -> None:
+    catalog.put_plan("daily", {"currency": "USD", "interval": "day", "base_fee": "1.00",
+                               "charges": [{"meter": "calls", "model": "per_unit", "unit_amount": "0.10"}]})
+    catalog.put_customer("d", {"name": "D", "plan": "daily", "started_at": "2026-09-05T00:00:00Z"})
+    send(container, drain, *[ev(f"d{i}", customer="d", ts=f"2026-09-{5 + i:02d}T12:00:00Z", tokens=1)
+                                  for i in range(20)])
+    summary = close(container, "2026-11-04T00:00:00Z")  # backdated: 60 daily periods have ended
+    assert summary.errors == []
+    invoices = container.billing_store.list_invoices("d", 100, None)[0]
+    assert len(invoices) == 60
+    assert sum(float(i["subtotal"]) for i in invoices) == pytest.approx(60 * 1.00 + 20 * 0.10)
