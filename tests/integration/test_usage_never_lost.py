@@ -257,3 +257,62 @@ def test_sixty_ended_daily_periods_close_in_one_run(container: Any, catalog: Any
     invoices = container.billing_store.list_invoices("d", 100, None)[0]
     assert len(invoices) == 60
     assert sum(float(i["subtotal"]) for i in invoices) == pytest.approx(60 * 1.00 + 20 * 0.10)
+
+
+# -- unique_count buckets with more distinct values than an item holds -----------------------
+def test_unique_count_bucket_with_12k_distinct_values_is_written_and_counted_exactly(container: Any, ddb: Any,
+                                                                                      drain: Any) -> None:
+    import uuid
+
+    c = container.catalog
+    c.put_meter("users", {"event_type": "login", "aggregation": "unique_count", "property": "user"})
+    c.put_plan("seats", {"currency": "USD", "interval": "month",
+                         "charges": [{"meter": "users", "model": "per_unit", "unit_amount": "0.01"}]})
+    c.put_customer("uc", {"name": "UC", "plan": "seats", "started_at": "2026-10-01T00:00:00Z"})
+    users = [str(uuid.uuid5(uuid.NAMESPACE_URL, f"user-{i}")) for i in range(12_001)]  # 36 characters each
+    first = [ev(f"a{i}", customer="uc", type_="login", ts="2026-10-10T10:05:00Z", user=u)
+             for i, u in enumerate(users[:12_000])]  # ~456 KB of distinct values in one 15-minute bucket
+    for i in range(0, len(first), 1000):
+        assert container.ingest.ingest(body(*first[i:i + 1000]), None).accepted == 1000
+    # another bucket: five users already seen (counted once) and one new
+    send(container, drain, *[ev(f"b{i}", customer="uc", type_="login", ts="2026-10-11T08:00:00Z", user=u)
+                             for i, u in enumerate(users[:5] + users[-1:])])
+    item = ddb.get_item(TableName="t-billing", Key={"pk": {"S": "U#uc"},
+                                                      "sk": {"S": "001791626400#users#"}})["Item"]  # 10-10 10:00Z
+    assert int(item["n"]["N"]) == 12_000 and item["vp"]["L"]  # written, values paged out of the item
+    assert sum(len(v) for v in item.get("u", {"SS": []})["SS"]) <= 16_384
+    close(container, NOV)
+    inv = invoice_for(container, "uc", "2026-10-01T00:00:00Z")
+    assert (line(inv, "users")["quantity"], line(inv, "users")["amount"]) == ("12001", "120.01")
+    assert container.usage.line_usage(inv["id"], "0")["total"] == "12001"
+
+
+def test_unique_values_paged_past_the_page_of_ids_count_once(container: Any, drain: Any,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tiny limits (as in test_event_values): > 30 bytes inline are sealed into pages of <= 40 bytes,
+    more than 3 pages into a page of ids; repeats, spaces and non-ASCII values count once each."""
+    from meterbill.adapters import dynamo_billing
+    from meterbill.local.stack import StreamPoller
+
+    monkeypatch.setattr(dynamo_billing, "VALUES_INLINE", 30)
+    monkeypatch.setattr(dynamo_billing, "PAGE_MAX", 40)
+    monkeypatch.setattr(dynamo_billing, "REFS_MAX", 3)
+    c = container.catalog
+    c.put_meter("users", {"event_type": "login", "aggregation": "unique_count", "property": "user"})
+    c.put_plan("seats", {"currency": "USD", "interval": "month",
+                         "charges": [{"meter": "users", "model": "per_unit", "unit_amount": "1"}]})
+    c.put_customer("uc", {"name": "UC", "plan": "seats", "started_at": "2026-10-01T00:00:00Z"})
+    users = [f"user {i} é" for i in range(40)]
+    events = [ev(f"a{i}", customer="uc", type_="login", ts="2026-10-10T10:05:00Z", user=users[i % 40])
+              for i in range(100)]  # 40 distinct values, each 2-3 times
+    assert container.ingest.ingest(body(*events), None).accepted == 100
+
+    def aggregate(event: dict[str, Any], _ctx: Any) -> dict[str, Any]:
+        container.aggregation.apply(event["Records"])
+        return {"batchItemFailures": []}
+
+    StreamPoller(None, "t-events", aggregate, batch_size=7).drain()
+    [bucket] = container.billing_store.get_buckets([("uc", 1791626400, "users", "")]).values()
+    assert any(p[0] == "r" for p in bucket.pages)
+    close(container, NOV)
+    assert line(invoice_for(container, "uc", "2026-10-01T00:00:00Z"), "users")["quantity"] == "40"
