@@ -11,7 +11,8 @@ Item layout (pk / sk):
   PROG#<customer> / PROG      gsi1: PROGRESSIVE / <customer>   billed by threshold (progressive billing)
   PENDING#<customer> / PENDING  gsi1: PENDING / <customer>   usage for a customer not created yet
   U#<customer> / <bucket start:012d>#<meter>#<group>   usage bucket (no GSI: 1 write)
-  UV#<customer> / <bucket sk>#<page id>   sealed page of a bucket's per-event values (immutable)
+  UV#<customer> / <bucket sk>#<page id>   sealed page of a bucket's per-event values or distinct
+                                          values (unique_count), immutable
   INV#<id>     / INVOICE      gsi1: CUSINV#<customer> / <period start>   gsi2: INVOICES / <number>
   COUNTER#invoice / COUNTER   gapless invoice sequence (COUNTER#credit_note: credit notes)
   CN#<id>      / CREDITNOTE   gsi1: CN#<invoice id> / <number>   gsi2: CREDITNOTES / <number>
@@ -24,6 +25,7 @@ Item layout (pk / sk):
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal
@@ -38,9 +40,10 @@ from meterbill.services.errors import Conflict, UnstorableItem
 
 BATCH_GET = 100
 MAX_ATTEMPTS = 8
-# Per-event values of keep_values meters (docs/decisions.md, "Per-event values"): a bucket item
-# keeps at most VALUES_INLINE bytes of them; beyond that they are sealed into immutable pages
-# of <= PAGE_MAX bytes, and more than REFS_MAX value pages are sealed into one page of ids.
+# Per-event values of keep_values meters (docs/decisions.md, "Per-event values") and the distinct
+# values of unique_count meters: a bucket item keeps at most VALUES_INLINE bytes of them; beyond
+# that they are sealed into immutable pages of <= PAGE_MAX bytes ("v": a value multiset, "u": a
+# set of distinct values), and more than REFS_MAX such pages are sealed into one page of ids ("r").
 VALUES_INLINE = 16_384
 PAGE_MAX = 200_000
 REFS_MAX = 1_000
@@ -48,7 +51,8 @@ REFS_MAX = 1_000
 
 # DynamoDB's ValidationException messages for an item it can never store (retrying is useless)
 UNSTORABLE_MESSAGES = ("Item size has exceeded", "Item size to update has exceeded", "Number overflow",
-                       "Number underflow", "significant digits")
+                       "Number underflow", "significant digits", "range keys has exceeded",
+                       "hash keys has exceeded")
 
 
 class ThrottledError(RuntimeError):
@@ -151,6 +155,21 @@ def _chunks(text: str, size: int) -> Iterable[str]:
         yield text[:cut]
         text = text[cut + 1:]
     yield text
+
+
+def _unique_chunks(values: Iterable[str], size: int) -> Iterable[list[str]]:
+    """Distinct values, sorted, in lists of at most ``size`` bytes (UTF-8) each."""
+    chunk: list[str] = []
+    used = 0
+    for value in sorted(values):
+        n = len(value.encode())
+        if chunk and used + n > size:
+            yield chunk
+            chunk, used = [], 0
+        chunk.append(value)
+        used += n
+    if chunk:
+        yield chunk
 
 
 def _conditional_failed(exc: ClientError) -> bool:
@@ -398,8 +417,13 @@ class DynamoBillingStore:
         beyond VALUES_INLINE are first sealed into pages; the conditional put that references
         them is what counts them, so pages of a losing writer are never read."""
         doc = bucket_to_doc(bucket)
+        pages = list(bucket.pages)
         if len(doc.get("vs", "")) > VALUES_INLINE:
-            doc["vp"] = self._seal(bucket.key, doc.pop("vs"), list(bucket.pages))
+            pages += [self._put_page(bucket.key, "v", chunk) for chunk in _chunks(doc.pop("vs"), PAGE_MAX)]
+        if "u" in doc and sum(len(v.encode()) for v in doc["u"]) > VALUES_INLINE:
+            pages += [self._put_unique_page(bucket.key, chunk) for chunk in _unique_chunks(doc.pop("u"), PAGE_MAX)]
+        if len(pages) > len(bucket.pages):
+            doc["vp"] = self._roll_up(bucket.key, pages)
         try:
             if expected_version is None:
                 self._put(doc, "attribute_not_exists(pk)")
@@ -426,30 +450,39 @@ class DynamoBillingStore:
         self._c.put_item(TableName=self._t, Item={"pk": {"S": pk}, "sk": {"S": sk}, "vs": {"S": text}})
         return page
 
-    def _seal(self, key: BucketKey, text: str, pages: list[str]) -> list[str]:
-        """Seal encoded values into value pages ("v…"); over REFS_MAX value pages, seal their
-        ids into one page of ids ("r…"). A page id may repeat: each reference counts."""
-        pages += [self._put_page(key, "v", chunk) for chunk in _chunks(text, PAGE_MAX)]
-        value_pages = [p for p in pages if p[0] == "v"]
+    def _put_unique_page(self, key: BucketKey, values: list[str]) -> str:
+        """An immutable page of distinct values (a string set; values may hold any character)."""
+        page = "u" + hashlib.sha256(json.dumps(values).encode()).hexdigest()[:32]
+        pk, sk = self._page_key(key, page)
+        self._c.put_item(TableName=self._t, Item={"pk": {"S": pk}, "sk": {"S": sk}, "us": {"SS": values}})
+        return page
+
+    def _roll_up(self, key: BucketKey, pages: list[str]) -> list[str]:
+        """Over REFS_MAX value pages ("v…", "u…"), seal their ids into one page of ids ("r…").
+        A value page id may repeat: each reference counts (a distinct value counts once anyway)."""
+        value_pages = [p for p in pages if p[0] != "r"]
         if len(value_pages) > REFS_MAX:
             pages = [p for p in pages if p[0] == "r"] + [self._put_page(key, "r", " ".join(value_pages))]
         return pages
 
     def _read_pages(self, buckets: list[StoredBucket]) -> None:
-        """Merge every referenced page into its bucket's ``state.values`` (pages become ``()``)."""
+        """Merge every referenced page into its bucket's ``state.values`` / ``state.uniques``
+        (pages become ``()``)."""
         todo = [(b, page) for b in buckets for page in b.pages]
         while todo:
-            found = {(d["pk"], d["sk"]): d["vs"]
+            found = {(d["pk"], d["sk"]): d
                      for d in self._batch_get(sorted({self._page_key(b.key, p) for b, p in todo}))}
             more = []
             for b, page in todo:
-                text = found.get(self._page_key(b.key, page))
-                if text is None:
+                doc = found.get(self._page_key(b.key, page))
+                if doc is None:
                     raise RuntimeError(f"usage bucket {b.key} references missing values page {page}")
                 if page[0] == "r":
-                    more.extend((b, p) for p in text.split())
+                    more.extend((b, p) for p in doc["vs"].split())
+                elif page[0] == "u":
+                    b.state.uniques.update(doc["us"])
                 else:
-                    decode_values(text, b.state.values)
+                    decode_values(doc["vs"], b.state.values)
             todo = more
         for b in buckets:
             b.pages = ()

@@ -9,8 +9,10 @@ local midnight (+05:30, +05:45 …), which periods and time-of-use pricing need.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -139,6 +141,23 @@ def problem_for(meter: Meter, event: Event) -> str | None:
     if meter.aggregation in NUMERIC and to_number(value) is None:
         return f"must be a number for meter '{meter.code}' ({meter.aggregation})"
     return None
+
+
+# A bucket's sort key is "<start:012d>#<meter>#<group key>" (+ "#<page id>" for value pages), and
+# DynamoDB keeps a sort key to 1,024 bytes: the group key gets what a 64-character meter code leaves.
+MAX_GROUP_KEY_BYTES = 900
+
+
+def group_problem(meter: Meter, event: Event) -> tuple[str, str] | None:
+    """(field, problem) when the event's dimension values are too long to group usage by."""
+    if not meter.group_by:
+        return None
+    size = len(group_key(meter, event).encode())
+    if size <= MAX_GROUP_KEY_BYTES:
+        return None
+    longest = max(meter.group_by, key=lambda d: len(str(event.properties.get(d, ""))))
+    return (f"properties.{longest}", f"meter '{meter.code}' groups usage by {', '.join(meter.group_by)}: "
+                                     f"their values take {size} bytes, at most {MAX_GROUP_KEY_BYTES} are possible")
 
 
 def group_key(meter: Meter, event: Event) -> str:
@@ -294,3 +313,26 @@ class _Cells:
 def bucket_start(ts_ms: int) -> int:
     """Epoch seconds of the start of the bucket holding ``ts_ms``."""
     return ts_ms // 1000 // BUCKET_SECONDS * BUCKET_SECONDS
+
+
+def bucket_range(start: datetime, end: datetime, started_at: datetime) -> tuple[int, int]:
+    """The usage buckets billed in ``[start, end)`` of a subscription started at ``started_at``:
+    those whose start ``s`` (epoch seconds) has ``lo <= s < hi``. The rule, shared by every reader
+    of a period's usage (close, upcoming invoice, late re-rating, a line's usage, the usage view)
+    and by the late-usage marker (:func:`billed_from`): a bucket is billed in the period its start
+    lies in, except the bucket holding ``started_at``, which is billed in the first period even when
+    ``started_at`` is off the 15-minute grid (the bucket starts before the subscription)."""
+    lo = math.ceil(start.timestamp())
+    if start <= started_at:
+        lo = lo // BUCKET_SECONDS * BUCKET_SECONDS
+    return lo, math.ceil(end.timestamp())
+
+
+def billed_from(bucket_start_s: int, started_at: datetime) -> datetime | None:
+    """The instant whose period bills the bucket starting at ``bucket_start_s`` (see
+    :func:`bucket_range`): its start, or ``started_at`` for the bucket holding it; None for a
+    bucket that ends before the subscription starts (no period bills it)."""
+    start = datetime.fromtimestamp(bucket_start_s, tz=started_at.tzinfo)
+    if start >= started_at:
+        return start
+    return started_at if bucket_start_s + BUCKET_SECONDS > started_at.timestamp() else None

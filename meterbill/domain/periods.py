@@ -30,6 +30,7 @@ from meterbill.domain.errors import InvalidField
 __all__ = [
     "INTERVALS",
     "Period",
+    "billing_period",
     "boundary",
     "closed_periods",
     "full_period",
@@ -159,6 +160,17 @@ def period_containing(
     return _containing(
         _aware(anchor, "anchor"), interval, zone, _aware(instant, "instant")
     )
+
+
+def billing_period(
+    anchor: datetime, interval: str, tz: str, started_at: datetime, instant: datetime
+) -> Period:
+    """The period of a subscription started at ``started_at`` that holds ``instant`` (an instant
+    before ``started_at`` counts as ``started_at``), exactly as :func:`closed_periods` yields it:
+    the first period starts at ``started_at``. Its start is the key of its invoice."""
+    started_at = _aware(started_at, "started_at").astimezone(UTC)
+    p = period_containing(anchor, interval, tz, max(_aware(instant, "instant"), started_at))
+    return Period(max(p.start, started_at), p.end, p.index)
 
 
 def closed_periods(

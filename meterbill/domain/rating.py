@@ -70,9 +70,14 @@ def _base_fee(plan: Plan, covers: Period, fraction: Decimal, note: str, current:
 def _usage_line(charge: Charge, usage: Usage, fraction: Decimal, ctx: PricingContext, rounding: str,
                 meter_unit: str | None, covers: Period | None, plan_code: str) -> Line:
     free = charge.free_units
-    priced = charge.model.price(Usage(max(ZERO, usage.quantity - free), usage.events) if free else usage,
+    below_zero = usage.quantity < ZERO  # refunds exceed usage: priced as no usage, never as a credit
+    priced = charge.model.price(NO_USAGE if below_zero else
+                                Usage(max(ZERO, usage.quantity - free), usage.events) if free else usage,
                                 charge.params, ctx)
     amount, parts = priced.amount, priced.parts
+    if below_zero:  # the line keeps the real net quantity and says why it is not billed
+        parts = (*parts, Part(f"net usage {format(usage.quantity, 'f')} is below zero: billed as zero",
+                              usage.quantity, None, ZERO))
     if charge.min_amount:  # (without one the minimum is 0, and no amount is below 0)
         minimum = charge.min_amount * fraction
         if amount < minimum:

@@ -25,8 +25,9 @@ from typing import Any
 
 from meterbill.domain.events import Event
 from meterbill.domain.instants import from_ms, iso, parse_instant, to_ms
-from meterbill.domain.meters import BucketState, Meter, bucket_start, group_key, matches, problem_for
-from meterbill.domain.periods import period_containing
+from meterbill.domain.meters import (BucketState, Meter, billed_from, bucket_start, group_key, group_problem,
+                                     matches, problem_for)
+from meterbill.domain.periods import billing_period
 from meterbill.ports import BillingStore, BucketKey, Clock, StoredBucket, StreamChange, StreamDecoder, UsageWatermark
 from meterbill.services.catalog import CatalogService
 from meterbill.services.errors import NotFound, UnstorableItem
@@ -143,7 +144,9 @@ class AggregationService:
         if not changes:
             return out
         batch_id = changes[0].seq
-        by_type = self._catalog.meters_by_type()
+        # read fresh, once per batch: a cached list (10 s) would silently skip the events of a meter
+        # created moments ago, and nothing would ever apply them again (docs/decisions.md)
+        by_type = self._catalog.meters_by_type(fresh=True)
         contributions: dict[BucketKey, list[Contribution]] = defaultdict(list)
         now = self._clock()
         for change in changes:
@@ -164,6 +167,14 @@ class AggregationService:
             out.events += 1
             for meter in by_type.get(event.type, ()):
                 if not matches(meter, event):
+                    continue
+                grouping = group_problem(meter, event)
+                if grouping:   # its bucket key could never be stored: keep it aside, visibly
+                    out.invalid += 1
+                    out.dead_lettered += 1
+                    self._store.dead_letter(batch_id, f"group#{meter.code}#{event.id}", {
+                        "customer": event.customer, "meter": meter.code, "events": [event.id],
+                        "seqs": [change.seq], "problem": f"{grouping[0]}: {grouping[1]}", "at": iso(now)})
                     continue
                 why = problem_for(meter, event)
                 if why:
@@ -252,21 +263,36 @@ class AggregationService:
             "at": iso(from_ms(int(now_s * 1000)))})
 
     def _mark_late(self, contributions: Mapping[BucketKey, Any], now: datetime) -> None:
-        earliest: dict[str, int] = {}
+        """A LATE# marker for every invoiced period that received usage in this batch, keyed like
+        its invoice (the period as ``closed_periods`` gives it: a shortened first period starts at
+        ``started_at``), with the same bucket-to-period rule as the close (``bucket_range``)."""
+        starts: dict[str, set[int]] = defaultdict(set)
         for customer, start_s, _, _ in contributions:
-            earliest[customer] = min(start_s, earliest.get(customer, start_s))
+            starts[customer].add(start_s)
         # Strongly consistent and uncached, after the bucket writes: a close that fenced the
         # period before reading its buckets is seen here (see BillingService.close_customer).
-        profiles = self._store.get_customers(set(earliest))
-        for customer, start_s in earliest.items():
+        profiles = self._store.get_customers(set(starts))
+        for customer, bucket_starts in starts.items():
             profile = profiles.get(customer)
             fence = closed_or_closing(profile)
-            if fence is None or start_s * 1000 >= to_ms(fence):
+            if fence is None:
+                continue
+            fence_ms = to_ms(fence)
+            late = [s for s in bucket_starts if s * 1000 < fence_ms]  # billed by an invoiced (or closing) period
+            if not late:
                 continue
             try:
                 plan = self._catalog.plan(profile["plan"])
             except NotFound:
+                log.error("late usage for customer %s not marked: its plan %s does not exist", customer,
+                          profile["plan"])
                 continue
-            period = period_containing(parse_instant(profile["billing_anchor"], "billing_anchor"),
-                                       plan.interval, profile["timezone"], from_ms(start_s * 1000))
-            self._store.mark_late(customer, iso(period.start), iso(now))
+            anchor = parse_instant(profile["billing_anchor"], "billing_anchor")
+            started = parse_instant(profile["started_at"], "started_at")
+            periods = set()
+            for start_s in late:
+                at = billed_from(start_s, started)
+                if at is not None:  # else before the subscription: no period bills it
+                    periods.add(billing_period(anchor, plan.interval, profile["timezone"], started, at).start)
+            for period_start in sorted(periods):
+                self._store.mark_late(customer, iso(period_start), iso(now))

@@ -21,7 +21,7 @@ from meterbill.domain.contracts import entry, in_effect_before, split
 from meterbill.domain.errors import DomainError
 from meterbill.domain.instants import iso, parse_instant
 from meterbill.domain.invoices import TRANSITIONS, build_invoice, invoice_id, invoice_number
-from meterbill.domain.meters import usage_of
+from meterbill.domain.meters import bucket_range, usage_of
 from meterbill.domain.money import format_amount
 from meterbill.domain.periods import Period, closed_periods, full_period, period_containing
 from meterbill.domain.plans import Plan
@@ -86,9 +86,9 @@ class BillingService:
                 summary.customers += 1
                 try:
                     self.close_customer(customer["id"], as_of, summary)
-                except (DomainError, NotFound, Conflict) as exc:
+                except Exception as exc:  # noqa: BLE001 - one customer never stops the run for the others
                     log.exception("closing customer %s failed", customer["id"])
-                    summary.errors.append({"customer": customer["id"], "error": str(exc)})
+                    summary.errors.append({"customer": customer["id"], "error": _describe(exc)})
             if not cursor:
                 break
         self.bill_thresholds(as_of, summary)
@@ -98,7 +98,8 @@ class BillingService:
         """Invoice every ended period in order. A period still inside its grace period gets a
         draft (re-rated on every run, so late events land on it) and stops the walk: periods
         finalize strictly in order."""
-        for _ in range(MAX_COMMIT_RETRIES * 4):
+        conflicts = 0  # retries of the current period; the number of periods has no bound of its own
+        while conflicts < MAX_COMMIT_RETRIES:
             customer = self._store.get_customer(customer_id)
             if customer is None:
                 return
@@ -121,6 +122,9 @@ class BillingService:
             self._store.fence_close(customer_id, iso(period.end))
             if self._commit_one(customer, plan, period):
                 summary.invoices.append(invoice_id(customer_id, period))
+                conflicts = 0
+            else:
+                conflicts += 1
         raise Conflict(f"customer {customer_id}: gave up after repeated concurrent changes")
 
     def transition(self, invoice_id: str, action: str, reference: str | None = None,
@@ -269,9 +273,9 @@ class BillingService:
             for cid in found:
                 try:
                     self._bill_threshold(cid, as_of, summary)
-                except (DomainError, NotFound, Conflict) as exc:
+                except Exception as exc:  # noqa: BLE001 - one customer never stops the run for the others
                     log.exception("threshold billing for customer %s failed", cid)
-                    summary.errors.append({"customer": cid, "error": str(exc)})
+                    summary.errors.append({"customer": cid, "error": _describe(exc)})
             if not cursor:
                 return
 
@@ -350,11 +354,11 @@ class BillingService:
     def _rate(self, customer: dict[str, Any], parts: list[tuple[Plan, Period]], period: Period,
               prepaid: Plan | None) -> Rated:
         meters = self._catalog.meters()
+        started = parse_instant(customer["started_at"], "started_at")
         segments = []
         for plan, span in parts:
             buckets: dict[str, list[tuple[int, str, Any]]] = defaultdict(list)
-            for bucket in self._store.query_buckets(customer["id"], int(span.start.timestamp()),
-                                                    int(span.end.timestamp())):
+            for bucket in self._store.query_buckets(customer["id"], *bucket_range(span.start, span.end, started)):
                 buckets[bucket.meter].append((bucket.start_s, bucket.group, bucket.state))
             usages: dict[str, Usage] = {}
             for charge in plan.charges:
@@ -365,7 +369,7 @@ class BillingService:
             segments.append(Segment(plan, span, usages))
         anchor = parse_instant(customer["billing_anchor"], "billing_anchor")
         tz, interval = customer["timezone"], parts[-1][0].interval
-        first = period.start <= parse_instant(customer["started_at"], "started_at")
+        first = period.start <= started
         return rate_segments(segments, full_period(anchor, interval, tz, period),
                              PricingContext(parts[-1][0].currency, tz), first=first,
                              next_full=period_containing(anchor, interval, tz, period.end),
@@ -389,3 +393,10 @@ class BillingService:
                  inv["period"]["start"], inv["period"]["end"], inv["total"], inv["currency"])
         return True
 
+
+def _describe(exc: Exception) -> str:
+    """A run's error entry: our errors by their message; anything else also names its type
+    (``str(InvalidOperation())`` alone says nothing)."""
+    if isinstance(exc, (DomainError, NotFound, Conflict)):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"

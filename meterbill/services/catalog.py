@@ -76,9 +76,10 @@ class CatalogService:
     def meters(self) -> dict[str, Meter]:
         return self._meters.get()
 
-    def meters_by_type(self) -> dict[str, list[Meter]]:
+    def meters_by_type(self, fresh: bool = False) -> dict[str, list[Meter]]:
+        """``fresh``: read the stored meters now, not the cached ones (the aggregator, per batch)."""
         by_type: dict[str, list[Meter]] = {}
-        for m in self.meters().values():
+        for m in (self._load_meters() if fresh else self.meters()).values():
             by_type.setdefault(m.event_type, []).append(m)
         return by_type
 

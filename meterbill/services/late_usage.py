@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -20,7 +21,7 @@ from meterbill.domain.charges import Part
 from meterbill.domain.instants import iso, parse_instant
 from meterbill.domain.invoices import invoice_id
 from meterbill.domain.money import format_amount, quantize
-from meterbill.domain.periods import Period
+from meterbill.domain.periods import Period, period_containing
 from meterbill.domain.plans import Plan
 from meterbill.domain.rating import Line, Rated
 from meterbill.ports import BillingStore, Clock, ItemChange
@@ -52,24 +53,48 @@ class LateUsage:
             if start >= before.start:
                 continue
             original = self._store.get_invoice(invoice_id(customer["id"], Period(start, start, 0)))
-            if original is not None and original["status"] != "draft":
-                out.append((marker, original))
+            if original is None:
+                original = self._first_invoice_by_full_start(customer, start)
+            if original is None or original["status"] == "draft":
+                log.error("late usage of customer %s for the period starting %s is NOT billed: no final invoice "
+                          "has that period start (marker %s kept until it can be settled)",
+                          customer["id"], iso(start), marker["sk"])
+                continue
+            out.append((marker, original))
             if len(out) == MAX_LATE_PER_RUN:
                 break
         return out
+
+    def _first_invoice_by_full_start(self, customer: dict[str, Any], start: datetime) -> dict[str, Any] | None:
+        """Markers written before 2026-12-01 name a shortened first period by its unclipped start;
+        its invoice is keyed by ``started_at``."""
+        started = parse_instant(customer["started_at"], "started_at")
+        if start >= started:
+            return None
+        try:
+            interval = self._catalog.plan(customer["plan"]).interval
+        except NotFound:
+            return None
+        anchor = parse_instant(customer["billing_anchor"], "billing_anchor")
+        if period_containing(anchor, interval, customer["timezone"], started).start != start:
+            return None
+        return self._store.get_invoice(invoice_id(customer["id"], Period(started, started, 0)))
 
     def _rerate(self, customer: dict[str, Any], original: dict[str, Any]
                 ) -> tuple[Rated, Decimal, list[ItemChange]] | None:
         """Re-rate an invoiced period with the usage stored now and the plan version it was
         invoiced under. Returns the new rating, the difference to what has been billed for it so
         far, and the changes that record it as settled; None if it cannot be re-rated."""
-        period = Period(parse_instant(original["period"]["start"], "start"),
-                        parse_instant(original["period"]["end"], "end"), 0)
+        start = parse_instant(original["period"]["start"], "start")
+        end = parse_instant(original["period"]["end"], "end")
         versions = {k: int(v) for k, v in (original.get("plan_versions") or
                                             {original["plan"]: original["plan_version"]}).items()}
         try:
             plan = self._catalog.effective_plan(original["plan"], None, versions[original["plan"]])
-            rated = self._rate_period(customer, plan, period, versions)
+            # its own index: the base fee is prorated against this period's full length, not another's
+            index = period_containing(parse_instant(customer["billing_anchor"], "billing_anchor"), plan.interval,
+                                      customer["timezone"], start).index
+            rated = self._rate_period(customer, plan, Period(start, end, index), versions)
         except NotFound:  # a plan version saved before versions were archived: keep the marker, say so
             log.error("late usage for invoice %s cannot be re-rated: plan version not stored", original["id"])
             return None

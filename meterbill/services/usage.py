@@ -9,7 +9,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from meterbill.domain.instants import from_ms, iso, parse_instant
-from meterbill.domain.meters import BUCKET_SECONDS, BucketState, group_values, quantity, usage_of
+from meterbill.domain.meters import BucketState, bucket_range, group_values, quantity, usage_of
 from meterbill.domain.periods import period_containing
 from meterbill.ports import BillingStore, Clock
 from meterbill.services.catalog import CatalogService
@@ -44,8 +44,8 @@ class UsageService:
             raise InvalidField("meter", f"meter '{meter}' does not exist")
         cells: dict[tuple[str, str, str], list[BucketState]] = defaultdict(list)
         windows: dict[str, str] = {}
-        for bucket in self._store.query_buckets(customer_id, int(frm.timestamp()) // BUCKET_SECONDS * BUCKET_SECONDS,
-                                                int(to.timestamp())):
+        started = parse_instant(customer["started_at"], "started_at")
+        for bucket in self._store.query_buckets(customer_id, *bucket_range(frm, to, started)):  # as billed
             if meter is not None and bucket.meter != meter:
                 continue
             p = period_containing(midnight, window, tz, from_ms(bucket.start_s * 1000))
@@ -96,9 +96,11 @@ class UsageService:
         if meter is None:
             raise NotFound(f"meter '{code}' of invoice line {i} does not exist", field="index")
         start, end = parse_instant(line["period"]["start"], "start"), parse_instant(line["period"]["end"], "end")
+        customer = self._store.get_customer(invoice["customer_id"])
+        started = parse_instant(customer["started_at"], "started_at") if customer else start
         # the same bucket range as BillingService.rate_period
-        buckets = [b for b in self._store.query_buckets(invoice["customer_id"], int(start.timestamp()),
-                                                        int(end.timestamp())) if b.meter == code]
+        buckets = [b for b in self._store.query_buckets(invoice["customer_id"], *bucket_range(start, end, started))
+                   if b.meter == code]
         usage = usage_of(meter, [(b.start_s, b.group, b.state) for b in buckets], detail=False)
         page = buckets[offset:offset + limit]
         return {"invoice": invoice_id, "index": i, "meter": code, "aggregation": meter.aggregation,

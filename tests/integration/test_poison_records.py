@@ -60,22 +60,24 @@ def test_an_undecodable_record_is_dead_lettered_and_never_blocks_billing(
     assert tokens_line(container)["quantity"] == "4"
 
 
-def test_a_bucket_item_dynamodb_refuses_is_dead_lettered(container: Any, ddb: Any, drain: Any) -> None:
-    """An item over DynamoDB's 400 KB limit fails on every retry: it must not block the shard."""
+def test_dimension_values_too_long_for_a_bucket_key_are_dead_lettered(container: Any, ddb: Any, drain: Any) -> None:
+    """DynamoDB keeps a sort key to 1,024 bytes: a bucket keyed by long dimension values fails on
+    every retry. It must be kept aside, not block the shard; the event's other meters still count."""
     standard_catalog(container)
-    container.catalog.put_meter("users", {"event_type": "api.call", "aggregation": "unique_count",
-                                          "property": "user"})
-    for i in (1, 2):   # each raw item fits; one bucket holding both distinct values does not
-        huge = raw_item(f"huge-{i}", "1")
-        huge["p"]["M"]["user"] = {"S": str(i) * 203_000}
-        ddb.put_item(TableName="t-events", Item=huge)
-    assert container.ingest.ingest(json.dumps({"events": [ev("ok-2", tokens=2, user="u-1")]}), None).accepted == 1
+    container.catalog.put_meter("by_region", {"event_type": "api.call", "aggregation": "count",
+                                              "group_by": ["region", "zone"]})
+    long = raw_item("long-1", "1")
+    long["p"]["M"].update(region={"S": "r" * 600}, zone={"S": "z" * 600})   # each fits; together they do not
+    ddb.put_item(TableName="t-events", Item=long)
+    assert container.ingest.ingest(json.dumps({"events": [ev("ok-2", tokens=2, region="eu", zone="a")]}),
+                                   None).accepted == 1
     drain()
     assert drain() == 0
     letters = container.billing_store.list_dead_letters(10, None)[0]
-    assert [(d["meter"], d["events"]) for d in letters] == [("users", ["huge-1", "huge-2"])]
+    assert [(d["meter"], d["events"]) for d in letters] == [("by_region", ["long-1"])]
+    assert letters[0]["problem"].startswith("properties.region: meter 'by_region' groups usage by region, zone")
     container.billing.run(datetime.fromisoformat("2026-11-01T00:00:00Z"))
-    assert tokens_line(container)["quantity"] == "4"        # the tokens meter still counts all three
+    assert tokens_line(container)["quantity"] == "3"        # long-1's tokens (1) and ok-2's (2)
 
 
 def test_dead_letters_are_listed_over_the_api(container: Any, ddb: Any, drain: Any) -> None:
