@@ -16,7 +16,7 @@ from typing import Any
 
 from meterbill.domain.charges import Usage
 from meterbill.domain.errors import InvalidField
-from meterbill.domain.events import Event, Scalar, canonical_scalar
+from meterbill.domain.events import Event, Scalar, canonical_scalar, number_problem
 from meterbill.domain.ids import check_name
 
 BUCKET_SECONDS = 900
@@ -138,8 +138,11 @@ def problem_for(meter: Meter, event: Event) -> str | None:
     value = event.properties.get(meter.property)  # type: ignore[arg-type]
     if value is None:
         return f"is required by meter '{meter.code}' ({meter.aggregation})"
-    if meter.aggregation in NUMERIC and to_number(value) is None:
-        return f"must be a number for meter '{meter.code}' ({meter.aggregation})"
+    if meter.aggregation in NUMERIC:
+        number = to_number(value)
+        why = "must be a number" if number is None else number_problem(number)  # the one numeric range
+        if why:
+            return f"{why} for meter '{meter.code}' ({meter.aggregation})"
     return None
 
 

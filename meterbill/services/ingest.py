@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from meterbill.domain.events import MAX_BATCH, Event, EventError, loads, parse_batch
+from meterbill.domain.events import MAX_BATCH, Event, EventError, loads, parse_batch, same_content
 from meterbill.domain.instants import from_ms, iso, parse_instant, to_ms
 from meterbill.domain.meters import matches, problem_for
 from meterbill.ports import BillingStore, Clock, EventStore
@@ -84,10 +84,10 @@ class IngestService:
         stored = self._events.existing([e.id for _, e in good])
         fresh: list[tuple[int, Event]] = []
         for index, event in good:
-            digest = stored.get(event.id)
-            if digest is None:
+            before = stored.get(event.id)
+            if before is None:
                 fresh.append((index, event))
-            elif digest == event.digest:
+            elif same_content(event, before):
                 result.duplicates += 1
             else:
                 result.errors.append(EventError(index, event.id, "id", "id_conflict",

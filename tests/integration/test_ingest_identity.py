@@ -51,3 +51,93 @@ def test_meter_event_type_follows_the_event_type_rule(container: Any) -> None:
         container.catalog.put_meter("m", {"event_type": "api.call ", "aggregation": "count"})
     assert exc.value.field == "event_type"
     container.catalog.put_meter("m", {"event_type": "com.example/api call", "aggregation": "count"})
+
+
+# -- content digest ----------------------------------------------------------------------------
+def legacy_digest(customer: str, type_: str, ts_ms: int, props: dict[str, Any]) -> str:
+    """The version-1 digest, as events stored before 2026-12-01 carry it."""
+    import hashlib
+
+    from meterbill.domain.events import canonical_scalar
+
+    parts = [customer, type_, str(ts_ms)]
+    for key in sorted(props):
+        parts += [key, canonical_scalar(props[key])]
+    return hashlib.blake2b("\x1f".join(parts).encode(), digest_size=12).hexdigest()
+
+
+def test_a_different_payload_is_not_a_duplicate_even_if_it_spells_the_old_separator(
+        container: Any, catalog: Any) -> None:
+    first = container.ingest.ingest(body(ev("x", tokens=5, note="a", p2="b")), None)
+    assert first.accepted == 1
+    forged = ev("x", tokens=5, note="a\x1fp2\x1fs:b")  # one property, same old-style encoding
+    res = container.ingest.ingest(body(forged), None)
+    assert (res.accepted, res.duplicates) == (0, 0)
+    assert [(e.field, e.code) for e in res.errors] == [("id", "id_conflict")]
+
+
+def test_an_event_stored_with_a_legacy_digest_is_still_its_own_duplicate(container: Any, catalog: Any) -> None:
+    from meterbill.domain.events import Event
+
+    props = {"tokens": 5, "model": "m1"}
+    ts = 1_791_626_400_000  # 2026-10-10T10:00:00Z
+    stored = Event("old", "acme", "api.call", ts, props, legacy_digest("acme", "api.call", ts, props))
+    assert container.events_store.put([(stored, "")], ts) == set()
+    res = container.ingest.ingest(body(ev("old", tokens=5, model="m1")), None)
+    assert (res.accepted, res.duplicates, res.errors) == (0, 1, [])
+    res = container.ingest.ingest(body(ev("old", tokens=6, model="m1")), None)
+    assert [(e.field, e.code) for e in res.errors] == [("id", "id_conflict")]
+
+
+# -- numbers -----------------------------------------------------------------------------------
+def raw_body(*events_json: str) -> str:
+    return '{"events": [' + ", ".join(events_json) + "]}"
+
+
+def event_json(event_id: str, props_json: str) -> str:
+    return (f'{{"id": "{event_id}", "customer": "acme", "type": "api.call", "timestamp": "2026-10-10T10:00:00Z", '
+            f'"properties": {props_json}}}')
+
+
+@pytest.mark.parametrize("props", ['{"tokens": "1e200"}', '{"tokens": "1e-200"}', '{"tokens": 1e200}',
+                                   '{"tokens": "1234567890123456789012345678901234567890"}',
+                                   '{"tokens": 1, "other": 1e-200}', '{"tokens": 1, "other": 1e999}',
+                                   '{"tokens": 1, "other": ' + "7" * 40 + "}"])
+def test_numbers_dynamodb_cannot_store_or_sum_are_rejected_per_event(container: Any, catalog: Any, drain: Any,
+                                                                     props: str) -> None:
+    res = container.ingest.ingest(raw_body(event_json("bad", props), event_json("good", '{"tokens": 2}')), None)
+    assert res.accepted == 1 and [e.id for e in res.errors] == ["bad"]
+    error = res.errors[0]
+    assert error.field in ("properties.tokens", "properties.other") and "10^16" in error.message
+    drain()  # the good event is aggregated; nothing blocks the stream
+    assert tokens_used(container) == 2
+
+
+def test_an_unstorable_number_already_in_the_raw_store_does_not_block_aggregation(container: Any, catalog: Any,
+                                                                                   drain: Any) -> None:
+    """Accepted before the rule existed: the aggregator skips it (logged), never retries forever."""
+    from meterbill.domain.events import Event, digest
+
+    ts = 1_791_626_400_000
+    stuck = Event("stuck", "acme", "api.call", ts, {"tokens": "1e200"}, digest("acme", "api.call", ts, {"tokens": "1e200"}))
+    assert container.events_store.put([(stuck, "")], ts) == set()
+    container.ingest.ingest(body(ev("fine", tokens=3)), None)
+    drain()
+    assert tokens_used(container) == 3
+
+
+def test_http_1e999_is_a_per_event_error_not_a_500(container: Any, catalog: Any) -> None:
+    from aws_lambda_powertools.event_handler import HttpResolverLocal
+
+    from meterbill.api.app import build_app
+    from tests.integration.test_api import SECRETS, Api
+
+    for scope, secret in SECRETS.items():
+        container.keys.create([scope], name=f"test {scope}", secret=secret)
+    api = Api(build_app(HttpResolverLocal, lambda: container))
+    resp = api.request("POST", "/v1/events", key="ingest", headers={"Content-Type": "application/json"},
+                       content=raw_body(event_json("big", '{"tokens": 1e999}'), event_json("nan", '{"tokens": NaN}'),
+                                        event_json("ok", '{"tokens": 1}')))
+    assert resp.status_code == 207, resp.text
+    assert [(e["id"], e["field"], e["code"]) for e in resp.json()["errors"]] == [
+        ("big", "properties.tokens", "number_out_of_range"), ("nan", "properties.tokens", "invalid_number")]
