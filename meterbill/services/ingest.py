@@ -95,7 +95,7 @@ class IngestService:
                                                 "payload; event ids are permanent"))
         if not fresh:
             return result
-        customers = self._catalog.customers({e.customer for _, e in fresh})
+        customers = self._customers({e.customer for _, e in fresh})
         closed_ms = {cid: to_ms(parse_instant(p["closed_through"], "closed_through")) if p.get("closed_through")
                      else 0 for cid, p in customers.items()}
         flagged = []
@@ -123,8 +123,22 @@ class IngestService:
             self._note_pending([e for e, flag in flagged if flag == "pending" and e.id not in failed], now_ms)
         return result
 
+    def _customers(self, ids: set[str]) -> dict[str, dict[str, Any]]:
+        """Profiles from the catalog's cache (<= 10 s old); a customer the cache calls missing is
+        confirmed by a strongly consistent read, since it may have been created since. Only
+        unknown customers pay for that read."""
+        found = self._catalog.customers(ids)
+        if len(found) < len(ids):
+            found.update(self._store.get_customers(ids - found.keys()))
+        return found
+
     def _note_pending(self, events: list[Event], now_ms: int) -> None:
-        """Make usage for unknown customers visible (GET /v1/pending-customers)."""
+        """Make usage for unknown customers visible (GET /v1/pending-customers).
+
+        Creating a customer stores its profile, then clears its pending entry. A customer created
+        after our check but before our note would keep a stale entry, so the note is followed by a
+        strongly consistent read: a customer that exists by now gets its entry cleared here (if it
+        is created later still, its own clear_pending comes after our note)."""
         spans: dict[str, list[int]] = {}
         for e in events:
             span = spans.setdefault(e.customer, [0, e.ts_ms])
@@ -132,6 +146,8 @@ class IngestService:
             span[1] = min(span[1], e.ts_ms)
         for customer, (count, first) in spans.items():
             self._store.note_pending(customer, count, first, iso(from_ms(now_ms)))
+        for customer in self._store.get_customers(spans):
+            self._store.clear_pending(customer)
 
     def _check_meters(self, good: list[tuple[int, Event]], result: IngestResult) -> list[tuple[int, Event]]:
         by_type = self._catalog.meters_by_type()

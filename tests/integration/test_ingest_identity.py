@@ -141,3 +141,46 @@ def test_http_1e999_is_a_per_event_error_not_a_500(container: Any, catalog: Any)
     assert resp.status_code == 207, resp.text
     assert [(e["id"], e["field"], e["code"]) for e in resp.json()["errors"]] == [
         ("big", "properties.tokens", "number_out_of_range"), ("nan", "properties.tokens", "invalid_number")]
+
+
+# -- pending customers -------------------------------------------------------------------------
+def test_a_customer_created_elsewhere_is_not_pending_from_a_stale_cache(container: Any, catalog: Any,
+                                                                        ddb: Any, clock: Any) -> None:
+    """An ingest instance (10 s customer cache, like a warm Lambda) saw 'newco' missing; the API
+    (another instance) then created it and cleared its pending entry."""
+    from meterbill.bootstrap import bootstrap
+    from meterbill.config import Settings
+
+    ingest_side = bootstrap(Settings(events_table="t-events", billing_table="t-billing"), client=ddb,
+                            clock=clock, cache_ttl_s=10)
+    first = ingest_side.ingest.ingest(body(ev("n1", customer="newco", tokens=1)), None)
+    assert first.pending == ["n1"]
+    container.catalog.put_customer("newco", {"name": "New Co", "plan": "pro"})
+    assert container.billing_store.list_pending(10, None)[0] == []
+    second = ingest_side.ingest.ingest(body(ev("n2", customer="newco", tokens=1)), None)
+    assert second.pending == [] and second.accepted == 1
+    assert container.events_store.get("n2")["flag"] is None
+    assert container.billing_store.list_pending(10, None)[0] == []
+
+
+def test_a_customer_created_while_its_first_events_are_ingested_leaves_no_pending_entry(
+        container: Any, catalog: Any) -> None:
+    """The customer appears between ingest's check and its pending note: the note is withdrawn."""
+    from meterbill.services.ingest import IngestService
+
+    class CreatedMeanwhile:
+        def __init__(self, store: Any) -> None:
+            self._store = store
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._store, name)
+
+        def note_pending(self, customer_id: str, events: int, first_ms: int, at_iso: str) -> None:
+            container.catalog.put_customer(customer_id, {"name": "Late Co", "plan": "pro"})  # clears pending
+            self._store.note_pending(customer_id, events, first_ms, at_iso)
+
+    ingest = IngestService(container.events_store, container.catalog, container.clock,
+                           CreatedMeanwhile(container.billing_store))
+    res = ingest.ingest(body(ev("l1", customer="lateco", tokens=1)), None)
+    assert res.accepted == 1
+    assert container.billing_store.list_pending(10, None)[0] == []
