@@ -81,46 +81,34 @@ class IngestService:
         good = self._check_meters(good, result)
         if not good:
             return result
-        stored = self._events.existing([e.id for _, e in good])
-        fresh: list[tuple[int, Event]] = []
-        for index, event in good:
-            before = stored.get(event.id)
-            if before is None:
-                fresh.append((index, event))
-            elif same_content(event, before):
-                result.duplicates += 1
-            else:
-                result.errors.append(EventError(index, event.id, "id", "id_conflict",
-                                                "an event with this id was already accepted with a different "
-                                                "payload; event ids are permanent"))
-        if not fresh:
-            return result
-        customers = self._customers({e.customer for _, e in fresh})
+        customers = self._customers({e.customer for _, e in good})
         closed_ms = {cid: to_ms(parse_instant(p["closed_through"], "closed_through")) if p.get("closed_through")
                      else 0 for cid, p in customers.items()}
         flagged = []
-        for _, event in fresh:
+        for _, event in good:
             closed = closed_ms.get(event.customer)
-            if closed is None:
-                flag = "pending"
-                result.pending.append(event.id)
-            elif event.ts_ms < closed:
-                flag = "late"
-                result.late.append(event.id)
+            flagged.append((event, "pending" if closed is None else "late" if event.ts_ms < closed else ""))
+        # One conditional write per event: the first payload of an id wins, atomically (the adapter's
+        # docstring and docs/decisions.md, 2026-12-01). No read first: a taken id comes back stored.
+        outcome = self._events.put(flagged, now_ms)
+        for (index, event), (_, flag) in zip(good, flagged):
+            if event.id in outcome.stored:
+                result.accepted += 1
+                if flag:
+                    (result.pending if flag == "pending" else result.late).append(event.id)
+            elif event.id in outcome.existing:
+                if same_content(event, outcome.existing[event.id]):
+                    result.duplicates += 1
+                else:
+                    result.errors.append(EventError(index, event.id, "id", "id_conflict",
+                                                    "an event with this id was already accepted with a different "
+                                                    "payload; event ids are permanent"))
             else:
-                flag = ""
-            flagged.append((event, flag))
-        failed = self._events.put(flagged, now_ms)
-        for index, event in fresh:
-            if event.id in failed:
                 result.errors.append(EventError(index, event.id, "", "storage_unavailable",
                                                 "could not be stored right now; retry this event (same id)"))
-        result.accepted = len(fresh) - len(failed)
-        if failed:
-            result.pending = [i for i in result.pending if i not in failed]
-            result.late = [i for i in result.late if i not in failed]
         if result.pending:
-            self._note_pending([e for e, flag in flagged if flag == "pending" and e.id not in failed], now_ms)
+            stored = set(result.pending)
+            self._note_pending([e for e, _ in flagged if e.id in stored], now_ms)
         return result
 
     def _customers(self, ids: set[str]) -> dict[str, dict[str, Any]]:

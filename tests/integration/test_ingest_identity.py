@@ -82,7 +82,7 @@ def test_an_event_stored_with_a_legacy_digest_is_still_its_own_duplicate(contain
     props = {"tokens": 5, "model": "m1"}
     ts = 1_791_626_400_000  # 2026-10-10T10:00:00Z
     stored = Event("old", "acme", "api.call", ts, props, legacy_digest("acme", "api.call", ts, props))
-    assert container.events_store.put([(stored, "")], ts) == set()
+    assert container.events_store.put([(stored, "")], ts).stored == {"old"}
     res = container.ingest.ingest(body(ev("old", tokens=5, model="m1")), None)
     assert (res.accepted, res.duplicates, res.errors) == (0, 1, [])
     res = container.ingest.ingest(body(ev("old", tokens=6, model="m1")), None)
@@ -120,7 +120,7 @@ def test_an_unstorable_number_already_in_the_raw_store_does_not_block_aggregatio
 
     ts = 1_791_626_400_000
     stuck = Event("stuck", "acme", "api.call", ts, {"tokens": "1e200"}, digest("acme", "api.call", ts, {"tokens": "1e200"}))
-    assert container.events_store.put([(stuck, "")], ts) == set()
+    assert container.events_store.put([(stuck, "")], ts).stored == {"stuck"}
     container.ingest.ingest(body(ev("fine", tokens=3)), None)
     drain()
     assert tokens_used(container) == 3
@@ -184,3 +184,81 @@ def test_a_customer_created_while_its_first_events_are_ingested_leaves_no_pendin
     res = ingest.ingest(body(ev("l1", customer="lateco", tokens=1)), None)
     assert res.accepted == 1
     assert container.billing_store.list_pending(10, None)[0] == []
+
+
+# -- the first payload of an id wins everywhere ------------------------------------------------
+def interleaved_ingest(container: Any, meanwhile: Any) -> Any:
+    """An IngestService on the real event store that runs ``meanwhile`` (another request) after
+    this request has checked its ids and right before it writes them."""
+    from meterbill.adapters.dynamo_events import DynamoEventStore
+    from meterbill.services.ingest import IngestService
+
+    class Interleaving(DynamoEventStore):
+        def put(self, *args: Any, **kwargs: Any) -> Any:
+            nonlocal meanwhile
+            if meanwhile is not None:
+                run, meanwhile = meanwhile, None
+                run()
+            return super().put(*args, **kwargs)
+
+    store = Interleaving(container.events_store._client, "t-events")
+    return IngestService(store, container.catalog, container.clock, container.billing_store)
+
+
+def test_two_payloads_racing_for_one_id_first_write_wins_everywhere(container: Any, catalog: Any,
+                                                                    drain: Any) -> None:
+    other: list[Any] = []
+    slow = interleaved_ingest(container, lambda: other.append(
+        container.ingest.ingest(body(ev("x", tokens=7)), None)))
+    mine = slow.ingest(body(ev("x", tokens=5), ev("y", tokens=1)), None)
+    (first,) = other
+    assert (first.accepted, first.errors) == (1, [])                       # stored first: accepted
+    assert mine.accepted == 1                                               # "y" only
+    assert [(e.id, e.field, e.code) for e in mine.errors] == [("x", "id", "id_conflict")]
+    assert container.events_store.get("x")["properties"] == {"tokens": 7}  # raw store: the first
+    drain()
+    assert tokens_used(container) == 8                                      # aggregates: the first (+ y)
+
+
+def test_two_identical_requests_racing_are_accepted_once(container: Any, catalog: Any, drain: Any) -> None:
+    other: list[Any] = []
+    slow = interleaved_ingest(container, lambda: other.append(
+        container.ingest.ingest(body(ev("x", tokens=5)), None)))
+    mine = slow.ingest(body(ev("x", tokens=5)), None)
+    assert (other[0].accepted, mine.accepted, mine.duplicates, mine.errors) == (1, 0, 1, [])
+    drain()
+    assert tokens_used(container) == 5
+
+
+def test_an_event_dynamodb_refuses_is_reported_per_event_and_can_be_retried(container: Any, catalog: Any,
+                                                                            ddb: Any) -> None:
+    from botocore.exceptions import ClientError
+
+    def throttle_b(params: dict[str, Any], **_: Any) -> None:
+        if json.loads(params["body"])["Item"]["id"]["S"] == "b":
+            raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}},
+                              "PutItem")
+
+    ddb.meta.events.register("before-call.dynamodb.PutItem", throttle_b)
+    try:
+        res = container.ingest.ingest(body(ev("a", tokens=1), ev("b", customer="newco", tokens=2)), None)
+    finally:
+        ddb.meta.events.unregister("before-call.dynamodb.PutItem", throttle_b)
+    assert res.accepted == 1 and res.pending == []
+    assert [(e.id, e.code) for e in res.errors] == [("b", "storage_unavailable")]
+    assert container.billing_store.list_pending(10, None)[0] == []  # nothing stored for newco
+    retry = container.ingest.ingest(body(ev("a", tokens=1), ev("b", customer="newco", tokens=2)), None)
+    assert (retry.accepted, retry.duplicates, retry.pending) == (1, 1, ["b"])
+
+
+def test_a_write_the_sdk_retried_after_it_landed_counts_as_accepted(container: Any, catalog: Any,
+                                                                    ddb: Any) -> None:
+    """The first attempt stored the item but its response was lost; the retry finds the item."""
+    def landed_already(params: dict[str, Any], **_: Any) -> None:
+        ddb.meta.events.unregister("before-call.dynamodb.PutItem", landed_already)
+        ddb.put_item(TableName="t-events", Item=json.loads(params["body"])["Item"])
+
+    ddb.meta.events.register("before-call.dynamodb.PutItem", landed_already)
+    res = container.ingest.ingest(body(ev("p", customer="newco", tokens=1)), None)
+    assert (res.accepted, res.duplicates, res.pending, res.errors) == (1, 0, ["p"], [])
+    assert [p["customer"] for p in container.billing_store.list_pending(10, None)[0]] == ["newco"]
