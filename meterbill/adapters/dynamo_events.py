@@ -73,7 +73,7 @@ class DynamoEventStore:
                     outcome.failed.add(event_id)
                     continue
                 old = exc.response.get("Item") or self._read(event_id)
-                if old is None:  # taken, then gone: the raw store never deletes; let the client retry
+                if old is None:  # no stored item came back nor could be read: let the client retry
                     outcome.failed.add(event_id)
                 elif old.get("w", {}).get("S") == token:
                     outcome.stored.add(event_id)
@@ -92,8 +92,13 @@ class DynamoEventStore:
         return self._executor
 
     def _read(self, event_id: str) -> dict[str, Any] | None:
-        item: dict[str, Any] | None = self._client.get_item(
-            TableName=self._table, Key={"id": {"S": event_id}}, ConsistentRead=True).get("Item")
+        """The stored item, when a failed condition did not return it (not expected from DynamoDB)."""
+        try:
+            item: dict[str, Any] | None = self._client.get_item(
+                TableName=self._table, Key={"id": {"S": event_id}}, ConsistentRead=True).get("Item")
+        except (ClientError, BotoCoreError) as exc:
+            log.warning("event %s: stored item unreadable: %s", event_id, exc)
+            return None
         return item
 
     def get(self, event_id: str) -> dict[str, Any] | None:

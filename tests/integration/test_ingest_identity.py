@@ -187,9 +187,10 @@ def test_a_customer_created_while_its_first_events_are_ingested_leaves_no_pendin
 
 
 # -- the first payload of an id wins everywhere ------------------------------------------------
-def interleaved_ingest(container: Any, meanwhile: Any) -> Any:
+def interleaved_ingest(container: Any, ddb: Any, meanwhile: Any) -> Any:
     """An IngestService on the real event store that runs ``meanwhile`` (another request) after
-    this request has checked its ids and right before it writes them."""
+    this request has validated and flagged its events (the old write path had also checked that
+    their ids were free by then) and right before it writes them."""
     from meterbill.adapters.dynamo_events import DynamoEventStore
     from meterbill.services.ingest import IngestService
 
@@ -201,14 +202,14 @@ def interleaved_ingest(container: Any, meanwhile: Any) -> Any:
                 run()
             return super().put(*args, **kwargs)
 
-    store = Interleaving(container.events_store._client, "t-events")
+    store = Interleaving(ddb, "t-events")
     return IngestService(store, container.catalog, container.clock, container.billing_store)
 
 
 def test_two_payloads_racing_for_one_id_first_write_wins_everywhere(container: Any, catalog: Any,
-                                                                    drain: Any) -> None:
+                                                                    drain: Any, ddb: Any) -> None:
     other: list[Any] = []
-    slow = interleaved_ingest(container, lambda: other.append(
+    slow = interleaved_ingest(container, ddb, lambda: other.append(
         container.ingest.ingest(body(ev("x", tokens=7)), None)))
     mine = slow.ingest(body(ev("x", tokens=5), ev("y", tokens=1)), None)
     (first,) = other
@@ -220,9 +221,10 @@ def test_two_payloads_racing_for_one_id_first_write_wins_everywhere(container: A
     assert tokens_used(container) == 8                                      # aggregates: the first (+ y)
 
 
-def test_two_identical_requests_racing_are_accepted_once(container: Any, catalog: Any, drain: Any) -> None:
+def test_two_identical_requests_racing_are_accepted_once(container: Any, catalog: Any, drain: Any,
+                                                         ddb: Any) -> None:
     other: list[Any] = []
-    slow = interleaved_ingest(container, lambda: other.append(
+    slow = interleaved_ingest(container, ddb, lambda: other.append(
         container.ingest.ingest(body(ev("x", tokens=5)), None)))
     mine = slow.ingest(body(ev("x", tokens=5)), None)
     assert (other[0].accepted, mine.accepted, mine.duplicates, mine.errors) == (1, 0, 1, [])
