@@ -35,7 +35,8 @@ class CannedDynamo:
     * BatchGetItem on the events table (duplicate pre-check): nothing stored yet.
     * BatchGetItem of ``CUS#`` profiles: the profiles given (so no event is "pending").
     * BatchGetItem of ``U#`` buckets: none, or (``keep_buckets``) the ones put earlier.
-    * BatchWriteItem: everything processed. PutItem / UpdateItem: ``{}``.
+    * BatchWriteItem: everything processed. PutItem / UpdateItem: ``{}`` (so every conditional
+      event write succeeds: nothing stored yet).
     * Query (meters on gsi1): the meter items given.
 
     Counts calls per operation; with ``capture`` keeps every item written.
@@ -44,7 +45,7 @@ class CannedDynamo:
     def __init__(self, meter_items: list[dict[str, Any]], profiles: dict[str, dict[str, Any]], *,
                  capture: bool = False, keep_buckets: bool = False) -> None:
         self.calls: Counter[str] = Counter()
-        self.event_items: list[dict[str, Any]] = []    # BatchWriteItem PutRequest items
+        self.event_items: list[dict[str, Any]] = []    # events table items (PutItem)
         self.bucket_items: list[dict[str, Any]] = []   # PutItem items (usage buckets)
         self.other_writes: list[tuple[str, dict[str, Any]]] = []
         self._profiles = profiles
@@ -96,7 +97,9 @@ class CannedDynamo:
                 doc = json.loads(request.body)
                 item = doc.get("Item") if op == "PutItem" else None
                 with self._lock:
-                    if item is not None and item["pk"]["S"].startswith("U#"):
+                    if item is not None and "pk" not in item:  # the events table (conditional put per event)
+                        self.event_items.append(item)
+                    elif item is not None and item["pk"]["S"].startswith("U#"):
                         self.bucket_items.append(item)
                         if self._keep:
                             self._buckets[(item["pk"]["S"], item["sk"]["S"])] = item

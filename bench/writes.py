@@ -70,7 +70,7 @@ def bench_trickle(customers: int = 1, seconds: int = 900) -> None:
                                        clock=lambda: now[0])
     for i in range(0, len(evts), BATCH):
         container.ingest.ingest(w.body(evts[i:i + BATCH]), "application/json")
-    items = list(fake.event_items)
+    items = sorted(fake.event_items, key=lambda i: int(i["ts"]["N"]))  # concurrent puts: restore time order
     if len(items) != len(evts):
         raise RuntimeError("trickle bench: not every event was stored")
     fake.reset()

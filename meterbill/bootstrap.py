@@ -54,7 +54,7 @@ def dynamodb_client(settings: Settings) -> Any:
                     max_pool_connections=16, tcp_keepalive=True)
     client = boto3.session.Session().client("dynamodb", region_name=settings.region,
                                             endpoint_url=settings.dynamodb_endpoint, config=config)
-    return install_pass_through(client)
+    return install_pass_through(client, put_tables=(settings.events_table,))  # event writes: the hot path
 
 
 def streams_client(settings: Settings) -> Any:

@@ -98,9 +98,17 @@ class ItemChange:
 StreamDecoder = Callable[[Sequence[Mapping[str, Any]]], list[StreamChange]]
 
 
+@dataclass(slots=True)
+class PutOutcome:
+    """What storing a batch of events did, per id."""
+
+    stored: set[str] = field(default_factory=set)            # written by this call
+    existing: dict[str, Event] = field(default_factory=dict)  # id already taken: the event stored under it
+    failed: set[str] = field(default_factory=set)             # not written (storage unavailable): retry
+
+
 class EventStore(Protocol):
-    def existing(self, ids: Sequence[str]) -> dict[str, str]: ...
-    def put(self, events: Iterable[tuple[Event, str]], accepted_at_ms: int) -> set[str]: ...
+    def put(self, events: Sequence[tuple[Event, str]], accepted_at_ms: int) -> PutOutcome: ...
 
 
 class BillingStore(Protocol):

@@ -73,28 +73,33 @@ FAST_OPERATIONS = frozenset({"BatchWriteItem", "BatchGetItem"})
 
 
 class PassThroughSerializer:
-    """For the ingest hot path: our adapters build BatchWriteItem / BatchGetItem parameters
-    already in DynamoDB's wire format (S, N as strings, M, BOOL, NULL), so the request body
-    is exactly ``json.dumps(parameters)``. botocore's shape walk and parameter validation
-    would only re-create that. Every other operation goes through botocore unchanged.
+    """For the ingest hot path: our adapters build BatchWriteItem / BatchGetItem parameters, and
+    the event store its PutItem parameters, already in DynamoDB's wire format (S, N as strings,
+    M, BOOL, NULL; no binary), so the request body is exactly ``json.dumps(parameters)``.
+    botocore's shape walk and parameter validation would only re-create that. PutItem takes this
+    path only for the tables named in ``put_tables`` (other adapters' items are not checked for
+    wire format); every other operation goes through botocore unchanged.
     ``tests/integration/test_fast_serializer.py`` proves the bodies are identical."""
 
-    def __init__(self, inner: Any, operations: frozenset[str] = FAST_OPERATIONS) -> None:
+    def __init__(self, inner: Any, operations: frozenset[str] = FAST_OPERATIONS,
+                 put_tables: frozenset[str] = frozenset()) -> None:
         self._inner = inner
         # botocore wraps the serializer in a ParamValidationDecorator when validation is on
         self._raw = getattr(inner, "_serializer", inner)
         self._ops = operations
+        self._put_tables = put_tables
 
     def serialize_to_request(self, parameters: Mapping[str, Any], operation_model: Any) -> dict[str, Any]:
-        if operation_model.name not in self._ops:
+        name = operation_model.name
+        if name not in self._ops and not (name == "PutItem" and parameters.get("TableName") in self._put_tables):
             return self._inner.serialize_to_request(parameters, operation_model)
         request: dict[str, Any] = self._raw.serialize_to_request({}, operation_model)
         request["body"] = json.dumps(parameters, separators=(",", ":")).encode()
         return request
 
 
-def install_pass_through(client: Any) -> Any:
+def install_pass_through(client: Any, put_tables: tuple[str, ...] = ()) -> Any:
     """Wrap a boto3 DynamoDB client's serializer (botocore's ``_serializer`` attribute)."""
     if not isinstance(client._serializer, PassThroughSerializer):
-        client._serializer = PassThroughSerializer(client._serializer)
+        client._serializer = PassThroughSerializer(client._serializer, put_tables=frozenset(put_tables))
     return client

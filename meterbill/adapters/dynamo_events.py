@@ -1,87 +1,105 @@
 """Raw event store: one item per event id in the events table (its stream feeds aggregation).
 
-Writes use BatchWriteItem (25 items per call, ~1 WCU per event): an item keyed by the event
-id overwrites itself, so a retried write can never create a second copy.
+An event id is taken by its first payload, atomically: every event is written by its own
+conditional ``PutItem`` (``attribute_not_exists(id)``, ~1 WCU, the same as an unconditional
+write). A write that finds the id taken stores nothing and gets the stored item back in the
+same call (``ReturnValuesOnConditionCheckFailure``), so duplicates and conflicting payloads are
+told apart without a read. ``BatchWriteItem`` cannot carry a condition: two requests racing
+with one id would both "succeed", the second silently replacing the first, whose INSERT the
+aggregator has already counted (docs/decisions.md, 2026-12-01).
 """
 
 from __future__ import annotations
 
-import time
+import logging
+import secrets
 from concurrent.futures import ThreadPoolExecutor
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
 
 from meterbill.adapters.dynamo_codec import av_scalar, scalar_av
 from meterbill.domain.events import Event
-from meterbill.ports import StreamChange
+from meterbill.ports import PutOutcome, StreamChange
 
-BATCH_WRITE = 25
-BATCH_GET = 100
-WRITERS = 8
+log = logging.getLogger(__name__)
+WRITERS = 16          # concurrent PutItem calls per request (the client's connection pool)
+PER_WRITER = 8        # fewer events than WRITERS x this: fewer threads
+TAKEN = "ConditionalCheckFailedException"
 
 
 class DynamoEventStore:
-    def __init__(self, client: Any, table: str, *, max_attempts: int = 8,
-                 sleep: Any = time.sleep) -> None:
+    def __init__(self, client: Any, table: str) -> None:
         self._client = client
         self._table = table
-        self._max_attempts = max_attempts
-        self._sleep = sleep
         self._executor: ThreadPoolExecutor | None = None
 
-    def existing(self, ids: Sequence[str]) -> dict[str, str]:
-        """id -> content digest for the ids already stored (strongly consistent reads)."""
-        found: dict[str, str] = {}
-        for start in range(0, len(ids), BATCH_GET):
-            keys = [{"id": {"S": i}} for i in ids[start:start + BATCH_GET]]
-            request = {self._table: {"Keys": keys, "ProjectionExpression": "id, h",
-                                     "ConsistentRead": True}}
-            attempt = 0
-            while request:
-                resp = self._client.batch_get_item(RequestItems=request)
-                for item in resp.get("Responses", {}).get(self._table, []):
-                    found[item["id"]["S"]] = item["h"]["S"]
-                request = resp.get("UnprocessedKeys") or {}
-                attempt = self._backoff(attempt, bool(request))
-        return found
+    def put(self, events: Sequence[tuple[Event, str]], accepted_at_ms: int) -> PutOutcome:
+        """Store each event (with a flag: '' | 'pending' | 'late') unless its id is taken.
 
-    def put(self, events: Iterable[tuple[Event, str]], accepted_at_ms: int) -> set[str]:
-        """Store events (with a flag: '' | 'pending' | 'late'). Returns ids NOT stored.
-        The 25-item chunks are written concurrently: the request waits for the slowest, not the sum."""
-        at = str(accepted_at_ms)
-        requests = []
+        The items carry a random token of this call (``w``): a write the SDK retried after a
+        lost response finds the item it wrote itself, which counts as stored, not as taken."""
+        at, token = {"N": str(accepted_at_ms)}, {"S": secrets.token_hex(6)}
+        items = []
         for event, flag in events:
             item = {"id": {"S": event.id}, "c": {"S": event.customer}, "t": {"S": event.type},
-                    "ts": {"N": str(event.ts_ms)}, "h": {"S": event.digest}, "at": {"N": at},
+                    "ts": {"N": str(event.ts_ms)}, "h": {"S": event.digest}, "at": at, "w": token,
                     "p": {"M": {k: scalar_av(v) for k, v in event.properties.items()}}}
             if flag:
                 item["f"] = {"S": flag}
-            requests.append({"PutRequest": {"Item": item}})
-        chunks = [requests[i:i + BATCH_WRITE] for i in range(0, len(requests), BATCH_WRITE)]
-        if len(chunks) <= 1:
-            return set().union(*map(self._write, chunks))
-        return set().union(*self._pool().map(self._write, chunks))
+            items.append(item)
+        threads = min(WRITERS, -(-len(items) // PER_WRITER))
+        if threads <= 1:
+            return self._insert_all(items, token["S"])
+        outcome = PutOutcome()
+        for part in self._pool().map(lambda part: self._insert_all(part, token["S"]),
+                                     [items[i::threads] for i in range(threads)]):
+            outcome.stored |= part.stored
+            outcome.existing.update(part.existing)
+            outcome.failed |= part.failed
+        return outcome
+
+    def _insert_all(self, items: list[dict[str, Any]], token: str) -> PutOutcome:
+        outcome = PutOutcome()
+        for item in items:
+            event_id = item["id"]["S"]
+            try:
+                self._client.put_item(TableName=self._table, Item=item, ConditionExpression="attribute_not_exists(id)",
+                                      ReturnValuesOnConditionCheckFailure="ALL_OLD")
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") != TAKEN:
+                    log.warning("event %s not stored: %s", event_id, exc)
+                    outcome.failed.add(event_id)
+                    continue
+                old = exc.response.get("Item") or self._read(event_id)
+                if old is None:  # no stored item came back nor could be read: let the client retry
+                    outcome.failed.add(event_id)
+                elif old.get("w", {}).get("S") == token:
+                    outcome.stored.add(event_id)
+                else:
+                    outcome.existing[event_id] = image_to_event(old)
+            except BotoCoreError as exc:  # connection / timeout after the SDK's own retries
+                log.warning("event %s not stored: %s", event_id, exc)
+                outcome.failed.add(event_id)
+            else:
+                outcome.stored.add(event_id)
+        return outcome
 
     def _pool(self) -> ThreadPoolExecutor:
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=WRITERS, thread_name_prefix="ddb-write")
         return self._executor
 
-    def _write(self, requests: list[dict[str, Any]]) -> set[str]:
-        pending = {self._table: requests}
-        attempt = 0
-        while pending:
-            if attempt >= self._max_attempts:
-                return {r["PutRequest"]["Item"]["id"]["S"] for r in pending[self._table]}
-            resp = self._client.batch_write_item(RequestItems=pending)
-            pending = resp.get("UnprocessedItems") or {}
-            attempt = self._backoff(attempt, bool(pending))
-        return set()
-
-    def _backoff(self, attempt: int, again: bool) -> int:
-        if again:
-            self._sleep(min(0.05 * 2 ** attempt, 1.0))
-        return attempt + 1
+    def _read(self, event_id: str) -> dict[str, Any] | None:
+        """The stored item, when a failed condition did not return it (not expected from DynamoDB)."""
+        try:
+            item: dict[str, Any] | None = self._client.get_item(
+                TableName=self._table, Key={"id": {"S": event_id}}, ConsistentRead=True).get("Item")
+        except (ClientError, BotoCoreError) as exc:
+            log.warning("event %s: stored item unreadable: %s", event_id, exc)
+            return None
+        return item
 
     def get(self, event_id: str) -> dict[str, Any] | None:
         resp = self._client.get_item(TableName=self._table, Key={"id": {"S": event_id}},

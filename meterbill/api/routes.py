@@ -18,6 +18,8 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 from meterbill.api.schemas import (BillingRunIn, CreditNoteIn, CustomerIn, DiscountIn, GrantIn, InvoiceActionIn, MeterIn,
                                    PlanIn, SimulationIn, TaxRateIn, dump)
 from meterbill.bootstrap import Container
+from meterbill.domain.events import NUMBER_RULE
+from meterbill.domain.ids import ID_RULE
 from meterbill.domain.instants import parse_instant
 from meterbill.domain.invoices import public_view
 from meterbill.services.errors import NotFound
@@ -126,7 +128,9 @@ def list_tax_rates(limit: Limit = 50, cursor: Cursor = None) -> dict[str, Any]:
 
 
 # -- customers -----------------------------------------------------------------------
-@router.put("/v1/customers/<customer_id>")
+@router.put("/v1/customers/<customer_id>",
+            description="Create or replace a customer. The id is the one events name as customer: "
+                        + ID_RULE.replace("must be ", "") + ".")
 def put_customer(customer_id: str, body: Annotated[CustomerIn, Body()]) -> dict[str, Any]:
     return plain(container().catalog.put_customer(customer_id, dump(body)))
 
@@ -206,7 +210,11 @@ def customer_credits(customer_id: str) -> dict[str, Any]:
                          "(application/cloudevents+json, application/cloudevents-batch+json). "
                          "Each event is accepted or rejected on its own; rejected ones are listed "
                          "with index, id, field and problem. 200: all accepted; 207: some rejected; "
-                         "422: none accepted.")
+                         "422: none accepted. Ids (id, customer): " + ID_RULE.replace("must be ", "") + ". "
+                         "Numbers in properties (JSON numbers, and numeric strings a meter aggregates): "
+                         + NUMBER_RULE.replace("must be ", "") + "; otherwise properties.<name> is rejected. "
+                         "An id is taken by its first payload: the same payload again is a duplicate, "
+                         "another payload an id_conflict.")
 def post_events() -> tuple[dict[str, Any], int]:
     event = router.current_event
     result = container().ingest.ingest(event.decoded_body, event.headers.get("content-type"))

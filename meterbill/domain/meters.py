@@ -18,7 +18,8 @@ from typing import Any
 
 from meterbill.domain.charges import Cell, Usage
 from meterbill.domain.errors import InvalidField
-from meterbill.domain.events import Event, Scalar, canonical_scalar
+from meterbill.domain.events import Event, Scalar, canonical_scalar, number_problem
+from meterbill.domain.ids import check_name
 
 BUCKET_SECONDS = 900
 AGGREGATIONS = ("count", "sum", "max", "min", "unique_count", "latest")
@@ -52,8 +53,9 @@ class Meter:
 def parse_meter(code: str, raw: Mapping[str, Any]) -> Meter:
     check_code(code)
     event_type = raw.get("event_type")
-    if type(event_type) is not str or not 0 < len(event_type) <= 128:
-        raise InvalidField("event_type", "is required: the event type this meter counts (1-128 characters)")
+    if event_type is None:
+        raise InvalidField("event_type", "is required: the event type this meter counts")
+    check_name(event_type, "event_type")  # the rule events' "type" follows, or no event could match
     aggregation = raw.get("aggregation")
     if aggregation not in AGGREGATIONS:
         raise InvalidField("aggregation", f"must be one of: {', '.join(AGGREGATIONS)}")
@@ -138,8 +140,11 @@ def problem_for(meter: Meter, event: Event) -> str | None:
     value = event.properties.get(meter.property)  # type: ignore[arg-type]
     if value is None:
         return f"is required by meter '{meter.code}' ({meter.aggregation})"
-    if meter.aggregation in NUMERIC and to_number(value) is None:
-        return f"must be a number for meter '{meter.code}' ({meter.aggregation})"
+    if meter.aggregation in NUMERIC:
+        number = to_number(value)
+        why = "must be a number" if number is None else number_problem(number)  # the one numeric range
+        if why:
+            return f"{why} for meter '{meter.code}' ({meter.aggregation})"
     return None
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from meterbill.domain.contracts import change_at, check_overrides, effective_plan, entry, rebase, with_change
 from meterbill.domain.errors import InvalidField
+from meterbill.domain.ids import check_id
 from meterbill.domain.instants import from_ms, iso, parse_instant
 from meterbill.domain.meters import ADDITIVE, Meter, check_code, meter_to_dict, parse_meter
 from meterbill.domain.money import format_amount, parse_decimal
@@ -345,12 +346,6 @@ def check_charge_fits_meter(charge: Charge, meter: Meter, path: str) -> None:
                 raise InvalidField(f"{path}.{key}", f"needs the exact value of each event: meter "
                                                     f"'{meter.code}' must be a sum meter with keep_values: true "
                                                     "(a new meter code; a meter's semantics cannot change)")
-
-
-def check_id(customer_id: str) -> str:
-    if not 0 < len(customer_id) <= 128 or not customer_id.isprintable():
-        raise InvalidField("id", "must be 1-128 printable characters")
-    return customer_id
 
 
 def _address(value: Any) -> dict[str, str]:

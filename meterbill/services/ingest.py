@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from meterbill.domain.events import MAX_BATCH, Event, EventError, loads, parse_batch
+from meterbill.domain.events import MAX_BATCH, Event, EventError, loads, parse_batch, same_content
 from meterbill.domain.instants import from_ms, iso, parse_instant, to_ms
 from meterbill.domain.meters import matches, problem_for
 from meterbill.ports import BillingStore, Clock, EventStore
@@ -81,50 +81,52 @@ class IngestService:
         good = self._check_meters(good, result)
         if not good:
             return result
-        stored = self._events.existing([e.id for _, e in good])
-        fresh: list[tuple[int, Event]] = []
-        for index, event in good:
-            digest = stored.get(event.id)
-            if digest is None:
-                fresh.append((index, event))
-            elif digest == event.digest:
-                result.duplicates += 1
-            else:
-                result.errors.append(EventError(index, event.id, "id", "id_conflict",
-                                                "an event with this id was already accepted with a different "
-                                                "payload; event ids are permanent"))
-        if not fresh:
-            return result
-        customers = self._catalog.customers({e.customer for _, e in fresh})
+        customers = self._customers({e.customer for _, e in good})
         closed_ms = {cid: to_ms(parse_instant(p["closed_through"], "closed_through")) if p.get("closed_through")
                      else 0 for cid, p in customers.items()}
         flagged = []
-        for _, event in fresh:
+        for _, event in good:
             closed = closed_ms.get(event.customer)
-            if closed is None:
-                flag = "pending"
-                result.pending.append(event.id)
-            elif event.ts_ms < closed:
-                flag = "late"
-                result.late.append(event.id)
+            flagged.append((event, "pending" if closed is None else "late" if event.ts_ms < closed else ""))
+        # One conditional write per event: the first payload of an id wins, atomically (the adapter's
+        # docstring and docs/decisions.md, 2026-12-01). No read first: a taken id comes back stored.
+        outcome = self._events.put(flagged, now_ms)
+        for (index, event), (_, flag) in zip(good, flagged):
+            if event.id in outcome.stored:
+                result.accepted += 1
+                if flag:
+                    (result.pending if flag == "pending" else result.late).append(event.id)
+            elif event.id in outcome.existing:
+                if same_content(event, outcome.existing[event.id]):
+                    result.duplicates += 1
+                else:
+                    result.errors.append(EventError(index, event.id, "id", "id_conflict",
+                                                    "an event with this id was already accepted with a different "
+                                                    "payload; event ids are permanent"))
             else:
-                flag = ""
-            flagged.append((event, flag))
-        failed = self._events.put(flagged, now_ms)
-        for index, event in fresh:
-            if event.id in failed:
                 result.errors.append(EventError(index, event.id, "", "storage_unavailable",
                                                 "could not be stored right now; retry this event (same id)"))
-        result.accepted = len(fresh) - len(failed)
-        if failed:
-            result.pending = [i for i in result.pending if i not in failed]
-            result.late = [i for i in result.late if i not in failed]
         if result.pending:
-            self._note_pending([e for e, flag in flagged if flag == "pending" and e.id not in failed], now_ms)
+            stored = set(result.pending)
+            self._note_pending([e for e, _ in flagged if e.id in stored], now_ms)
         return result
 
+    def _customers(self, ids: set[str]) -> dict[str, dict[str, Any]]:
+        """Profiles from the catalog's cache (<= 10 s old); a customer the cache calls missing is
+        confirmed by a strongly consistent read, since it may have been created since. Only
+        unknown customers pay for that read."""
+        found = self._catalog.customers(ids)
+        if len(found) < len(ids):
+            found.update(self._store.get_customers(ids - found.keys()))
+        return found
+
     def _note_pending(self, events: list[Event], now_ms: int) -> None:
-        """Make usage for unknown customers visible (GET /v1/pending-customers)."""
+        """Make usage for unknown customers visible (GET /v1/pending-customers).
+
+        Creating a customer stores its profile, then clears its pending entry. A customer created
+        after our check but before our note would keep a stale entry, so the note is followed by a
+        strongly consistent read: a customer that exists by now gets its entry cleared here (if it
+        is created later still, its own clear_pending comes after our note)."""
         spans: dict[str, list[int]] = {}
         for e in events:
             span = spans.setdefault(e.customer, [0, e.ts_ms])
@@ -132,6 +134,8 @@ class IngestService:
             span[1] = min(span[1], e.ts_ms)
         for customer, (count, first) in spans.items():
             self._store.note_pending(customer, count, first, iso(from_ms(now_ms)))
+        for customer in self._store.get_customers(spans):
+            self._store.clear_pending(customer)
 
     def _check_meters(self, good: list[tuple[int, Event]], result: IngestResult) -> list[tuple[int, Event]]:
         by_type = self._catalog.meters_by_type()

@@ -393,16 +393,16 @@ def test_cloudevents_batch_must_be_an_array(catalog: Api) -> None:
 
 def test_decimal_property_keeps_every_digit(catalog: Api) -> None:
     raw = ('{"events": [{"id": "dec-1", "customer": "acme", "type": "storage", '
-           '"timestamp": "2026-10-10T10:00:00Z", "properties": {"bytes": 0.1000000000000000055511151231257827, '
-           '"big": 123456789012345678901234567890, "exp": 1.5e3}}]}')
+           '"timestamp": "2026-10-10T10:00:00Z", "properties": {"bytes": 9999999999999999.9999999999, '
+           '"big": 9007199254740993, "exp": 1.5e3}}]}')  # the largest number accepted; 2^53 + 1
     resp = catalog.request("POST", "/v1/events", key="ingest", content=raw,
                            headers={"Content-Type": "application/json"})
     assert resp.status_code == 200, resp.text
     got = catalog.get("/v1/events/dec-1")
     assert got.status_code == 200
     props = json.loads(got.text, parse_float=Decimal)["properties"]
-    assert str(props["bytes"]) == "0.1000000000000000055511151231257827"
-    assert Decimal(str(props["big"])) == Decimal("123456789012345678901234567890")
+    assert str(props["bytes"]) == "9999999999999999.9999999999"
+    assert Decimal(str(props["big"])) == Decimal("9007199254740993")
     assert Decimal(str(props["exp"])) == Decimal(1500)
 
 

@@ -135,18 +135,18 @@ def test_crash_between_ingest_steps_then_retry_counts_once(container: Any, catal
                                                            ddb: Any) -> None:
     calls = {"n": 0}
 
-    def fail_second_write(**kwargs: Any) -> None:
+    def fail_a_write(**kwargs: Any) -> None:
         calls["n"] += 1
-        if calls["n"] == 2:
-            raise ConnectionError("simulated crash after the first 25 events were stored")
+        if calls["n"] == 30:
+            raise ConnectionError("simulated crash after some events were stored")
 
-    ddb.meta.events.register("before-call.dynamodb.BatchWriteItem", fail_second_write)
+    ddb.meta.events.register("before-call.dynamodb.PutItem", fail_a_write)
     events = [ev(i, tokens=1) for i in range(60)]
     with pytest.raises(ConnectionError):
         container.ingest.ingest(body(*events), None)
-    ddb.meta.events.unregister("before-call.dynamodb.BatchWriteItem", fail_second_write)
+    ddb.meta.events.unregister("before-call.dynamodb.PutItem", fail_a_write)
     retry = container.ingest.ingest(body(*events), None)  # the client retries the whole batch
-    # chunks are written concurrently: which ones landed before the crash varies; none counts twice
+    # events are written concurrently: which ones landed before the crash varies; none counts twice
     assert retry.accepted + retry.duplicates == 60 and 0 < retry.duplicates < 60 and retry.errors == []
     drain()
     close(container)

@@ -30,24 +30,29 @@ def _bodies(client: Any, operation: str, params: dict[str, Any]) -> tuple[Any, A
 def test_bodies_identical_to_botocore(ddb: Any) -> None:
     captured: list[dict[str, Any]] = []
     client = boto3.client("dynamodb", region_name="us-east-1")
-    client.meta.events.register("before-call.dynamodb.BatchWriteItem",
+    client.meta.events.register("before-call.dynamodb.PutItem",
                                 lambda params, **_: captured.append(params["body"]))
     store = DynamoEventStore(client, "t-events")
     store.put([(_event(i), "late" if i % 2 else "") for i in range(3)], 1_790_000_000_000)
-    items = json.loads(captured[0])["RequestItems"]
-    fast, slow = _bodies(client, "BatchWriteItem", {"RequestItems": items})
-    assert fast == slow
-    keys = {"t-events": {"Keys": [{"id": {"S": "e1"}}], "ProjectionExpression": "id, h", "ConsistentRead": True}}
+    for body in captured:
+        fast, slow = _bodies(client, "PutItem", json.loads(body))
+        assert fast == slow
+    keys = {"t-events": {"Keys": [{"id": {"S": "e1"}}], "ConsistentRead": True}}
     fast, slow = _bodies(client, "BatchGetItem", {"RequestItems": keys})
     assert fast == slow
 
 
 def test_installed_client_round_trips_on_moto(ddb: Any) -> None:
-    client = install_pass_through(boto3.client("dynamodb", region_name="us-east-1"))
+    client = install_pass_through(boto3.client("dynamodb", region_name="us-east-1"), put_tables=("t-events",))
     assert isinstance(client._serializer, PassThroughSerializer) and "BatchWriteItem" in FAST_OPERATIONS
+    sent: list[str] = []
+    client.meta.events.register("before-send.dynamodb.PutItem", lambda **_: sent.append("PutItem"))
     store = DynamoEventStore(client, "t-events")
-    events = [_event(i) for i in range(60)]  # 3 chunks, written concurrently
-    assert store.put([(e, "") for e in events], 1_790_000_000_000) == set()
-    assert store.existing([e.id for e in events]) == {e.id: e.digest for e in events}
+    events = [_event(i) for i in range(60)]  # written by several threads
+    assert store.put([(e, "") for e in events], 1_790_000_000_000).stored == {e.id for e in events}
+    assert len(sent) == 60
+    again = store.put([(e, "") for e in events[:3]], 1_790_000_000_001)  # ids taken: the stored events come back
+    assert again.stored == set() and {i: e.digest for i, e in again.existing.items()} == {
+        e.id: e.digest for e in events[:3]}
     got = store.get("e7")
     assert got is not None and got["properties"]["price"] == Decimal("0.1000000000000000055511151231257827")
