@@ -9,9 +9,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from meterbill.domain.events import MAX_BATCH, Event, EventError, loads, parse_batch, same_content
-from meterbill.domain.instants import from_ms, iso, parse_instant, to_ms
-from meterbill.domain.meters import matches, problem_for
+from meterbill.domain.instants import from_ms, iso, to_ms
+from meterbill.domain.meters import group_problem, matches, problem_for
 from meterbill.ports import BillingStore, Clock, EventStore
+from meterbill.services.aggregation import closed_or_closing
 from meterbill.services.catalog import CatalogService
 from meterbill.services.errors import InvalidField
 
@@ -81,9 +82,9 @@ class IngestService:
         good = self._check_meters(good, result)
         if not good:
             return result
-        customers = self._customers({e.customer for _, e in good})
-        closed_ms = {cid: to_ms(parse_instant(p["closed_through"], "closed_through")) if p.get("closed_through")
-                     else 0 for cid, p in customers.items()}
+        customers = self._store.get_customers({e.customer for _, e in good})
+        fences = {cid: closed_or_closing(p) for cid, p in customers.items()}
+        closed_ms = {cid: to_ms(f) if f is not None else 0 for cid, f in fences.items()}
         flagged = []
         for _, event in good:
             closed = closed_ms.get(event.customer)
@@ -110,15 +111,6 @@ class IngestService:
             stored = set(result.pending)
             self._note_pending([e for e, _ in flagged if e.id in stored], now_ms)
         return result
-
-    def _customers(self, ids: set[str]) -> dict[str, dict[str, Any]]:
-        """Profiles from the catalog's cache (<= 10 s old); a customer the cache calls missing is
-        confirmed by a strongly consistent read, since it may have been created since. Only
-        unknown customers pay for that read."""
-        found = self._catalog.customers(ids)
-        if len(found) < len(ids):
-            found.update(self._store.get_customers(ids - found.keys()))
-        return found
 
     def _note_pending(self, events: list[Event], now_ms: int) -> None:
         """Make usage for unknown customers visible (GET /v1/pending-customers).
@@ -149,6 +141,9 @@ class IngestService:
                         why = problem_for(meter, event)
                         if why:
                             problem = (f"properties.{meter.property}", why)
+                            break
+                        problem = group_problem(meter, event)
+                        if problem:
                             break
             if problem:
                 result.errors.append(EventError(index, event.id, problem[0], "invalid_for_meter", problem[1]))

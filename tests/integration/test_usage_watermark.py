@@ -174,3 +174,33 @@ def test_records_created_after_the_cutoff_do_not_hold_a_run(container: Any, drai
     assert wm.check(now - 5) is None              # only records newer than the cutoff: not behind
     drain()
     assert wm.check(now + 5) is None
+
+
+def test_ingest_says_late_for_a_period_being_closed_and_right_after_its_close(
+        container: Any, drain: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ingest reads the customer uncached: an event for a period a run is closing (its fence is up)
+    or has just closed is reported late at once, not up to 10 s later."""
+    from meterbill.bootstrap import bootstrap
+    from meterbill.config import Settings
+
+    standard_catalog(container)
+    cached = bootstrap(container.settings, client=container.billing_store._c, clock=container.clock,
+                       cache_ttl_s=3600)    # the production cache, warm with the customer before the close
+    assert cached.ingest.ingest(body(ev("warm", tokens=1, ts="2026-11-02T10:00:00Z")), None).late == []
+    container.billing_store.fence_close("acme", "2026-11-01T00:00:00Z")          # a run is closing October
+    assert cached.ingest.ingest(body(ev("during", tokens=1)), None).late == ["during"]
+    drain()
+    container.billing.run(datetime.fromisoformat(NOV))
+    assert cached.ingest.ingest(body(ev("after", tokens=1)), None).late == ["after"]
+
+
+def test_dimension_values_too_long_to_group_by_are_rejected_at_ingest(container: Any) -> None:
+    standard_catalog(container)
+    container.catalog.put_meter("by_region", {"event_type": "api.call", "aggregation": "count",
+                                              "group_by": ["region", "zone"]})
+    res = container.ingest.ingest(body(ev("g1", tokens=1, region="r" * 600, zone="z" * 400),
+                                       ev("g2", tokens=1, region="eu", zone="a")), None)
+    assert res.accepted == 1
+    [err] = res.errors
+    assert (err.id, err.field, err.code) == ("g1", "properties.region", "invalid_for_meter")
+    assert "at most 900" in err.message
