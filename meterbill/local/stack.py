@@ -53,8 +53,8 @@ def _die_with_parent() -> None:
 
 def start_moto(port: int) -> subprocess.Popen[bytes]:
     # Same process group as the runner, so Ctrl-C (SIGINT to the foreground group) reaches it too.
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+    cmd = [sys.executable, "-m", "meterbill.local.moto_server", "-H", "127.0.0.1", "-p", str(port)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=_die_with_parent)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if proc.poll() is not None:
