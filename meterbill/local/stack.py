@@ -79,6 +79,42 @@ def stop_process(proc: subprocess.Popen[bytes] | None) -> None:
         proc.wait(timeout=5)
 
 
+class StopRequested(Exception):
+    """SIGINT or SIGTERM arrived: `meterbill run` unwinds through its cleanup."""
+
+
+def _raise_stop(signum: int, frame: Any) -> None:
+    raise StopRequested(signal.Signals(signum).name)
+
+
+def stop_on_signals() -> None:
+    """SIGINT and SIGTERM both raise StopRequested in the main thread. While uvicorn serves it
+    handles them itself (stops accepting, lets in-flight requests answer); when it is done it
+    re-raises the signal it got, which lands here."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _raise_stop)
+
+
+def ignore_signals() -> None:
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+
+
+def exit_within(seconds: float, code: int) -> None:
+    """Call after the cleanup: should the interpreter still wait for a worker thread ``seconds``
+    from now (an abandoned request's DynamoDB writes, or an aggregation batch, retrying against the
+    stopped moto server, whose data is gone anyway), leave without it."""
+
+    def leave() -> None:
+        time.sleep(seconds)
+        busy = [t.name for t in threading.enumerate() if t.is_alive() and not t.daemon]
+        log.warning("still waiting for %s after %g s; exiting without them", busy, seconds)
+        logging.shutdown()
+        os._exit(code)
+
+    threading.Thread(target=leave, name="exit-deadline", daemon=True).start()
+
+
 def prepare_environment(endpoint: str) -> None:
     for k, v in FAKE_AWS.items():
         os.environ.setdefault(k, v)
