@@ -6,9 +6,11 @@ the Lambda entry (functions/api.py) uses Powertools' async middleware bridge (is
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
+import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import partial
 from typing import Any
 
@@ -131,11 +133,24 @@ def test_close_answers_queued_requests_503_and_lets_the_running_one_finish(conta
 
 
 # -- Lambda: functions/api.py resolves on the invoking thread, without the async bridge ------------
-def test_lambda_api_handler_resolves_without_the_async_bridge(wired: Any, no_async_bridge: None) -> None:  # noqa: F811
-    from functions import api
+def forget_lambda_api() -> None:
+    import functions
 
-    event = recorded("apigw_get_invoices.json")
-    resp = api.handler(event, ctx("meterbill-api"))
+    sys.modules.pop("functions.api", None)
+    vars(functions).pop("api", None)
+
+
+@pytest.fixture
+def lambda_api(wired: Any) -> Iterator[Any]:  # noqa: F811  # wired: the fixture imported above
+    """functions/api.py imported afresh, and forgotten afterwards. Its module-level app is built on
+    import, and the shared Router serves the app built last: a module kept from here would serve
+    through whichever app a later test builds."""
+    forget_lambda_api()
+    yield importlib.import_module("functions.api")
+    forget_lambda_api()
+
+
+def test_lambda_api_handler_resolves_without_the_async_bridge(lambda_api: Any, no_async_bridge: None) -> None:
+    resp = lambda_api.handler(recorded("apigw_get_invoices.json"), ctx("meterbill-api"))
     assert resp["statusCode"] == 200, resp
     assert json.loads(resp["body"])["data"] == []
-
