@@ -21,4 +21,6 @@ app = build_app(APIGatewayHttpResolver, default_container)
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     metrics.add_metric("ApiRequests", MetricUnit.Count, 1)
+    # resolve, not resolve_async: the whole middleware chain runs on this thread. The async path
+    # would run each synchronous middleware on an executor thread waiting for another (issue 12).
     return app.resolve(event, context)

@@ -11,6 +11,9 @@ from typing import Any
 from meterbill.local import stack
 
 log = logging.getLogger("meterbill.local")
+# Once a stop is asked (SIGINT, SIGTERM), requests in flight get this long to answer; those still
+# waiting then are answered 503 (retry), and those still running are abandoned a second later.
+STOP_GRACE_S = 3
 
 
 def _loop(stop: threading.Event, every: float, work: Any, name: str) -> None:
@@ -27,16 +30,20 @@ def run() -> None:
     close_every = float(os.environ.get("METERBILL_CLOSE_EVERY", "60"))
     moto_port = int(os.environ.get("METERBILL_MOTO_PORT") or stack.free_port())
     endpoint = f"http://127.0.0.1:{moto_port}"
-    moto = stack.start_moto(moto_port)
+    stack.stop_on_signals()
+    moto = None
+    app = None
     stop = threading.Event()
+    stopped = False
     try:
+        moto = stack.start_moto(moto_port)
         stack.prepare_environment(endpoint)
         stack.create_tables(endpoint)
         import uvicorn
-        from aws_lambda_powertools.event_handler import HttpResolverLocal
 
         from functions import aggregator, close_periods
         from meterbill.api.app import build_app
+        from meterbill.api.asgi import ThreadedHttpResolver
         from meterbill.bootstrap import default_container
 
         container = default_container()
@@ -63,9 +70,17 @@ def run() -> None:
             print(f"admin API key (generated): {admin_key}", flush=True)
         print(f"periods close every {close_every:g} s" if close_every > 0 else "period timer off", flush=True)
         print("try:  meterbill demo        stop: Ctrl-C", flush=True)
-        uvicorn.run(build_app(HttpResolverLocal, default_container), host="127.0.0.1", port=port,
-                    log_level="warning")
+        app = build_app(ThreadedHttpResolver, default_container)
+        uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                      timeout_graceful_shutdown=STOP_GRACE_S)).run()
+        stopped = True
+    except stack.StopRequested:
+        stopped = True  # uvicorn has stopped serving (and answered or dropped what was in flight)
     finally:
+        stack.ignore_signals()  # a second Ctrl-C must not cut the cleanup short; it is bounded anyway
         stop.set()
+        if app is not None and not app.close(timeout=1):
+            log.warning("stopping without the requests still running (their clients were answered 503)")
         stack.stop_process(moto)
         print("meterbill stopped", flush=True)
+        stack.exit_within(2, code=0 if stopped else 1)

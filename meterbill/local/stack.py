@@ -53,8 +53,8 @@ def _die_with_parent() -> None:
 
 def start_moto(port: int) -> subprocess.Popen[bytes]:
     # Same process group as the runner, so Ctrl-C (SIGINT to the foreground group) reaches it too.
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+    cmd = [sys.executable, "-m", "meterbill.local.moto_server", "-H", "127.0.0.1", "-p", str(port)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=_die_with_parent)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -77,6 +77,42 @@ def stop_process(proc: subprocess.Popen[bytes] | None) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait(timeout=5)
+
+
+class StopRequested(Exception):
+    """SIGINT or SIGTERM arrived: `meterbill run` unwinds through its cleanup."""
+
+
+def _raise_stop(signum: int, frame: Any) -> None:
+    raise StopRequested(signal.Signals(signum).name)
+
+
+def stop_on_signals() -> None:
+    """SIGINT and SIGTERM both raise StopRequested in the main thread. While uvicorn serves it
+    handles them itself (stops accepting, lets in-flight requests answer); when it is done it
+    re-raises the signal it got, which lands here."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _raise_stop)
+
+
+def ignore_signals() -> None:
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+
+
+def exit_within(seconds: float, code: int) -> None:
+    """Call after the cleanup: should the interpreter still wait for a worker thread ``seconds``
+    from now (an abandoned request's DynamoDB writes, or an aggregation batch, retrying against the
+    stopped moto server, whose data is gone anyway), leave without it."""
+
+    def leave() -> None:
+        time.sleep(seconds)
+        busy = [t.name for t in threading.enumerate() if t.is_alive() and not t.daemon]
+        log.warning("still waiting for %s after %g s; exiting without them", busy, seconds)
+        logging.shutdown()
+        os._exit(code)
+
+    threading.Thread(target=leave, name="exit-deadline", daemon=True).start()
 
 
 def prepare_environment(endpoint: str) -> None:

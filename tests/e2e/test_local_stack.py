@@ -95,7 +95,7 @@ def pids_of_moto(port: int) -> list[int]:
             cmd = (entry / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"moto.server" in cmd and str(port).encode() in cmd:
+        if {b"moto.server", b"meterbill.local.moto_server"} & set(cmd) and str(port).encode() in cmd:
             found.append(int(entry.name))
     return found
 
