@@ -57,8 +57,8 @@ def storable_number(value: Decimal | None) -> bool:
         return False
     if value == 0:
         return True
-    digits = len(value.normalize(BUCKET_CONTEXT).as_tuple().digits)
-    return digits <= 38 and -130 <= value.adjusted() <= 125
+    significant = len("".join(map(str, value.as_tuple().digits)).rstrip("0"))
+    return significant <= 38 and -130 <= value.adjusted() <= 125
 
 
 def storable(state: BucketState) -> bool:
@@ -168,18 +168,19 @@ class AggregationService:
             for meter in by_type.get(event.type, ()):
                 if not matches(meter, event):
                     continue
-                grouping = group_problem(meter, event)
-                if grouping:   # its bucket key could never be stored: keep it aside, visibly
+                # Ingest rejects both; one that got through (accepted within the meter cache's 10 s
+                # of the meter's creation, or stored by an older version) is kept aside, visibly.
+                why = problem_for(meter, event)
+                problem = f"properties.{meter.property}: {why}" if why else None
+                grouping = group_problem(meter, event) if not why else None
+                problem = problem or (f"{grouping[0]}: {grouping[1]}" if grouping else None)
+                if problem:
                     out.invalid += 1
                     out.dead_lettered += 1
-                    self._store.dead_letter(batch_id, f"group#{meter.code}#{event.id}", {
+                    log.error("event %s not aggregated by meter %s: %s", event.id, meter.code, problem)
+                    self._store.dead_letter(batch_id, f"event#{meter.code}#{event.id}", {
                         "customer": event.customer, "meter": meter.code, "events": [event.id],
-                        "seqs": [change.seq], "problem": f"{grouping[0]}: {grouping[1]}", "at": iso(now)})
-                    continue
-                why = problem_for(meter, event)
-                if why:
-                    out.invalid += 1
-                    log.warning("event %s not aggregated by meter %s: %s", event.id, meter.code, why)
+                        "seqs": [change.seq], "problem": problem, "at": iso(now)})
                     continue
                 key = (event.customer, bucket_start(event.ts_ms), meter.code, group_key(meter, event))
                 contributions[key].append((change.seq, event, meter))

@@ -24,25 +24,26 @@ def tokens_line(container: Any, customer: str = "acme") -> dict[str, Any]:
     return next(ln for ln in inv["lines"] if ln.get("meter") == "tokens")
 
 
-def test_an_unstorable_sum_is_dead_lettered_and_the_rest_of_the_batch_applies(
+def test_numbers_beyond_the_rule_are_dead_lettered_and_the_rest_of_the_batch_applies(
         container: Any, ddb: Any, drain: Any) -> None:
     standard_catalog(container)
     container.catalog.put_customer("beta", {"name": "Beta", "email": "b@x.example", "plan": "pro",
                                             "started_at": "2026-10-01T00:00:00Z",
                                             "billing_anchor": "2026-10-01T00:00:00Z"})
-    ddb.put_item(TableName="t-events", Item=raw_item("big-1", "1e20"))
-    ddb.put_item(TableName="t-events", Item=raw_item("big-2", "1e-20"))   # the sum needs 41 digits
+    ddb.put_item(TableName="t-events", Item=raw_item("big-1", "1e20"))     # beyond ingest's number rule
+    ddb.put_item(TableName="t-events", Item=raw_item("big-2", "1e-20"))
+    ddb.put_item(TableName="t-events", Item=raw_item("ok-1", "9999999999999999"))
     ddb.put_item(TableName="t-events", Item=raw_item("beta-1", "7", customer="beta"))
     body = json.dumps({"events": [ev("good-1", tokens=5), ev("beta-2", customer="beta", tokens=3)]})
     assert container.ingest.ingest(body, None).accepted == 2
-    assert drain() == 5                      # one pass: the batch did not fail
+    assert drain() == 6                      # one pass: the batch did not fail
     assert drain() == 0
     letters, _ = container.billing_store.list_dead_letters(10, None)
-    assert [(d["customer"], d["events"]) for d in letters] == [("acme", ["big-2"])]
-    assert "38-digit" in letters[0]["problem"]
+    assert sorted((d["customer"], d["events"][0]) for d in letters) == [("acme", "big-1"), ("acme", "big-2")]
+    assert all(d["problem"].startswith("properties.tokens: must be a finite number below 10^16") for d in letters)
     container.billing.run(datetime.fromisoformat("2026-11-01T00:00:00Z"))
     assert tokens_line(container, "beta")["quantity"] == "10"               # 7 + 3, other customer intact
-    assert tokens_line(container, "acme")["quantity"] == str(10 ** 20 + 5)  # big-1 + good-1, exact
+    assert tokens_line(container, "acme")["quantity"] == str(10 ** 16 - 1 + 5)  # ok-1 + good-1, exact
 
 
 def test_an_undecodable_record_is_dead_lettered_and_never_blocks_billing(
