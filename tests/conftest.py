@@ -44,6 +44,9 @@ def clock() -> FakeClock:
 def aws() -> Iterator[None]:
     from moto import mock_aws
 
+    from meterbill.local.moto_server import number_stream_records_one_at_a_time
+
+    number_stream_records_one_at_a_time()   # ingest writes concurrently: unique stream sequence numbers
     with mock_aws():
         yield
 

@@ -19,14 +19,17 @@ from moto.dynamodb.models.table import StreamShard
 
 
 def number_stream_records_one_at_a_time() -> None:
-    """Patch moto, in this process: ``StreamShard.add`` under one lock."""
+    """Patch moto, in this process: ``StreamShard.add`` under one lock (once; calling again is a no-op)."""
     add = StreamShard.add
+    if getattr(add, "one_at_a_time", False):
+        return
     lock = threading.Lock()
 
     def add_one_at_a_time(self: StreamShard, old: Any, new: Any) -> None:
         with lock:
             add(self, old, new)
 
+    add_one_at_a_time.one_at_a_time = True  # type: ignore[attr-defined]
     StreamShard.add = add_one_at_a_time  # type: ignore[method-assign]
 
 

@@ -9,9 +9,6 @@ customer (the issue's 2,000: `E2E_SCENARIO_EVENTS=2000 make test`; CI runs 150).
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
@@ -20,47 +17,17 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.test_local_stack import ADMIN_KEY, START_TIMEOUT_S, Stack, child_env, free_port, last_month_start
+from tests.e2e.stack import Stack, iso, last_month_start, running_stack
 
 pytestmark = pytest.mark.e2e
 CUSTOMERS = 20
 PER_CUSTOMER = int(os.environ.get("E2E_SCENARIO_EVENTS", "150"))
 
 
-def iso(dt: datetime) -> str:
-    return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 @pytest.fixture(scope="module")
 def quiet_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    cwd = tmp_path_factory.mktemp("scenario")
-    port = free_port()
-    env = child_env(METERBILL_PORT=str(port), METERBILL_CLOSE_EVERY="0", METERBILL_ADMIN_KEY=ADMIN_KEY)
-    log = cwd / "run.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "meterbill.cli", "run"], cwd=cwd, env=env,
-                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    s = Stack(f"http://127.0.0.1:{port}", cwd, env, proc, log)
-    try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            assert proc.poll() is None, s.log_tail()
-            assert time.monotonic() < deadline, s.log_tail()
-            try:
-                if s.call("GET", "/v1/health", key=None, timeout=2)[0] == 200:
-                    break
-            except OSError:
-                pass
-            time.sleep(0.2)
+    with running_stack(tmp_path_factory.mktemp("scenario")) as (s, _):
         yield s
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
 
 
 def test_a_billing_run_right_after_ingest_bills_every_event_exactly(quiet_stack: Stack) -> None:

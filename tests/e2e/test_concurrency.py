@@ -3,67 +3,27 @@ clients at once, and a stop signal in the middle of that load ends it within sec
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.e2e.test_local_stack import ADMIN_KEY, Stack, accepts, child_env, free_port, iso, pids_of_moto
+from tests.e2e.stack import ADMIN_KEY, Stack, accepts, iso, pids_of_moto, running_stack
 
 pytestmark = pytest.mark.e2e
 
-START_TIMEOUT_S = 60
 STOP_WITHIN_S = 10          # "within seconds", measured from the signal to the runner's exit
 ANSWER_TIMEOUT_S = 120      # a hang guard only: every request here answers in far less
 CLIENTS = 32
 INGESTS = 12                # of the 32 clients; the others read
 BATCH = 1000
 CUSTOMERS = 6
-
-
-@contextmanager
-def running_stack(cwd: Path) -> Iterator[tuple[Stack, int]]:
-    """`meterbill run` without the period timer; yields the stack and its moto port. Whatever the
-    test did, nothing it started outlives it (SIGKILL as a last resort)."""
-    port = free_port()
-    env = child_env(METERBILL_PORT=str(port), METERBILL_CLOSE_EVERY="0", METERBILL_ADMIN_KEY=ADMIN_KEY)
-    log = cwd / "run.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "meterbill.cli", "run"], cwd=cwd, env=env,
-                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    s = Stack(f"http://127.0.0.1:{port}", cwd, env, proc, log)
-    moto_port = None
-    try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            assert proc.poll() is None, f"`meterbill run` exited with {proc.returncode}:\n{s.log_tail()}"
-            assert time.monotonic() < deadline, f"no /v1/health within {START_TIMEOUT_S} s:\n{s.log_tail()}"
-            try:
-                if s.call("GET", "/v1/health", key=None, timeout=2)[0] == 200:
-                    break
-            except OSError:
-                pass
-            time.sleep(0.2)
-        state = json.loads((cwd / ".meterbill" / "local.json").read_text())
-        moto_port = int(state["dynamodb_endpoint"].rsplit(":", 1)[1])
-        yield s, moto_port
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
-        if moto_port is not None:
-            for pid in pids_of_moto(moto_port):
-                os.kill(pid, signal.SIGKILL)
 
 
 def stop(s: Stack, sig: signal.Signals) -> tuple[float, int | None]:
