@@ -20,6 +20,16 @@ def digest(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
+def bearer_token(header: str | None) -> str | None:
+    """The token of ``Authorization: Bearer <token>``, or None. The scheme is case-insensitive and
+    separated from the token by one or more spaces (RFC 9110, 11.1 and 11.4)."""
+    scheme, _, token = (header or "").strip().partition(" ")
+    token = token.lstrip(" ")
+    if scheme.lower() != "bearer" or not token or " " in token:
+        return None
+    return token
+
+
 class KeyService:
     def __init__(self, store: BillingStore, clock: Clock, cache_ttl_s: float = 60.0) -> None:
         self._store = store
@@ -51,9 +61,10 @@ class KeyService:
         return key, doc
 
     def authorize(self, header: str | None, needed: str) -> dict[str, Any]:
-        if not header or not header.startswith("Bearer ") or len(header) < 8:
+        token = bearer_token(header)
+        if token is None:
             raise Unauthorized("send 'Authorization: Bearer <api key>'", field="authorization")
-        d = digest(header[7:].strip())
+        d = digest(token)
         doc = self._cache.get_many({d}).get(d)
         if doc is None:
             raise Unauthorized("the API key is not valid", field="authorization")
