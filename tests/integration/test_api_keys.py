@@ -108,3 +108,50 @@ def test_keys_stored_before_ids_are_given_one(container: Any, ddb: Any) -> None:
     container.keys.revoke(done["id"])
     with pytest.raises(Exception, match="revoked"):
         container.keys.authorize(f"Bearer {old}", "read")
+
+
+# -- meterbill keys ... -------------------------------------------------------------------------
+@pytest.fixture
+def cli(container: Any, clock: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """`meterbill keys …` in-process, on the test tables and the test clock."""
+    import meterbill.bootstrap
+    from meterbill import cli as cli_module
+
+    real = meterbill.bootstrap.bootstrap
+    monkeypatch.setenv("METERBILL_EVENTS_TABLE", "t-events")
+    monkeypatch.setenv("METERBILL_BILLING_TABLE", "t-billing")
+    monkeypatch.setattr(meterbill.bootstrap, "bootstrap", lambda: real(clock=clock))
+    return cli_module.main
+
+
+def run(cli: Any, capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, Any, str]:
+    import json
+
+    code = cli(["keys", *argv, "--aws"])
+    out, err = capsys.readouterr()
+    return code, (json.loads(out) if out.strip() else None), err
+
+
+def test_cli_create_list_revoke(cli: Any, capsys: pytest.CaptureFixture[str], container: Any) -> None:
+    code, created, _ = run(cli, capsys, "create", "--scope", "ingest", "--name", "edge",
+                           "--expires-at", "2027-01-01T00:00:00Z")
+    assert code == 0 and created["id"].startswith("key_") and created["expires_at"] == "2027-01-01T00:00:00Z"
+    code, rows, _ = run(cli, capsys, "list")
+    assert code == 0 and [(r["id"], r["name"], r["status"]) for r in rows] == [(created["id"], "edge", "active")]
+    assert created["key"] not in json_text(rows)
+    code, revoked, _ = run(cli, capsys, "revoke", created["id"])
+    assert code == 0 and revoked["status"] == "revoked"
+    with pytest.raises(Exception, match="revoked"):
+        container.keys.authorize(f"Bearer {created['key']}", "ingest")
+    code, _, err = run(cli, capsys, "revoke", "key_ffffffffffffffff")
+    assert code == 1 and "does not exist" in err
+    code, _, err = run(cli, capsys, "create", "--scope", "read", "--expires-at", "2026-11-01T00:00:00Z")
+    assert code == 1 and "expires_at" in err and "future" in err
+    code, migrated, _ = run(cli, capsys, "migrate")
+    assert code == 0 and migrated == {"assigned": []}
+
+
+def json_text(value: Any) -> str:
+    import json
+
+    return json.dumps(value)
