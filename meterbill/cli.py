@@ -1,4 +1,4 @@
-"""`meterbill` command: run the local stack, run the demo, manage API keys."""
+"""`meterbill` command: run the local stack, run the demo, manage API keys (create, list, revoke)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,10 @@ import argparse
 import json
 import os
 import sys
+from typing import Any
 
 
-def _keys_create(args: argparse.Namespace) -> int:
+def _key_service(args: argparse.Namespace) -> Any:
     from meterbill.local import stack
 
     state = stack.read_state()
@@ -16,9 +17,38 @@ def _keys_create(args: argparse.Namespace) -> int:
         stack.prepare_environment(state["dynamodb_endpoint"])  # the running local stack
     from meterbill.bootstrap import bootstrap
 
-    key, doc = bootstrap().keys.create(args.scope, name=args.name or "")
-    print(json.dumps({"key": key, "scopes": doc["scopes"], "name": doc["name"],
-                      "note": "store this key now: only its SHA-256 digest is kept"}, indent=2))
+    return bootstrap().keys
+
+
+def _keys(args: argparse.Namespace) -> int:
+    from meterbill.services.errors import DomainError, NotFound
+
+    try:
+        return _keys_command(_key_service(args), args)
+    except (DomainError, NotFound) as exc:
+        print(exc, file=sys.stderr)
+        return 1
+
+
+def _keys_command(keys: Any, args: argparse.Namespace) -> int:
+    from meterbill.domain.instants import parse_instant
+
+    if args.keys_command == "create":
+        expires = parse_instant(args.expires_at, "expires_at") if args.expires_at else None
+        key, doc = keys.create(args.scope, name=args.name or "", expires_at=expires)
+        print(json.dumps({"key": key, "id": doc["id"], "scopes": doc["scopes"], "name": doc["name"],
+                          "expires_at": doc["expires_at"],
+                          "note": "store this key now: only its SHA-256 digest is kept"}, indent=2))
+    elif args.keys_command == "list":
+        rows, cursor = keys.list_keys(100, None)
+        while cursor:
+            more, cursor = keys.list_keys(100, cursor)
+            rows += more
+        print(json.dumps(rows, indent=2))
+    elif args.keys_command == "revoke":
+        print(json.dumps(keys.revoke(args.id), indent=2))
+    else:
+        print(json.dumps({"assigned": keys.assign_missing_ids()}, indent=2))
     return 0
 
 
@@ -48,7 +78,13 @@ def main(argv: list[str] | None = None) -> int:
     create = keys_sub.add_parser("create", help="create an API key (printed once)")
     create.add_argument("--scope", action="append", required=True, choices=["ingest", "read", "admin"])
     create.add_argument("--name")
-    create.add_argument("--aws", action="store_true", help="use AWS (ignore the local stack)")
+    create.add_argument("--expires-at", help="RFC 3339 instant after which the key is refused (default: never)")
+    listing = keys_sub.add_parser("list", help="list API keys: id, name, scopes, times, status (never secrets)")
+    revoke = keys_sub.add_parser("revoke", help="revoke an API key by id (refused everywhere within 5 s)")
+    revoke.add_argument("id", help="the key's id, key_…")
+    migrate = keys_sub.add_parser("migrate", help="give keys created before ids existed an id (scans the table once)")
+    for p in (create, listing, revoke, migrate):
+        p.add_argument("--aws", action="store_true", help="use AWS (ignore the local stack)")
     again = sub.add_parser("redrive-stream", help="re-apply stream batches the aggregator gave up on "
                                                   "(from the on-failure SQS queue), exactly once")
     again.add_argument("--queue-url", required=True)
@@ -66,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         from meterbill.local.demo import demo as run_demo
 
         return run_demo(args.url, args.key, args.events)
-    return _keys_create(args)
+    return _keys(args)
 
 
 if __name__ == "__main__":

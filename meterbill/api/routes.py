@@ -43,6 +43,8 @@ def required_scope(method: str, path: str) -> str | None:
         return None
     if method == "POST" and path == "/v1/events":
         return "ingest"
+    if [s for s in path.lower().split("/") if s][1:2] == ["api-keys"]:
+        return "admin"  # keys are admin-only, to read as well
     if method in ("GET", "HEAD"):
         return "read"
     return "admin"
@@ -381,3 +383,19 @@ def list_credit_notes(invoice: Cursor = None, limit: Limit = 50, cursor: Cursor 
                          "the real close); old vs new pre-tax subtotals. Nothing is stored.")
 def simulate(body: Annotated[SimulationIn, Body()]) -> dict[str, Any]:
     return container().billing.simulate(dump(body.plan), body.customers, body.periods)
+
+
+# -- api keys (admin) ----------------------------------------------------------------------
+@router.get("/v1/api-keys",
+            description="API keys: id, name, scopes, created_at, expires_at, revoked_at, last_used_at (to the hour) "
+                        "and status (active, expired, revoked). Never the secret or its digest. Admin only.")
+def list_api_keys(limit: Limit = 50, cursor: Cursor = None) -> dict[str, Any]:
+    items, nxt = container().keys.list_keys(limit, cursor)
+    return {"data": items, "next_cursor": nxt}
+
+
+@router.delete("/v1/api-keys/<key_id>",
+               description="Revoke a key by its id. Every API instance refuses it within 5 seconds (this one at "
+                           "once). Revoking again is harmless and keeps the first revoked_at. Admin only.")
+def revoke_api_key(key_id: str) -> dict[str, Any]:
+    return container().keys.revoke(key_id)

@@ -163,6 +163,111 @@ def test_policies_are_inline_and_scoped(translated: dict) -> None:
                 assert "*" not in resources, name
 
 
+def test_cfn_lint_reports_nothing_on_the_expanded_template(translated: dict) -> None:
+    """The raw lint does not see everything inside SAM resources (e.g. IAM action names in a
+    function's Policies): lint what CloudFormation actually receives, too."""
+    import json
+
+    from cfnlint.api import ManualArgs, lint
+
+    matches = lint(json.dumps(translated), config=ManualArgs(regions=[REGION]))
+    assert not matches, "cfn-lint findings on the expanded template:\n" + "\n".join(
+        f"  {m.rule.id} {m.message[:200]}" for m in matches)
+
+
+# ------------------------------------------------------------ template defences
+
+
+def _number_parameter(template: dict, name: str) -> dict:
+    param = template["Parameters"][name]
+    assert param["Type"] == "Number" and param["MinValue"] >= 1 and param["Default"] >= param["MinValue"], name
+    return param
+
+
+def test_http_api_throttles_by_default_with_parameters(template: dict, translated: dict) -> None:
+    """Every request, also one with an unknown key (a DynamoDB read), passes API Gateway's token
+    bucket first: above the limits the client gets 429 and nothing behind it runs or costs."""
+    rate = _number_parameter(template, "ApiThrottleRateLimit")
+    burst = _number_parameter(template, "ApiThrottleBurstLimit")
+    assert rate["Default"] <= 10_000 and rate["Default"] <= burst["Default"] <= 5_000  # below the account's
+    [stage] = _resources_of_type(translated, "AWS::ApiGatewayV2::Stage").values()
+    props = stage["Properties"]
+    assert props["ApiId"] == {"Ref": "HttpApi"}
+    assert props["DefaultRouteSettings"] == {"ThrottlingRateLimit": {"Ref": "ApiThrottleRateLimit"},
+                                             "ThrottlingBurstLimit": {"Ref": "ApiThrottleBurstLimit"}}
+
+
+def test_http_api_writes_access_logs_without_credentials(template: dict, translated: dict) -> None:
+    import json
+
+    [stage] = _resources_of_type(translated, "AWS::ApiGatewayV2::Stage").values()
+    settings = stage["Properties"]["AccessLogSettings"]
+    assert settings["DestinationArn"] == {"Fn::GetAtt": ["HttpApiAccessLogGroup", "Arn"]}
+    fields = json.loads(settings["Format"])
+    assert fields["requestId"] == "$context.requestId" and fields["status"] == "$context.status"
+    assert "$context.identity.sourceIp" in fields.values()
+    assert not any("header" in v.lower() or "authoriz" in v.lower() for v in fields.values())
+    group = template["Resources"]["HttpApiAccessLogGroup"]
+    assert group["Type"] == "AWS::Logs::LogGroup"
+    assert group["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+
+
+def test_close_schedule_has_an_alarmed_dead_letter_queue(translated: dict) -> None:
+    [schedule] = _resources_of_type(translated, "AWS::Scheduler::Schedule").values()
+    target = schedule["Properties"]["Target"]
+    queue_arn = {"Fn::GetAtt": ["CloseScheduleDeadLetterQueue", "Arn"]}
+    assert target["DeadLetterConfig"] == {"Arn": queue_arn}
+    queue = translated["Resources"]["CloseScheduleDeadLetterQueue"]
+    assert queue["Type"] == "AWS::SQS::Queue" and queue["Properties"]["SqsManagedSseEnabled"] is True
+    role = translated["Resources"][target["RoleArn"]["Fn::GetAtt"][0]]["Properties"]
+    statements = [st for p in role["Policies"] for st in p["PolicyDocument"]["Statement"]]
+    assert any("sqs:SendMessage" in st["Action"] and st["Resource"] == queue_arn for st in statements)
+    alarms = [a["Properties"] for a in _resources_of_type(translated, "AWS::CloudWatch::Alarm").values()]
+    assert any(a["Namespace"] == "AWS/SQS" and a["Dimensions"][0]["Value"] == {
+        "Fn::GetAtt": ["CloseScheduleDeadLetterQueue", "QueueName"]} and a["AlarmActions"] == [{"Ref": "AlarmTopic"}]
+               for a in alarms)
+
+
+def test_aggregator_has_reserved_concurrency(template: dict, translated: dict) -> None:
+    """A flood of API calls can never take the concurrency the aggregator needs (one per shard)."""
+    _number_parameter(template, "AggregatorReservedConcurrency")
+    props = translated["Resources"]["AggregatorFunction"]["Properties"]
+    assert props["ReservedConcurrentExecutions"] == {"Ref": "AggregatorReservedConcurrency"}
+
+
+def test_tables_have_deletion_protection(template: dict) -> None:
+    for name in TABLE_ENV:
+        table = template["Resources"][name]
+        assert table["Properties"]["DeletionProtectionEnabled"] is True, name
+        assert table["DeletionPolicy"] == table["UpdateReplacePolicy"] == "Retain", name
+
+
+def test_log_groups_can_be_encrypted_with_a_kms_key(template: dict) -> None:
+    param = template["Parameters"]["LogsKmsKeyArn"]
+    assert param["Default"] == ""
+    assert template["Conditions"]["HasLogsKmsKey"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "LogsKmsKeyArn"}, ""]}]}
+    groups = _resources_of_type(template, "AWS::Logs::LogGroup")
+    assert len(groups) == 4  # three functions and the API's access log
+    for name, group in groups.items():
+        assert group["Properties"]["KmsKeyId"] == {
+            "Fn::If": ["HasLogsKmsKey", {"Ref": "LogsKmsKeyArn"}, {"Ref": "AWS::NoValue"}]}, name
+
+
+def test_statements_name_only_real_actions_and_none_unused(template: dict) -> None:
+    """TransactWriteItems is no IAM action (its parts are checked as PutItem, UpdateItem, DeleteItem,
+    ConditionCheckItem); nothing in the code calls BatchWriteItem on the billing table."""
+    for name, resource in _resources_of_type(template, "AWS::Serverless::Function").items():
+        actions = {a for p in resource["Properties"]["Policies"] for st in p["Statement"] for a in st["Action"]}
+        assert "dynamodb:TransactWriteItems" not in actions, name
+    api = template["Resources"]["ApiFunction"]["Properties"]["Policies"]
+    billing = [st for p in api for st in p["Statement"] if isinstance(st["Resource"], list)
+               and {"Fn::GetAtt": ["BillingTable", "Arn"]} in st["Resource"]]
+    assert billing and all("dynamodb:BatchWriteItem" not in st["Action"] for st in billing)
+    source = "\n".join(p.read_text(encoding="utf-8") for d in ("meterbill", "functions")
+                       for p in (REPO_ROOT / d).rglob("*.py"))
+    assert "batch_write_item" not in source
+
+
 # -------------------------------------------------------------------- handlers
 
 
