@@ -73,7 +73,7 @@ def stop_process(proc: subprocess.Popen[bytes] | None) -> None:
         return
     proc.terminate()
     try:
-        proc.wait(timeout=5)
+        proc.wait(timeout=2)   # moto keeps nothing worth waiting for: in-memory data is lost anyway
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait(timeout=5)
