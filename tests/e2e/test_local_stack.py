@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -14,6 +15,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -104,7 +106,9 @@ def pids_of_moto(port: int) -> list[int]:
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     cwd = tmp_path_factory.mktemp("newcomer")
     port = free_port()
-    env = child_env(METERBILL_PORT=str(port), METERBILL_CLOSE_EVERY="2", METERBILL_ADMIN_KEY=ADMIN_KEY)
+    # the service name of template.yaml and `make run` (tests/conftest.py sets another for in-process tests)
+    env = child_env(METERBILL_PORT=str(port), METERBILL_CLOSE_EVERY="2", METERBILL_ADMIN_KEY=ADMIN_KEY,
+                    POWERTOOLS_SERVICE_NAME="meterbill")
     log = cwd / "run.log"
     with log.open("wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "meterbill.cli", "run"], cwd=cwd, env=env,
@@ -246,3 +250,49 @@ def test_401_without_key_and_403_with_ingest_key_from_cli(stack: Stack) -> None:
     assert status == 401
     assert key not in stack.log.read_text(errors="replace")  # no key material in the logs
     assert ADMIN_KEY not in stack.log.read_text(errors="replace")
+
+
+def test_banner_names_a_command_that_exists_and_says_data_is_in_memory(stack: Stack) -> None:
+    banner = stack.log.read_text(errors="replace")
+    assert "data is kept in memory only" in banner and "lost when meterbill stops" in banner, banner
+    try_line = next(line for line in banner.splitlines() if line.startswith("try:"))
+    command = try_line[len("try:"):].split("stop:")[0].strip()
+    command = command.split("(or: ")[-1].rstrip(")") if "(or: " in command else command
+    program = command.split()[0]
+    # the test's own PATH without this interpreter's bin directory: as a shell without .venv activated
+    path = os.pathsep.join(p for p in os.environ.get("PATH", "").split(os.pathsep)
+                           if Path(p).resolve() != Path(sys.executable).parent.resolve())
+    found = shutil.which(program, path=path) if "/" not in program else str(stack.cwd / program)
+    assert found and os.access(found, os.X_OK), f"`{command}` from the banner cannot be run: {try_line}"
+    assert command.endswith(" demo")
+
+
+def test_concurrent_clients_do_not_overflow_the_connection_pool(stack: Stack) -> None:
+    now = iso(datetime.now(timezone.utc) - timedelta(hours=1))
+
+    def client(c: int) -> int:
+        events = [{"id": f"e2e-pool-{os.getpid()}-{c}-{i}", "customer": "e2e-pool", "type": "e2e.pool",
+                   "timestamp": now, "properties": {}} for i in range(300)]
+        return stack.call("POST", "/v1/events", {"events": events}, timeout=120)[0]
+
+    with ThreadPoolExecutor(24) as pool:
+        assert set(pool.map(client, range(24))) == {200}
+    assert "Connection pool is full" not in stack.log.read_text(errors="replace")
+
+
+def test_a_500_is_logged_once_bounded_and_labelled_api(stack: Stack) -> None:
+    # a 1,000-digit number in a meter filter cannot be stored (DynamoDB keeps 38 digits)
+    huge = int("9" * 1000)
+    status, _, doc = stack.call("PUT", "/v1/meters/e2e_huge_filter",
+                                {"event_type": "x", "aggregation": "count", "filter": {"k": [huge]}})
+    if status != 500:
+        pytest.skip(f"no longer a 500 ({status}): nothing to log")
+    deadline = time.monotonic() + 10
+    while "unhandled error" not in stack.log.read_text(errors="replace") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    errors = [json.loads(line) for line in stack.log.read_text(errors="replace").splitlines()
+              if line.startswith("{") and "unhandled error" in line]
+    assert len(errors) == 1, stack.log_tail()
+    line = json.dumps(errors[0])
+    assert len(line) < 6_000 and "stack_trace" not in errors[0], len(line)
+    assert errors[0]["function_name"] == "api", errors[0]
