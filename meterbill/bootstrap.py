@@ -18,7 +18,7 @@ from botocore.config import Config
 from meterbill.adapters import dynamo_events
 from meterbill.adapters.dynamo_billing import DynamoBillingStore
 from meterbill.adapters.dynamo_codec import install_pass_through
-from meterbill.adapters.dynamo_events import DynamoEventStore, decode_stream
+from meterbill.adapters.dynamo_events import DynamoEventStore, EventScanner, decode_stream
 from meterbill.adapters.dynamo_stream import StreamWatermark
 from meterbill.config import Settings
 from meterbill.ports import Clock, UsageWatermark
@@ -31,6 +31,7 @@ from meterbill.services.catalog import CatalogService
 from meterbill.services.credit_notes import CreditNoteService
 from meterbill.services.ingest import IngestService
 from meterbill.services.keys import KeyService
+from meterbill.services.privacy import PrivacyService
 from meterbill.services.usage import UsageService
 
 
@@ -54,6 +55,7 @@ class Container:
     keys: KeyService
     renderer: InvoiceRenderer
     watermark: UsageWatermark
+    privacy: PrivacyService
 
 
 # One client serves every thread of a process, and urllib3 keeps at most `max_pool_connections`
@@ -105,6 +107,7 @@ def bootstrap(settings: Settings | None = None, *, client: Any = None, clock: Cl
         usage=UsageService(store, catalog, clock),
         keys=KeyService(store, clock),
         renderer=InvoiceRenderer(settings), watermark=watermark,
+        privacy=PrivacyService(store, EventScanner(client, settings.events_table), catalog, clock, watermark),
     )
 
 

@@ -381,3 +381,36 @@ def list_credit_notes(invoice: Cursor = None, limit: Limit = 50, cursor: Cursor 
                          "the real close); old vs new pre-tax subtotals. Nothing is stored.")
 def simulate(body: Annotated[SimulationIn, Body()]) -> dict[str, Any]:
     return container().billing.simulate(dump(body.plan), body.customers, body.periods)
+
+
+# -- data privacy (GDPR / CCPA) ------------------------------------------------------------
+from meterbill.api.schemas import EraseIn  # noqa: E402 - kept with its routes (added at the end)
+
+
+def privacy_caller() -> dict[str, Any]:
+    """Who asks, for the audit entry: the API key's id and name. Export and erase need an admin key
+    whatever the method (a read key reads each part, but not everything about a person at once)."""
+    doc = container().keys.authorize(router.current_event.headers.get("authorization"), "admin")
+    digest = str(doc.get("pk", "")).removeprefix("KEY#")
+    return {"key_id": doc.get("id") or f"key_{digest[:12]}", "key_name": doc.get("name") or "", "via": "api"}
+
+
+@router.get("/v1/customers/<customer_id>/export",
+            description="Everything meterbill holds about a customer (data-privacy access request; admin key): "
+                        "profile with plan history, discounts, credit grants, late-usage markers, pending usage, "
+                        "invoices, credit notes, a usage summary per meter and month, dead letters and the privacy "
+                        "audit trail. Raw events are exported offline (`meterbill privacy sweep --export-events`): "
+                        "the events table has no customer index. Audited (who, when).")
+def export_customer(customer_id: str) -> dict[str, Any]:
+    return plain(container().privacy.export(customer_id, privacy_caller()))
+
+
+@router.post("/v1/customers/<customer_id>/erase",
+             description="Erase a customer's personal data that no law requires to be kept (admin key): e-mail and "
+                         "metadata on the profile and on every invoice and credit note; personal values in usage "
+                         "(dimension groups, unique_count values) pseudonymised now, in raw events by the next "
+                         "`meterbill privacy sweep`. Invoices and credit notes keep the billing name, address and "
+                         "tax id as issued (tax law), the profile keeps them for later invoices. Repeating it is "
+                         "harmless. Audited (who, when, why). 409 while aggregation is behind: retry.")
+def erase_customer(customer_id: str, body: Annotated[EraseIn, Body()]) -> dict[str, Any]:
+    return plain(container().privacy.erase(customer_id, privacy_caller(), body.reason))
