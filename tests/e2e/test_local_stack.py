@@ -296,3 +296,40 @@ def test_a_500_is_logged_once_bounded_and_labelled_api(stack: Stack) -> None:
     line = json.dumps(errors[0])
     assert len(line) < 6_000 and "stack_trace" not in errors[0], len(line)
     assert errors[0]["function_name"] == "api", errors[0]
+
+
+def test_privacy_erase_then_the_cli_sweep_pseudonymises_raw_events(stack: Stack) -> None:
+    customer = f"e2e-privacy-{os.getpid()}"
+    start = last_month_start(datetime.now(timezone.utc))
+    stack.ok("PUT", "/v1/meters/e2e_logins", {"event_type": "e2e.login", "aggregation": "unique_count",
+                                              "property": "user"})
+    stack.ok("PUT", "/v1/plans/e2e_seats", {"currency": "EUR", "interval": "month", "charges": [
+        {"meter": "e2e_logins", "model": "per_unit", "unit_amount": "1.00"}]})
+    stack.ok("PUT", f"/v1/customers/{customer}", {"name": "Privacy GmbH", "email": "dpo@privacy.example",
+                                                   "plan": "e2e_seats", "started_at": iso(start),
+                                                   "billing_anchor": iso(start)})
+    events = [{"id": f"{customer}-{i}", "customer": customer, "type": "e2e.login", "timestamp": iso(start + timedelta(hours=i)),
+               "properties": {"user": f"person-{i}@users.example"}} for i in range(3)]
+    assert stack.ok("POST", "/v1/events", {"events": events})["accepted"] == 3
+    deadline = time.monotonic() + 30
+    while True:  # the erasure answers 409 until aggregation has caught up
+        status, _, erased = stack.call("POST", f"/v1/customers/{customer}/erase", {"reason": "e2e"})
+        if status != 409 or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert status == 200, erased
+    assert erased["profile_fields_removed"] == ["email"] and erased["usage_buckets_pseudonymised"] == 3
+    out = stack.cwd / "privacy-out"
+    res = subprocess.run([sys.executable, "-m", "meterbill.cli", "privacy", "sweep", "--export-events", customer,
+                          "--out", str(out)], cwd=stack.cwd, env=stack.env, capture_output=True, text=True,
+                         timeout=60)
+    assert res.returncode == 0, res.stdout + res.stderr
+    summary = json.loads(res.stdout)
+    assert customer in summary["erasures"] and summary["exported"] == {customer: 3}
+    exported = [json.loads(line) for line in Path(summary["files"][customer]).read_text().splitlines()]
+    assert sorted(e["id"] for e in exported) == sorted(e["id"] for e in events)
+    stored = stack.ok("GET", f"/v1/events/{customer}-0")
+    assert stored["properties"]["user"].startswith("erased:")
+    audit = stack.ok("GET", f"/v1/customers/{customer}/export")["audit"]
+    assert {a["action"] for a in audit} == {"erase", "erase_raw_events", "export_raw_events", "export"}
+    assert next(a for a in audit if a["action"] == "erase_raw_events")["by"]["via"] == "cli"
