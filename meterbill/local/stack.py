@@ -54,9 +54,9 @@ def claim_port(port: int, host: str = "127.0.0.1") -> socket.socket:
         if exc.errno != errno.EADDRINUSE:
             raise PortInUse(f"meterbill: cannot listen on {host}:{port}: {exc.strerror}") from exc
         raise PortInUse(
-            f"meterbill: port {port} is already in use (is `meterbill run` already running? its "
-            f"`{cli_command('demo')}` keeps working). Stop that first, or use another port: "
-            f"METERBILL_PORT={port + 1} make run\nNothing was started; .meterbill/local.json is unchanged.") from exc
+            f"meterbill: port {port} is already in use, probably by a running `meterbill run` (its demo "
+            f"and keys keep working). Stop it first, or choose another port: METERBILL_PORT={port + 1} make run\n"
+            "Nothing was started; .meterbill/local.json is unchanged.") from exc
     return sock
 
 
