@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
-from meterbill.bootstrap import default_container
+from meterbill.bootstrap import default_container, lambda_logger
 
-logger = Logger()
+logger = lambda_logger()
 metrics = Metrics()
 
 

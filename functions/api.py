@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 
 from meterbill.api.app import build_app
-from meterbill.bootstrap import default_container
+from meterbill.bootstrap import default_container, lambda_logger
 
-logger = Logger()
+logger = lambda_logger()
 metrics = Metrics()
 app = build_app(APIGatewayHttpResolver, default_container)
 

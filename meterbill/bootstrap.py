@@ -3,20 +3,27 @@
 from __future__ import annotations
 
 import functools
+import logging
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
 import boto3
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter, set_context_keys
 from botocore.config import Config
 
+from meterbill.adapters import dynamo_events
 from meterbill.adapters.dynamo_billing import DynamoBillingStore
 from meterbill.adapters.dynamo_codec import install_pass_through
-from meterbill.adapters.dynamo_events import DynamoEventStore, decode_stream
+from meterbill.adapters.dynamo_events import DynamoEventStore, EventScanner, decode_stream
 from meterbill.adapters.dynamo_stream import StreamWatermark
 from meterbill.config import Settings
 from meterbill.ports import Clock, UsageWatermark
 from meterbill.rendering import InvoiceRenderer
+from meterbill.services import aggregation
 from meterbill.services.accounts import AccountService
 from meterbill.services.aggregation import AggregationService
 from meterbill.services.billing import BillingService
@@ -24,6 +31,7 @@ from meterbill.services.catalog import CatalogService
 from meterbill.services.credit_notes import CreditNoteService
 from meterbill.services.ingest import IngestService
 from meterbill.services.keys import KeyService
+from meterbill.services.privacy import PrivacyService
 from meterbill.services.usage import UsageService
 
 
@@ -47,18 +55,33 @@ class Container:
     keys: KeyService
     renderer: InvoiceRenderer
     watermark: UsageWatermark
+    privacy: PrivacyService
+
+
+# One client serves every thread of a process, and urllib3 keeps at most `max_pool_connections`
+# connections: a thread that finds them all in use opens another and, returning it to a full pool,
+# drops it with "Connection pool is full, discarding connection" (a new TCP connection next time).
+# A Lambda instance runs one invocation at a time (ingest: WRITERS concurrent PutItems; the
+# aggregator: its bucket writers); `meterbill run` runs the API, the aggregator and the close timer
+# in one process, the API on LOCAL_HTTP_WORKERS threads (meterbill/api/asgi.py WORKERS; a test
+# keeps the two equal). Connections are opened only when needed, so sizing the pool for the local
+# stack costs Lambda nothing.
+LOCAL_HTTP_WORKERS = 16
+POOL_CONNECTIONS = LOCAL_HTTP_WORKERS + dynamo_events.WRITERS + aggregation.WRITERS + 4  # + poller, timer, health
 
 
 def dynamodb_client(settings: Settings) -> Any:
     config = Config(retries={"max_attempts": 5, "mode": "standard"}, connect_timeout=3, read_timeout=10,
-                    max_pool_connections=16, tcp_keepalive=True)
+                    max_pool_connections=POOL_CONNECTIONS, tcp_keepalive=True)
     client = boto3.session.Session().client("dynamodb", region_name=settings.region,
                                             endpoint_url=settings.dynamodb_endpoint, config=config)
     return install_pass_through(client, put_tables=(settings.events_table,))  # event writes: the hot path
 
 
 def streams_client(settings: Settings) -> Any:
-    config = Config(retries={"max_attempts": 5, "mode": "standard"}, connect_timeout=3, read_timeout=10)
+    # the usage watermark: read by billing runs and by every (public) health check, from any HTTP thread
+    config = Config(retries={"max_attempts": 5, "mode": "standard"}, connect_timeout=3, read_timeout=10,
+                    max_pool_connections=LOCAL_HTTP_WORKERS + 4)
     return boto3.session.Session().client("dynamodbstreams", region_name=settings.region,
                                           endpoint_url=settings.dynamodb_endpoint, config=config)
 
@@ -84,6 +107,7 @@ def bootstrap(settings: Settings | None = None, *, client: Any = None, clock: Cl
         usage=UsageService(store, catalog, clock),
         keys=KeyService(store, clock),
         renderer=InvoiceRenderer(settings), watermark=watermark,
+        privacy=PrivacyService(store, EventScanner(client, settings.events_table), catalog, clock, watermark),
     )
 
 
@@ -91,3 +115,86 @@ def bootstrap(settings: Settings | None = None, *, client: Any = None, clock: Cl
 def default_container() -> Container:
     """Built once per cold start (Lambda) or process (local server)."""
     return bootstrap()
+
+
+# -- logging --------------------------------------------------------------------------------------
+# What Powertools' inject_lambda_context appends for the invocation. Kept per thread (a context
+# variable) instead of on the formatter every Logger of the service shares: `meterbill run` runs
+# the API, the aggregator and the close timer in one process, and a key appended by one of them
+# labelled the others' lines ("unhandled error" of an API request tagged function_name
+# "aggregator"). On Lambda one invocation runs at a time; lines logged by its worker threads
+# (bucket writers) carry no function name, which the log group names anyway.
+INVOCATION_KEYS = frozenset({"function_name", "function_memory_size", "function_arn", "function_request_id",
+                             "cold_start", "correlation_id"})
+MAX_FIELD_CHARS = 1_000        # a message, an extra field
+MAX_LINE_CHARS = 240           # one line of a traceback
+MAX_TRACEBACK_CHARS = 4_000    # the innermost frames and the exception are kept
+_CARETS = re.compile(r"^\s*[\^~]+\s*$")
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text) - limit} more characters)"
+
+
+def bounded_traceback(text: str) -> str:
+    """A traceback in at most about MAX_TRACEBACK_CHARS: Python 3.11's ^^^ marker lines dropped,
+    every line cut to MAX_LINE_CHARS (an exception message may hold a whole request value), and
+    the outermost frames left out when still too long."""
+    lines = [_cut(line, MAX_LINE_CHARS) for line in text.splitlines() if not _CARETS.match(line)]
+    if sum(len(line) + 1 for line in lines) <= MAX_TRACEBACK_CHARS:
+        return "\n".join(lines)
+    head, kept, size = lines[:1], [], len(lines[0]) + 40
+    for line in reversed(lines[1:]):
+        if size + len(line) + 1 > MAX_TRACEBACK_CHARS:
+            break
+        kept.append(line)
+        size += len(line) + 1
+    left_out = len(lines) - 1 - len(kept)
+    return "\n".join([*head, f"  … {left_out} lines of outer frames left out", *reversed(kept)])
+
+
+def _bounded(value: Any) -> Any:
+    if isinstance(value, str):
+        return _cut(value, MAX_FIELD_CHARS)
+    if isinstance(value, Mapping):
+        return {k: _bounded(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_bounded(v) for v in value]
+    return value
+
+
+class BoundedFormatter(LambdaPowertoolsFormatter):
+    """Powertools' JSON log lines, each bounded in size and labelled by its own invocation.
+
+    One line per log call as before; a traceback is kept once (``exception``; no ``stack_trace``
+    repeating its frames and message) and bounded (``bounded_traceback``), every other string
+    field cut at MAX_FIELD_CHARS."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("serialize_stacktrace", False)
+        super().__init__(**kwargs)
+
+    def append_keys(self, **additional_keys: Any) -> None:
+        mine = {k: v for k, v in additional_keys.items() if k in INVOCATION_KEYS}
+        if mine:
+            self.thread_safe_append_keys(**mine)
+        super().append_keys(**{k: v for k, v in additional_keys.items() if k not in INVOCATION_KEYS})
+
+    def formatException(self, ei: Any) -> str:  # noqa: N802 - logging.Formatter's name
+        return bounded_traceback(super().formatException(ei))
+
+    def serialize(self, log: dict[str, Any]) -> str:
+        return super().serialize({k: v if k == "exception" else _bounded(v) for k, v in log.items()})
+
+
+def lambda_logger(service: str | None = None, handler: logging.Handler | None = None) -> Logger:
+    """The Powertools Logger of a Lambda entry point (functions/*.py). Every Logger of one service
+    shares the first one's handler and formatter; module loggers under ``meterbill`` reach it too
+    when the service is named ``meterbill`` (template.yaml, and the local stack)."""
+    return Logger(service=service, logger_formatter=BoundedFormatter(), logger_handler=handler)
+
+
+def label_thread(function_name: str) -> None:
+    """Log lines of this thread, and of the threads that copy its context, name ``function_name``
+    (the local stack's HTTP server: "api")."""
+    set_context_keys(function_name=function_name)

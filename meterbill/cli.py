@@ -52,6 +52,44 @@ def _keys_command(keys: Any, args: argparse.Namespace) -> int:
     return 0
 
 
+def _privacy_sweep(args: argparse.Namespace) -> int:
+    """One Scan of the events table: pseudonymise the raw events of every pending erasure, and
+    write the raw events of the --export-events customers to --out (one JSON line per event)."""
+    import getpass
+    import socket
+    from pathlib import Path
+    from urllib.parse import quote
+
+    from meterbill.local import stack
+
+    state = stack.read_state()
+    if not os.environ.get("METERBILL_DYNAMODB_ENDPOINT") and state.get("dynamodb_endpoint") and not args.aws:
+        stack.prepare_environment(state["dynamodb_endpoint"])  # the running local stack
+    from meterbill.bootstrap import bootstrap
+
+    export = list(dict.fromkeys(args.export_events or []))
+    if len(export) > 50:
+        raise SystemExit("meterbill: at most 50 --export-events customers per sweep")
+    out = Path(args.out)
+    files: dict[str, Any] = {}
+
+    def sink(customer: str, event: dict[str, Any]) -> None:
+        if customer not in files:
+            out.mkdir(parents=True, exist_ok=True)
+            files[customer] = (out / f"{quote(customer, safe='')}.events.jsonl").open("w", encoding="utf-8")
+        files[customer].write(json.dumps(event, default=str, ensure_ascii=False) + "\n")
+
+    who = {"via": "cli", "user": getpass.getuser(), "host": socket.gethostname()}
+    try:
+        result = bootstrap().privacy.sweep(who, export, sink, segments=args.segments)
+    finally:
+        for f in files.values():
+            f.close()
+    result["files"] = {c: f.name for c, f in files.items()}
+    print(json.dumps(result, indent=2))
+    return 0
+
+
 def _redrive(args: argparse.Namespace) -> int:
     import boto3
 
@@ -90,9 +128,19 @@ def main(argv: list[str] | None = None) -> int:
     again.add_argument("--queue-url", required=True)
     again.add_argument("--max-messages", type=int, default=100)
     again.add_argument("--endpoint-url", help="SQS endpoint (tests, local stand-ins)")
+    privacy = sub.add_parser("privacy", help="data privacy: the raw-event sweep of erasures and exports")
+    privacy_sub = privacy.add_subparsers(dest="privacy_command", required=True)
+    sweep = privacy_sub.add_parser("sweep", help="one Scan of the events table: pseudonymise the raw events of "
+                                                 "every pending erasure; write the raw events of --export-events")
+    sweep.add_argument("--export-events", action="append", metavar="CUSTOMER", help="customer whose raw events to write")
+    sweep.add_argument("--out", default="privacy-export", help="directory for the exported events (JSON lines)")
+    sweep.add_argument("--segments", type=int, default=4, help="parallel Scan segments (default 4)")
+    sweep.add_argument("--aws", action="store_true", help="use AWS (ignore the local stack)")
     args = parser.parse_args(argv)
     if args.command == "redrive-stream":
         return _redrive(args)
+    if args.command == "privacy":
+        return _privacy_sweep(args)
     if args.command == "run":
         from meterbill.local.runner import run
 

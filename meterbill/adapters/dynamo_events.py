@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import secrets
 from concurrent.futures import ThreadPoolExecutor
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -148,3 +148,61 @@ def image_to_event_dict(image: dict[str, Any]) -> dict[str, Any]:
     return {"id": e.id, "customer": e.customer, "type": e.type, "timestamp": e.timestamp,
             "properties": dict(e.properties), "accepted_at_ms": int(image["at"]["N"]),
             "flag": image.get("f", {}).get("S")}
+
+
+# -- privacy: the raw-event sweep (services/privacy.py) ------------------------------------------
+SCAN_CUSTOMERS_MAX = 100   # operands of one IN (...) filter
+
+
+def scan_customers(client: Any, table: str, customers: Sequence[str], segment: int = 0, segments: int = 1,
+                   start: Mapping[str, Any] | None = None) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """One page of a Scan of the events table, filtered to the events of ``customers``. The table
+    has no customer index: a Scan reads (and is billed for) every item, whatever the filter
+    keeps (docs/decisions.md, "Privacy: export and erase")."""
+    if not 0 < len(customers) <= SCAN_CUSTOMERS_MAX:
+        raise ValueError(f"scan 1 to {SCAN_CUSTOMERS_MAX} customers at a time")
+    values = {f":c{i}": {"S": c} for i, c in enumerate(customers)}
+    kwargs: dict[str, Any] = {"TableName": table, "FilterExpression": f"c IN ({', '.join(values)})",
+                              "ExpressionAttributeValues": values}
+    if segments > 1:
+        kwargs.update(Segment=segment, TotalSegments=segments)
+    if start:
+        kwargs["ExclusiveStartKey"] = start
+    resp = client.scan(**kwargs)
+    return list(resp.get("Items", [])), resp.get("LastEvaluatedKey")
+
+
+class EventScanner:
+    """The events of some customers, read by a (parallel) Scan; their properties replaced in place."""
+
+    def __init__(self, client: Any, table: str) -> None:
+        self._client = client
+        self._table = table
+
+    def events_of(self, customers: Sequence[str], segment: int = 0, segments: int = 1
+                  ) -> Iterator[tuple[Any, dict[str, Any]]]:
+        """Every stored event of ``customers`` in one segment of the table: (the stored item, to
+        hand back to replace_properties; the event as ``get`` returns it)."""
+        start: dict[str, Any] | None = None
+        while True:
+            items, start = scan_customers(self._client, self._table, customers, segment, segments, start)
+            yield from ((item, image_to_event_dict(item)) for item in items)
+            if not start:
+                return
+
+    def replace_properties(self, item: Mapping[str, Any], properties: Mapping[str, Any]) -> bool:
+        """Store ``properties`` in place of the event's, keeping its id, digest (``h``: a re-sent
+        original is still its duplicate) and everything else. Only if the stored item still has the
+        digest read (a stored event never changes otherwise). The stream's MODIFY record carries
+        the same digest, which aggregation ignores."""
+        try:
+            self._client.update_item(
+                TableName=self._table, Key={"id": item["id"]}, UpdateExpression="SET p = :p",
+                ConditionExpression="h = :h",
+                ExpressionAttributeValues={":p": {"M": {k: scalar_av(v) for k, v in properties.items()}},
+                                           ":h": item["h"]})
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == TAKEN:
+                return False
+            raise
+        return True

@@ -43,8 +43,9 @@ def required_scope(method: str, path: str) -> str | None:
         return None
     if method == "POST" and path == "/v1/events":
         return "ingest"
-    if [s for s in path.lower().split("/") if s][1:2] == ["api-keys"]:
-        return "admin"  # keys are admin-only, to read as well
+    parts = [s for s in path.lower().split("/") if s]
+    if parts[1:2] == ["api-keys"] or (parts[1:2] == ["customers"] and parts[3:] == ["export"]):
+        return "admin"  # keys, and everything about a person at once, are admin-only, to read as well
     if method in ("GET", "HEAD"):
         return "read"
     return "admin"
@@ -399,3 +400,36 @@ def list_api_keys(limit: Limit = 50, cursor: Cursor = None) -> dict[str, Any]:
                            "once). Revoking again is harmless and keeps the first revoked_at. Admin only.")
 def revoke_api_key(key_id: str) -> dict[str, Any]:
     return container().keys.revoke(key_id)
+
+# -- data privacy (GDPR / CCPA) ------------------------------------------------------------
+from meterbill.api.schemas import EraseIn  # noqa: E402 - kept with its routes (added at the end)
+
+
+def privacy_caller() -> dict[str, Any]:
+    """Who asks, for the audit entry: the API key's id and name. Export and erase need an admin key
+    whatever the method (a read key reads each part, but not everything about a person at once)."""
+    doc = container().keys.authorize(router.current_event.headers.get("authorization"), "admin")
+    # keys created before public ids existed are named by a digest prefix until `meterbill keys migrate`
+    return {"key_id": doc.get("id") or f"key_{str(doc.get('digest', ''))[:12]}", "key_name": doc.get("name") or "",
+            "via": "api"}
+
+
+@router.get("/v1/customers/<customer_id>/export",
+            description="Everything meterbill holds about a customer (data-privacy access request; admin key): "
+                        "profile with plan history, discounts, credit grants, late-usage markers, pending usage, "
+                        "invoices, credit notes, a usage summary per meter and month, dead letters and the privacy "
+                        "audit trail. Raw events are exported offline (`meterbill privacy sweep --export-events`): "
+                        "the events table has no customer index. Audited (who, when).")
+def export_customer(customer_id: str) -> dict[str, Any]:
+    return plain(container().privacy.export(customer_id, privacy_caller()))
+
+
+@router.post("/v1/customers/<customer_id>/erase",
+             description="Erase a customer's personal data that no law requires to be kept (admin key): e-mail and "
+                         "metadata on the profile and on every invoice and credit note; personal values in usage "
+                         "(dimension groups, unique_count values) pseudonymised now, in raw events by the next "
+                         "`meterbill privacy sweep`. Invoices and credit notes keep the billing name, address and "
+                         "tax id as issued (tax law), the profile keeps them for later invoices. Repeating it is "
+                         "harmless. Audited (who, when, why). 409 while aggregation is behind: retry.")
+def erase_customer(customer_id: str, body: Annotated[EraseIn, Body()]) -> dict[str, Any]:
+    return plain(container().privacy.erase(customer_id, privacy_caller(), body.reason))

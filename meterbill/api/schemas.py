@@ -163,3 +163,8 @@ class CreditNoteIn(Strict):
     memo: str | None = Field(default=None, max_length=500)
     idempotency_key: str | None = Field(default=None, max_length=200,
                                         description="a retried request with the same key returns the same note")
+
+
+class EraseIn(Strict):
+    reason: str | None = Field(default=None, max_length=500,
+                               description="why (e.g. the data subject's request reference); kept in the audit entry")

@@ -6,6 +6,7 @@ import logging
 import os
 import secrets
 import threading
+from pathlib import Path
 from typing import Any
 
 from meterbill.local import stack
@@ -24,10 +25,34 @@ def _loop(stop: threading.Event, every: float, work: Any, name: str) -> None:
             log.exception("%s failed", name)
 
 
+def banner(url: str, admin_key: str | None, close_every: float) -> str:
+    """What `meterbill run` prints once it serves: where, the key, what happens to the data."""
+    lines = [f"meterbill is running at {url}  (API docs: {url}/v1/docs)"]
+    if admin_key:
+        lines.append(f"admin API key (generated): {admin_key}")
+    lines.append(f"periods close every {close_every:g} s" if close_every > 0 else "period timer off")
+    lines.append("data is kept in memory only (embedded moto server): everything is lost when meterbill stops")
+    demo = stack.cli_command("demo")  # `meterbill` itself is rarely on PATH: .venv/bin is not activated
+    if _our_makefile():
+        demo = f"make demo  (or: {demo})"
+    lines.append(f"try:  {demo}        stop: Ctrl-C")
+    return "\n".join(lines)
+
+
+def _our_makefile() -> bool:
+    try:
+        return "meterbill demo" in Path("Makefile").read_text(errors="replace")
+    except OSError:
+        return False
+
+
 def run() -> None:
     logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"), format="%(asctime)s %(name)s %(message)s")
+    for handler in logging.getLogger().handlers:  # lines not logged through Powertools: bounded too
+        handler.setFormatter(stack.BoundedTextFormatter("%(asctime)s %(name)s %(message)s"))
     port = int(os.environ.get("METERBILL_PORT", "8000"))
     close_every = float(os.environ.get("METERBILL_CLOSE_EVERY", "60"))
+    listener = stack.claim_port(port)  # before anything starts or is written (raises PortInUse)
     moto_port = int(os.environ.get("METERBILL_MOTO_PORT") or stack.free_port())
     endpoint = f"http://127.0.0.1:{moto_port}"
     stack.stop_on_signals()
@@ -35,6 +60,7 @@ def run() -> None:
     app = None
     stop = threading.Event()
     stopped = False
+    state: dict[str, Any] | None = None
     try:
         moto = stack.start_moto(moto_port)
         stack.prepare_environment(endpoint)
@@ -44,7 +70,7 @@ def run() -> None:
         from functions import aggregator, close_periods
         from meterbill.api.app import build_app
         from meterbill.api.asgi import ThreadedHttpResolver
-        from meterbill.bootstrap import default_container
+        from meterbill.bootstrap import default_container, label_thread
 
         container = default_container()
         admin_key = os.environ.get("METERBILL_ADMIN_KEY") or f"mb_{secrets.token_urlsafe(24)}"
@@ -53,7 +79,7 @@ def run() -> None:
 
         def close_tick() -> None:
             poller.drain()  # what Lambda's stream mapping would have applied by now
-            summary = close_periods.handler({"source": "local-timer"}, stack.LambdaContext("close"))
+            summary = close_periods.handler({"source": "local-timer"}, stack.LambdaContext("close_periods"))
             if summary["invoices_created"]:
                 log.info("closed periods: %s", summary)
 
@@ -63,16 +89,16 @@ def run() -> None:
         for t in threads:
             t.start()
         url = f"http://127.0.0.1:{port}"
-        stack.write_state({"api_url": url, "dynamodb_endpoint": endpoint,
-                           "admin_key": None if os.environ.get("METERBILL_ADMIN_KEY") else admin_key})
-        print(f"meterbill is running at {url}  (API docs: {url}/v1/docs)", flush=True)
-        if not os.environ.get("METERBILL_ADMIN_KEY"):
-            print(f"admin API key (generated): {admin_key}", flush=True)
-        print(f"periods close every {close_every:g} s" if close_every > 0 else "period timer off", flush=True)
-        print("try:  meterbill demo        stop: Ctrl-C", flush=True)
+        generated = None if os.environ.get("METERBILL_ADMIN_KEY") else admin_key
+        state = {"api_url": url, "dynamodb_endpoint": endpoint, "admin_key": generated}
+        stack.write_state(state)
+        print(banner(url, generated, close_every), flush=True)
         app = build_app(ThreadedHttpResolver, default_container)
+        # Requests run on the HTTP server's threads, which copy this thread's context: their log
+        # lines say function_name "api", as on Lambda (the aggregator's and the timer's say theirs).
+        label_thread("api")
         uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                      timeout_graceful_shutdown=STOP_GRACE_S)).run()
+                                      timeout_graceful_shutdown=STOP_GRACE_S)).run(sockets=[listener])
         stopped = True
     except stack.StopRequested:
         stopped = True  # uvicorn has stopped serving (and answered or dropped what was in flight)
@@ -82,5 +108,8 @@ def run() -> None:
         if app is not None and not app.close(timeout=1):
             log.warning("stopping without the requests still running (their clients were answered 503)")
         stack.stop_process(moto)
+        listener.close()
+        if state is not None:
+            stack.clear_state(state)
         print("meterbill stopped", flush=True)
         stack.exit_within(2, code=0 if stopped else 1)

@@ -4,16 +4,19 @@ handler, and a timer that invokes the close-periods Lambda handler."""
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,15 +33,83 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+class PortInUse(SystemExit):
+    """The API's port is taken (another `meterbill run`?): nothing was started or written."""
+
+
+def claim_port(port: int, host: str = "127.0.0.1") -> socket.socket:
+    """Bind and listen on the API's port before anything else starts, and keep it for uvicorn.
+
+    A second `meterbill run` on a busy port stops here, before it starts moto, creates a key or
+    writes `.meterbill/local.json` (which the running stack's `meterbill demo` and `keys create`
+    read). Holding the socket from now on also leaves no gap for another process to take it while
+    moto starts."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a port in TIME_WAIT is free; a listened one is not
+    try:
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        if exc.errno != errno.EADDRINUSE:
+            raise PortInUse(f"meterbill: cannot listen on {host}:{port}: {exc.strerror}") from exc
+        raise PortInUse(
+            f"meterbill: port {port} is already in use, probably by a running `meterbill run` (its demo "
+            f"and keys keep working). Stop it first, or choose another port: METERBILL_PORT={port + 1} make run\n"
+            "Nothing was started; .meterbill/local.json is unchanged.") from exc
+    return sock
+
+
+def cli_command(*args: str) -> str:
+    """How to type the `meterbill` command from here: `meterbill` only if that name on PATH is this
+    installation's; otherwise the script next to this interpreter (`.venv/bin/meterbill`, relative
+    to the current directory when it lies below it)."""
+    script = Path(sys.executable).parent / "meterbill"
+    if not script.exists():
+        return " ".join(["meterbill", *args])
+    on_path = shutil.which("meterbill")
+    if on_path and Path(on_path).resolve() == script.resolve():
+        shown = "meterbill"
+    else:
+        try:
+            shown = str(script.absolute().relative_to(Path.cwd()))
+        except ValueError:
+            shown = str(script.absolute())
+    return " ".join([shown, *args])
+
+
 @dataclass
 class LambdaContext:
+    """What Lambda passes a handler, for the local stack's invocations: each invocation its own
+    request id, the ARN naming the same function (Powertools logs both with every line)."""
+
     function_name: str = "local"
     memory_limit_in_mb: int = 512
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:local"
-    aws_request_id: str = "local"
+    invoked_function_arn: str = ""   # default: the ARN of ``function_name``
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+    def __post_init__(self) -> None:
+        if not self.invoked_function_arn:
+            self.invoked_function_arn = f"arn:aws:lambda:us-east-1:123456789012:function:{self.function_name}"
 
     def get_remaining_time_in_millis(self) -> int:
         return 300_000
+
+
+class BoundedTextFormatter(logging.Formatter):
+    """Plain log lines of the local stack (libraries, and module loggers when the Powertools service
+    is not named ``meterbill``), bounded like the JSON ones: message and traceback lines cut."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+        from meterbill.bootstrap import MAX_FIELD_CHARS
+
+        text = super().formatMessage(record)
+        return text if len(text) <= MAX_FIELD_CHARS else f"{text[:MAX_FIELD_CHARS]}… ({len(text) - MAX_FIELD_CHARS} more characters)"
+
+    def formatException(self, ei: Any) -> str:  # noqa: N802
+        from meterbill.bootstrap import bounded_traceback
+
+        return bounded_traceback(super().formatException(ei))
 
 
 def _die_with_parent() -> None:
@@ -196,3 +267,13 @@ def write_state(state: dict[str, Any]) -> Path:
 def read_state() -> dict[str, Any]:
     path = STATE_DIR / "local.json"
     return json.loads(path.read_text()) if path.exists() else {}
+
+
+def clear_state(written: dict[str, Any]) -> None:
+    """On stop: remove `.meterbill/local.json` if it is still the one this run wrote (its data is
+    gone with the stopped moto server)."""
+    try:
+        if read_state() == written:
+            (STATE_DIR / "local.json").unlink()
+    except (OSError, ValueError):
+        pass

@@ -11,7 +11,7 @@ the same transaction, only if no newer late usage arrived meanwhile."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 from typing import Any

@@ -6,11 +6,14 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -24,7 +27,8 @@ STOP_TIMEOUT_S = 15
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     cwd = tmp_path_factory.mktemp("newcomer")
-    with running_stack(cwd, METERBILL_CLOSE_EVERY="2") as (s, moto_port):
+    # the service name of template.yaml and `make run` (tests/conftest.py sets another for in-process tests)
+    with running_stack(cwd, METERBILL_CLOSE_EVERY="2", POWERTOOLS_SERVICE_NAME="meterbill") as (s, moto_port):
         state = json.loads((cwd / ".meterbill" / "local.json").read_text())
         assert state["api_url"] == s.url
         assert state["admin_key"] is None  # an admin key from the environment is never written to disk
@@ -132,3 +136,86 @@ def test_401_without_key_and_403_with_ingest_key_from_cli(stack: Stack) -> None:
     assert status == 401
     assert key not in stack.log.read_text(errors="replace")  # no key material in the logs
     assert ADMIN_KEY not in stack.log.read_text(errors="replace")
+
+
+def test_banner_names_a_command_that_exists_and_says_data_is_in_memory(stack: Stack) -> None:
+    banner = stack.log.read_text(errors="replace")
+    assert "data is kept in memory only" in banner and "lost when meterbill stops" in banner, banner
+    try_line = next(line for line in banner.splitlines() if line.startswith("try:"))
+    command = try_line[len("try:"):].split("stop:")[0].strip()
+    command = command.split("(or: ")[-1].rstrip(")") if "(or: " in command else command
+    program = command.split()[0]
+    # the test's own PATH without this interpreter's bin directory: as a shell without .venv activated
+    path = os.pathsep.join(p for p in os.environ.get("PATH", "").split(os.pathsep)
+                           if Path(p).resolve() != Path(sys.executable).parent.resolve())
+    found = shutil.which(program, path=path) if "/" not in program else str(stack.cwd / program)
+    assert found and os.access(found, os.X_OK), f"`{command}` from the banner cannot be run: {try_line}"
+    assert command.endswith(" demo")
+
+
+def test_concurrent_clients_do_not_overflow_the_connection_pool(stack: Stack) -> None:
+    now = iso(datetime.now(timezone.utc) - timedelta(hours=1))
+
+    def client(c: int) -> int:
+        events = [{"id": f"e2e-pool-{os.getpid()}-{c}-{i}", "customer": "e2e-pool", "type": "e2e.pool",
+                   "timestamp": now, "properties": {}} for i in range(300)]
+        return stack.call("POST", "/v1/events", {"events": events}, timeout=120)[0]
+
+    with ThreadPoolExecutor(24) as pool:
+        assert set(pool.map(client, range(24))) == {200}
+    assert "Connection pool is full" not in stack.log.read_text(errors="replace")
+
+
+def test_a_500_is_logged_once_bounded_and_labelled_api(stack: Stack) -> None:
+    # a 1,000-digit number in a meter filter cannot be stored (DynamoDB keeps 38 digits)
+    huge = int("9" * 1000)
+    status, _, doc = stack.call("PUT", "/v1/meters/e2e_huge_filter",
+                                {"event_type": "x", "aggregation": "count", "filter": {"k": [huge]}})
+    if status != 500:
+        pytest.skip(f"no longer a 500 ({status}): nothing to log")
+    deadline = time.monotonic() + 10
+    while "unhandled error" not in stack.log.read_text(errors="replace") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    errors = [json.loads(line) for line in stack.log.read_text(errors="replace").splitlines()
+              if line.startswith("{") and "unhandled error" in line]
+    assert len(errors) == 1, stack.log_tail()
+    line = json.dumps(errors[0])
+    assert len(line) < 6_000 and "stack_trace" not in errors[0], len(line)
+    assert errors[0]["function_name"] == "api", errors[0]
+
+
+def test_privacy_erase_then_the_cli_sweep_pseudonymises_raw_events(stack: Stack) -> None:
+    customer = f"e2e-privacy-{os.getpid()}"
+    start = last_month_start(datetime.now(timezone.utc))
+    stack.ok("PUT", "/v1/meters/e2e_logins", {"event_type": "e2e.login", "aggregation": "unique_count",
+                                              "property": "user"})
+    stack.ok("PUT", "/v1/plans/e2e_seats", {"currency": "EUR", "interval": "month", "charges": [
+        {"meter": "e2e_logins", "model": "per_unit", "unit_amount": "1.00"}]})
+    stack.ok("PUT", f"/v1/customers/{customer}", {"name": "Privacy GmbH", "email": "dpo@privacy.example",
+                                                   "plan": "e2e_seats", "started_at": iso(start),
+                                                   "billing_anchor": iso(start)})
+    events = [{"id": f"{customer}-{i}", "customer": customer, "type": "e2e.login", "timestamp": iso(start + timedelta(hours=i)),
+               "properties": {"user": f"person-{i}@users.example"}} for i in range(3)]
+    assert stack.ok("POST", "/v1/events", {"events": events})["accepted"] == 3
+    deadline = time.monotonic() + 30
+    while True:  # the erasure answers 409 until aggregation has caught up
+        status, _, erased = stack.call("POST", f"/v1/customers/{customer}/erase", {"reason": "e2e"})
+        if status != 409 or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert status == 200, erased
+    assert erased["profile_fields_removed"] == ["email"] and erased["usage_buckets_pseudonymised"] == 3
+    out = stack.cwd / "privacy-out"
+    res = subprocess.run([sys.executable, "-m", "meterbill.cli", "privacy", "sweep", "--export-events", customer,
+                          "--out", str(out)], cwd=stack.cwd, env=stack.env, capture_output=True, text=True,
+                         timeout=60)
+    assert res.returncode == 0, res.stdout + res.stderr
+    summary = json.loads(res.stdout)
+    assert customer in summary["erasures"] and summary["exported"] == {customer: 3}
+    exported = [json.loads(line) for line in Path(summary["files"][customer]).read_text().splitlines()]
+    assert sorted(e["id"] for e in exported) == sorted(e["id"] for e in events)
+    stored = stack.ok("GET", f"/v1/events/{customer}-0")
+    assert stored["properties"]["user"].startswith("erased:")
+    audit = stack.ok("GET", f"/v1/customers/{customer}/export")["audit"]
+    assert {a["action"] for a in audit} == {"erase", "erase_raw_events", "export_raw_events", "export"}
+    assert next(a for a in audit if a["action"] == "erase_raw_events")["by"]["via"] == "cli"
