@@ -7,15 +7,16 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from meterbill.domain.contracts import change_at, check_overrides, effective_plan, entry, rebase, with_change
+from meterbill.domain.contracts import (change_at, check_overrides, check_overrides_input, effective_plan, entry, rebase,
+                                       with_change)
 from meterbill.domain.errors import InvalidField
 from meterbill.domain.ids import check_id
 from meterbill.domain.instants import from_ms, iso, parse_instant
 from meterbill.domain.meters import ADDITIVE, Meter, check_code, meter_to_dict, parse_meter
-from meterbill.domain.money import format_amount, parse_decimal
+from meterbill.domain.money import MONEY, format_amount, parse_amount
 from meterbill.domain.periods import period_containing
-from meterbill.domain.plans import Charge, Plan, parse_plan
-from meterbill.domain.taxes import TaxRate, parse_tax_rate
+from meterbill.domain.plans import Charge, Plan, check_plan_input, parse_plan
+from meterbill.domain.taxes import TaxRate, check_tax_rate_input, parse_tax_rate
 from meterbill.ports import BillingStore, Clock
 from meterbill.services.cache import TTLMap, TTLValue
 from meterbill.services.errors import Conflict, NotFound
@@ -87,6 +88,7 @@ class CatalogService:
     # -- tax rates -------------------------------------------------------------------
     def put_tax_rate(self, code: str, raw: Mapping[str, Any]) -> dict[str, Any]:
         rate = parse_tax_rate(code, raw)
+        check_tax_rate_input(raw)
         current = self._store.get_catalog("TAX", code)
         now = iso(self._clock())
         doc = {"code": code, "name": rate.name, "percentage": format(rate.percentage, "f"), "country": rate.country,
@@ -107,6 +109,7 @@ class CatalogService:
         try:
             plan = parse_plan(code, raw)
             check_plan_meters(plan, self._load_meters())
+            check_plan_input(raw, plan.currency)
         except InvalidField as exc:
             raise InvalidField(prefix + exc.field, exc.problem, exc.code) from exc
         return plan
@@ -223,11 +226,10 @@ class CatalogService:
             raise InvalidField("invoice_grace_hours", "must be a whole number of hours from 0 to 720")
         threshold = raw.get("progressive_threshold")
         if threshold is not None:
-            threshold = parse_decimal(threshold, "progressive_threshold")
-            if threshold <= 0 or format_amount(threshold, plan.currency) != format(threshold, "f"):
-                raise InvalidField("progressive_threshold", f"must be a positive amount in {plan.currency} "
-                                                            "(whole minor units)")
-            threshold = format(threshold, "f")
+            threshold = parse_amount(threshold, "progressive_threshold", MONEY, plan.currency)
+            if threshold <= 0:
+                raise InvalidField("progressive_threshold", f"must be a positive amount in {plan.currency}")
+            threshold = format_amount(threshold, plan.currency)
         metadata = raw.get("metadata") or {}
         if type(metadata) is not dict or not all(type(v) is str for v in metadata.values()):
             raise InvalidField("metadata", "must be an object of string values")
@@ -283,8 +285,9 @@ class CatalogService:
         else:
             overrides = dict(current.get("price_overrides") or {}) if current and same_plan else {}
         if overrides:  # errors name price_overrides.…
-            effective_plan(plan.code, self.get_plan_doc(plan.code), overrides,
-                           lambda p: check_plan_meters(p, self._load_meters()))
+            plan_doc = self.get_plan_doc(plan.code)
+            effective_plan(plan.code, plan_doc, overrides, lambda p: check_plan_meters(p, self._load_meters()))
+            check_overrides_input(plan.code, plan_doc, overrides, plan.currency)
         requested = parse_instant(raw["plan_effective_at"], "plan_effective_at") if "plan_effective_at" in raw else None
         if current is None:
             if requested is not None:
