@@ -12,7 +12,8 @@ from meterbill.domain.contracts import (change_at, check_overrides, check_overri
 from meterbill.domain.errors import InvalidField
 from meterbill.domain.ids import check_id
 from meterbill.domain.instants import from_ms, iso, parse_instant
-from meterbill.domain.meters import ADDITIVE, Meter, check_code, meter_to_dict, parse_meter
+from meterbill.domain import limits
+from meterbill.domain.meters import ADDITIVE, Meter, check_code, check_meter_input, meter_to_dict, parse_meter
 from meterbill.domain.money import MONEY, format_amount, parse_amount
 from meterbill.domain.periods import period_containing
 from meterbill.domain.plans import Charge, Plan, check_plan_input, parse_plan
@@ -48,6 +49,7 @@ class CatalogService:
     # -- meters ----------------------------------------------------------------------
     def put_meter(self, code: str, raw: Mapping[str, Any]) -> dict[str, Any]:
         meter = parse_meter(code, raw)
+        check_meter_input(raw)
         current = self._store.get_catalog("METER", code)
         now = iso(self._clock())
         doc = {**meter_to_dict(meter), "created_at": now, "updated_at": now, "version": 1}
@@ -203,6 +205,7 @@ class CatalogService:
         name = raw.get("name")
         if type(name) is not str or not name.strip():
             raise InvalidField("name", "is required: the customer's legal or display name")
+        limits.check_text(name, "name", limits.MAX_NAME)
         email = raw.get("email")
         if email is not None and (type(email) is not str or "@" not in email or len(email) > 254):
             raise InvalidField("email", "must be an e-mail address")
@@ -230,9 +233,7 @@ class CatalogService:
             if threshold <= 0:
                 raise InvalidField("progressive_threshold", f"must be a positive amount in {plan.currency}")
             threshold = format_amount(threshold, plan.currency)
-        metadata = raw.get("metadata") or {}
-        if type(metadata) is not dict or not all(type(v) is str for v in metadata.values()):
-            raise InvalidField("metadata", "must be an object of string values")
+        metadata = limits.check_metadata(raw.get("metadata"))
         if "started_at" in raw:
             started = parse_instant(raw["started_at"], "started_at")
         elif current is not None:
@@ -252,6 +253,7 @@ class CatalogService:
             "invoice_grace_hours": grace, "tax_exempt": exempt, "tax_id": tax_id,
             "progressive_threshold": threshold, "created_at": iso(now), "updated_at": iso(now), "version": 1,
             "closed_through": "", "next_close": iso(first.end)}
+        limits.check_document(doc, limits.MAX_CUSTOMER_BYTES, "customer")
         if current is None:
             self._store.put_customer(doc, None)
             self._store.clear_pending(customer_id)
@@ -361,6 +363,7 @@ def _address(value: Any) -> dict[str, str]:
             raise InvalidField(f"address.{key}", "is not a known field; expected one of: " + ", ".join(ADDRESS_FIELDS))
         if type(item) is not str:
             raise InvalidField(f"address.{key}", "must be a string")
+        limits.check_text(item, f"address.{key}", limits.MAX_ADDRESS_FIELD)
     country = value.get("country")
     if country is not None and (len(country) != 2 or not country.isalpha() or not country.isupper()):
         raise InvalidField("address.country", "must be an ISO 3166-1 alpha-2 code such as \"US\"")
