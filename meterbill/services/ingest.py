@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from meterbill.domain.events import MAX_BATCH, Event, EventError, loads, parse_batch, same_content
+from meterbill.domain.json_body import DUPLICATE_PROBLEM, DuplicateKeys
 from meterbill.domain.instants import from_ms, iso, to_ms
 from meterbill.domain.meters import group_problem, matches, problem_for
 from meterbill.ports import BillingStore, Clock, EventStore
@@ -47,6 +48,8 @@ def parse_body(body: str | bytes | None, content_type: str | None) -> tuple[list
         doc = loads(body)
     except ValueError as exc:
         raise InvalidField("body", f"is not valid JSON ({exc.args[0][:80]})") from None
+    if type(doc) is DuplicateKeys and media != CE_ONE:  # the request's own keys; an event's: that event
+        raise InvalidField(doc.duplicate, DUPLICATE_PROBLEM, "duplicate_key")
     if media == CE_ONE:
         return [doc], True
     if media == CE_BATCH:
