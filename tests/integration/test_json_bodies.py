@@ -35,3 +35,31 @@ def test_deeply_nested_event_bodies_are_refused_clearly(catalog: Api) -> None:
     assert err["field"] == "body" and "64" in err["message"]
 
 
+
+
+def test_strict_loads_as_the_resolvers_deserializer_answers_400_naming_the_key(container: Any) -> None:
+    """What wiring ``strict_loads`` into the resolver gives every JSON body (the API layer's part):
+    ``"base_fee":"1.00","base_fee":"999.00"`` used to save 999.00."""
+    import base64
+    import functools
+    import json as json_mod
+    from pathlib import Path
+
+    from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
+
+    from meterbill.api.app import build_app
+    from meterbill.domain.json_body import strict_loads
+    from meterbill.local.stack import LambdaContext
+
+    container.keys.create(["admin"], name="admin", secret="mbtest_lambda_admin_0123456789abcdef")
+    app = build_app(functools.partial(APIGatewayHttpResolver, json_body_deserializer=strict_loads),  # type: ignore[arg-type]
+                    lambda: container)
+    event = json_mod.loads((Path(__file__).resolve().parent.parent / "events" / "apigw_put_meter.json").read_text())
+    body = '{"event_type": "api.call", "aggregation": "sum", "property": "tokens", "property": "cost"}'
+    event["body"] = base64.b64encode(body.encode()).decode()
+    resp = app.resolve(event, LambdaContext(function_name="api", aws_request_id="r",
+                                            invoked_function_arn="arn:aws:lambda:us-east-1:123456789012:function:api"))
+    assert resp["statusCode"] == 400, resp
+    err = json_mod.loads(resp["body"])["error"]
+    assert (err["field"], err["code"]) == ("property", "duplicate_key")
+    assert container.catalog.list_catalog("METER", 10, None)[0] == []  # nothing stored
