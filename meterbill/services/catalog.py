@@ -10,6 +10,7 @@ from typing import Any
 from meterbill.domain.contracts import (change_at, check_overrides, check_overrides_input, effective_plan, entry, rebase,
                                        with_change)
 from meterbill.domain.errors import InvalidField
+from meterbill.domain.events import EARLIEST_MS
 from meterbill.domain.ids import check_id
 from meterbill.domain.instants import from_ms, iso, parse_instant
 from meterbill.domain import limits
@@ -24,7 +25,7 @@ from meterbill.services.errors import Conflict, NotFound
 
 CUSTOMER_FIELDS = ("name", "email", "plan", "started_at", "billing_anchor", "timezone",
                    "payment_terms_days", "address", "metadata", "invoice_grace_hours", "tax_exempt", "tax_id",
-                   "progressive_threshold", "price_overrides", "plan_effective_at")
+                   "progressive_threshold", "price_overrides", "plan_effective_at", "backdate")
 ADDRESS_FIELDS = ("line1", "line2", "city", "state", "postal_code", "country")
 
 
@@ -240,6 +241,8 @@ class CatalogService:
             started = parse_instant(current["started_at"], "started_at")
         else:
             started = self._default_start(customer_id, now)
+        if current is None or iso(started) != current["started_at"]:
+            check_start(started, now, raw.get("backdate") or False, given="started_at" in raw)
         anchor = parse_instant(raw["billing_anchor"], "billing_anchor") if "billing_anchor" in raw else (
             parse_instant(current["billing_anchor"], "billing_anchor") if current else started)
         first = period_containing(anchor, plan.interval, tz, started)  # validates tz + interval
@@ -326,6 +329,27 @@ class CatalogService:
         if first is not None and first * 1000 < now.timestamp() * 1000:
             return from_ms(first * 1000)
         return now
+
+
+MAX_BACKDATE_DAYS = 92   # a quarter: a customer entered late for this or last month, or a quarterly plan
+EARLIEST_START = from_ms(EARLIEST_MS)  # 2000-01-01: no event can be older
+
+
+def check_start(started: datetime, now: datetime, backdate: object, *, given: bool) -> None:
+    """A new or moved ``started_at`` more than ``MAX_BACKDATE_DAYS`` back makes the next run invoice
+    every period since (decades for "1999"): only with ``"backdate": true``, and never before 2000."""
+    if type(backdate) is not bool:
+        raise InvalidField("backdate", "must be true or false")
+    if started < EARLIEST_START:
+        raise InvalidField("started_at", "must not be before 2000-01-01T00:00:00Z (no event can be older)")
+    days = (now - started).days
+    if days > MAX_BACKDATE_DAYS and not backdate:
+        what = (f"is {days} days ago" if given else
+                f"defaults to this customer's first pending usage, {iso(started)}, {days} days ago")
+        raise InvalidField("started_at", f"{what}: the next billing run would invoice every period since. "
+                                         f"Send \"backdate\": true to confirm a start more than {MAX_BACKDATE_DAYS} "
+                                         "days back" + ("" if given else ", or give a later started_at"),
+                           "backdate_required")
 
 
 def check_plan_meters(plan: Plan, meters: Mapping[str, Meter]) -> None:
