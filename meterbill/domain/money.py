@@ -203,9 +203,9 @@ def format_amount(amount: Decimal, currency: str) -> str:
 # billing run exact in :data:`CONTEXT` (38 digits) for usage within ingest's numeric range
 # (|x| < 10^16, <= 10 decimals):
 #   quantity (26 digits) x price (<= PRICE_DIGITS = 11 digits across one charge) + flat fees
-#   <= 38 digits; a usage line < 10^21 and an invoice of up to 1,000 lines stay within 28 digits
-#   (the default decimal context that plain ``+`` uses) even at 4 decimals; tax and percentage
-#   discounts (<= 100 with <= 6 decimals) on such a subtotal within 38.
+#   <= 38 digits; a usage line is below ~1.000001 x 10^21, so an invoice total below 10^24 (about
+#   500 such lines) sums exactly in 28 digits (the default context plain ``+`` uses) even at 4
+#   decimals; tax and percentage discounts (<= 100, <= 6 decimals) on it need <= 38.
 # They are checked when a client saves an amount; values stored earlier are read as they are.
 
 

@@ -175,13 +175,20 @@ def check_charge_input(rc: Mapping[str, Any], currency: str, path: str) -> None:
                 for dim, value in match.items():
                     limits.check_text(value, f"{path}.{rows}[{j}].match.{dim}", limits.MAX_VALUE)
     limits.check_count(rc.get("holidays"), f"{path}.holidays", limits.MAX_HOLIDAYS, "dates")
-    size, amount = rc.get("package_size"), rc.get("package_amount")
-    if size is not None and amount is not None:  # packages of a period <= quantity / size: price per unit bounded
-        per_unit = 10 ** UNIT_PRICE.integer_digits
-        if parse_decimal(amount, "package_amount") >= parse_decimal(size, "package_size") * per_unit:
-            raise InvalidField(f"{path}.package_amount", f"must be below {per_unit} per unit: a package of {size} "
-                                                         f"costs less than {format((Decimal(size) * per_unit).normalize(), 'f')}",
-                               "amount_out_of_range")
+    if rc.get("package_size") is not None and rc.get("package_amount") is not None:
+        _check_package(parse_decimal(rc["package_size"], f"{path}.package_size"),
+                       parse_decimal(rc["package_amount"], f"{path}.package_amount"), path)
+
+
+def _check_package(size: Decimal, amount: Decimal, path: str) -> None:
+    """A period holds at most quantity / size packages (10^26 at a size of 10^-10): a package must
+    cost less per unit than the largest unit price, or its line could outgrow every other."""
+    per_unit = 10 ** UNIT_PRICE.integer_digits
+    limit = size * per_unit
+    if amount >= limit:
+        raise InvalidField(f"{path}.package_amount", f"must be below {per_unit} per unit: a package of "
+                                                     f"{format(size, 'f')} costs less than "
+                                                     f"{format(limit.normalize(), 'f')}", "amount_out_of_range")
 
 
 def unit_prices(rc: Mapping[str, Any], path: str) -> list[tuple[str, Decimal]]:
