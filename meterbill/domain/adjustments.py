@@ -19,9 +19,9 @@ from datetime import datetime
 from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
 from typing import Any
 
+from meterbill.domain import limits
 from meterbill.domain.errors import InvalidField
 from meterbill.domain.instants import parse_instant
-from meterbill.domain import limits
 from meterbill.domain.money import (CONTEXT, MONEY, PERCENT, format_amount, minor_units, parse_amount, parse_decimal,
                                     quantize)
 

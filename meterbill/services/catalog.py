@@ -7,13 +7,13 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from meterbill.domain import limits
 from meterbill.domain.contracts import (change_at, check_overrides, check_overrides_input, effective_plan, entry, rebase,
                                        with_change)
 from meterbill.domain.errors import InvalidField
 from meterbill.domain.events import EARLIEST_MS
 from meterbill.domain.ids import check_id
 from meterbill.domain.instants import from_ms, iso, parse_instant
-from meterbill.domain import limits
 from meterbill.domain.meters import ADDITIVE, Meter, check_code, check_meter_input, meter_to_dict, parse_meter
 from meterbill.domain.money import MONEY, format_amount, parse_amount
 from meterbill.domain.periods import period_containing

@@ -10,10 +10,10 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
+from meterbill.domain import limits
 from meterbill.domain.adjustments import build_credit_note, credit_note_id
 from meterbill.domain.errors import InvalidField
 from meterbill.domain.instants import iso
-from meterbill.domain import limits
 from meterbill.domain.money import MONEY, format_amount, parse_amount
 from meterbill.ports import BillingStore, Clock, ItemChange
 from meterbill.services.errors import Conflict, NotFound

@@ -6,11 +6,12 @@ An event is accepted only once it is in DynamoDB; anything not stored is reporte
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from meterbill.domain.events import MAX_BATCH, Event, EventError, loads, parse_batch, same_content
-from meterbill.domain.json_body import DUPLICATE_PROBLEM, DuplicateKeys
 from meterbill.domain.instants import from_ms, iso, parse_instant, to_ms
+from meterbill.domain.json_body import DUPLICATE_PROBLEM, DuplicateKeys
 from meterbill.domain.meters import billed_from, bucket_start, group_problem, matches, problem_for
 from meterbill.ports import BillingStore, Clock, EventStore
 from meterbill.services.aggregation import closed_or_closing
@@ -73,6 +74,11 @@ def parse_body(body: str | bytes | None, content_type: str | None) -> tuple[list
     return events, cloud
 
 
+def _before(ts_ms: int, started_at: datetime) -> bool:
+    """No period bills this instant's bucket: it ends before the subscription starts."""
+    return ts_ms < to_ms(started_at) and billed_from(bucket_start(ts_ms), started_at) is None
+
+
 class IngestService:
     def __init__(self, events: EventStore, catalog: CatalogService, clock: Clock, store: BillingStore) -> None:
         self._events = events
@@ -98,7 +104,7 @@ class IngestService:
             closed = closed_ms.get(event.customer)
             start = starts.get(event.customer)
             flagged.append((event, "pending" if closed is None else
-                            "before_start" if start is not None and not billed_from(bucket_start(event.ts_ms), start)
+                            "before_start" if start is not None and _before(event.ts_ms, start)
                             else "late" if event.ts_ms < closed else ""))
         # One conditional write per event: the first payload of an id wins, atomically (the adapter's
         # docstring and docs/decisions.md, 2026-12-01). No read first: a taken id comes back stored.
