@@ -36,7 +36,7 @@ class DynamoEventStore:
         self._executor: ThreadPoolExecutor | None = None
 
     def put(self, events: Sequence[tuple[Event, str]], accepted_at_ms: int) -> PutOutcome:
-        """Store each event (with a flag: '' | 'pending' | 'late') unless its id is taken.
+        """Store each event (with a flag: '' | 'pending' | 'late' | 'before_start') unless its id is taken.
 
         The items carry a random token of this call (``w``): a write the SDK retried after a
         lost response finds the item it wrote itself, which counts as stored, not as taken."""

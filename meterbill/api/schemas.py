@@ -104,6 +104,7 @@ class CustomerIn(Strict):
     plan_effective_at: str | None = Field(
         default=None, description="with a different plan or price_overrides: when the change takes effect "
                                   "(RFC 3339, default now), moved to the next 15-minute usage-bucket boundary")
+    backdate: bool | None = Field(default=None, description="confirms a new started_at more than 92 days ago")
 
 
 class BillingRunIn(Strict):

@@ -19,9 +19,11 @@ from datetime import datetime
 from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
 from typing import Any
 
+from meterbill.domain import limits
 from meterbill.domain.errors import InvalidField
 from meterbill.domain.instants import parse_instant
-from meterbill.domain.money import CONTEXT, format_amount, minor_units, parse_decimal, quantize
+from meterbill.domain.money import (CONTEXT, MONEY, PERCENT, format_amount, minor_units, parse_amount, parse_decimal,
+                                    quantize)
 
 ZERO = Decimal(0)
 HUNDRED = Decimal(100)
@@ -99,6 +101,17 @@ def parse_discount(discount_id: str, raw: Mapping[str, Any]) -> Discount:
     return Discount(discount_id, kind, value, duration, periods, meter, name)
 
 
+def check_discount_input(raw: Mapping[str, Any], currency: str) -> None:
+    """What a client may save beyond what :func:`parse_discount` reads (it also reads stored
+    discounts): the amount grammar (a percentage with at most 6 decimals, a fixed amount in whole
+    minor units below 10^12) and the name's length."""
+    if raw.get("type") == "percentage":
+        parse_amount(raw.get("percentage"), "percentage", PERCENT)
+    else:
+        parse_amount(raw.get("amount"), "amount", MONEY, currency)
+    limits.check_text(raw.get("name"), "name", limits.MAX_NAME)
+
+
 def discount_from_doc(doc: Mapping[str, Any]) -> Discount:
     periods = doc.get("periods")
     d = parse_discount(doc["id"], {**doc, "periods": None if periods is None else int(periods)})
@@ -144,7 +157,7 @@ def apply_discounts(lines: Iterable[tuple[str | None, Decimal]], discounts: Sequ
             continue
         base = min(left.get(d.meter, ZERO), invoice_left) if d.meter else invoice_left
         if d.kind == "percentage":
-            amount = quantize(CONTEXT.divide(base * d.value, HUNDRED), currency, rounding)
+            amount = quantize(CONTEXT.divide(CONTEXT.multiply(base, d.value), HUNDRED), currency, rounding)
         elif d.duration == "once":
             amount = quantize(d.value if d.remaining is None else d.remaining, currency)
         else:
@@ -173,18 +186,14 @@ class Grant:
 
 
 def parse_grant(grant_id: str, raw: Mapping[str, Any], currency: str, now: datetime) -> Grant:
-    amount = quantize(parse_decimal(raw.get("amount"), "amount"), currency)
+    amount = quantize(parse_amount(raw.get("amount"), "amount", MONEY, currency), currency)
     if amount <= 0:
         raise InvalidField("amount", f"must be at least one minor unit of {currency}")
-    if parse_decimal(raw.get("amount"), "amount") != amount:
-        raise InvalidField("amount", f"has more decimals than {currency} allows")
     expires = raw.get("expires_at")
     expires_at = None if expires is None else parse_instant(expires, "expires_at")
     if expires_at is not None and expires_at <= now:
         raise InvalidField("expires_at", "must be in the future")
-    reason = raw.get("reason")
-    if reason is not None and (type(reason) is not str or len(reason) > 200):
-        raise InvalidField("reason", "must be a string of at most 200 characters")
+    reason = limits.check_text(raw.get("reason"), "reason", limits.MAX_REASON)
     return Grant(grant_id, amount, amount, now, expires_at, reason)
 
 
@@ -226,10 +235,8 @@ def credit_taxes(credit: Decimal, invoice: Mapping[str, Any], currency: str) -> 
     out = []
     for tax in invoice.get("taxes") or []:
         p = Decimal(tax["percentage"])
-        if invoice.get("tax_inclusive"):
-            raw = CONTEXT.divide(credit * p, HUNDRED + p)
-        else:
-            raw = CONTEXT.divide(credit * p, HUNDRED)
+        taxed = CONTEXT.multiply(credit, p)  # exact: a plain * rounds to 28 digits
+        raw = CONTEXT.divide(taxed, HUNDRED + p) if invoice.get("tax_inclusive") else CONTEXT.divide(taxed, HUNDRED)
         out.append((tax, quantize(raw, currency)))
     return out
 

@@ -22,7 +22,8 @@ from meterbill.domain.errors import InvalidField
 from meterbill.domain.instants import from_ms, iso, parse_instant, to_ms
 from meterbill.domain.meters import BUCKET_SECONDS
 from meterbill.domain.periods import Period
-from meterbill.domain.plans import Plan, parse_plan
+from meterbill.domain.money import MONEY, parse_amount
+from meterbill.domain.plans import Plan, check_charge_input, check_price_span, parse_plan
 
 OVERRIDABLE = ("base_fee", "minimum_commitment", "base_fee_timing", "charges")
 KEPT_ON_MODEL_CHANGE = ("meter", "display_name", "unit")
@@ -87,6 +88,28 @@ def effective_plan(code: str, plan_doc: Mapping[str, Any], overrides: Mapping[st
     return dataclasses.replace(plan, overridden=frozenset(k for k in overrides if k != "charges"),
                                charges=tuple(dataclasses.replace(c, override=c.meter in overridden)
                                              for c in plan.charges))
+
+
+def check_overrides_input(code: str, plan_doc: Mapping[str, Any], overrides: Mapping[str, Any],
+                          currency: str) -> None:
+    """The amount grammar and size limits for price overrides a client saves (``plans.check_plan_input``
+    for the overridden terms; the joint span of an overridden charge's prices, merged with the plan's)."""
+    for key in ("base_fee", "minimum_commitment"):
+        if overrides.get(key) is not None:
+            parse_amount(overrides[key], f"price_overrides.{key}", MONEY, currency)
+    merged = apply_overrides(code, plan_doc, overrides)
+    for meter, fields in overrides.get("charges", {}).items():
+        path = f"price_overrides.charges.{meter}"
+        check_charge_input(fields, currency, path)
+        charge = next(c for c in merged["charges"] if c.get("meter") == meter)
+        check_price_span(charge, path, lambda p, f=fields, at=path: _written_at(p, f, at))
+
+
+def _written_at(path: str, fields: Mapping[str, Any], at: str) -> str:
+    """A merged charge's price path as written by the overrides, or the overridden charge itself
+    for a price that comes from the plan."""
+    key = path[len(at) + 1:].split(".")[0].split("[")[0]
+    return path if key in fields else at
 
 
 def _override_path(field: str, merged: Mapping[str, Any], overrides: Mapping[str, Any]) -> str:

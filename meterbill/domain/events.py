@@ -15,7 +15,9 @@ from decimal import Decimal
 from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import Any
 
+from meterbill.domain.errors import InvalidField
 from meterbill.domain.ids import MAX_ID, id_problem, is_id, is_name
+from meterbill.domain.json_body import DUPLICATE_PROBLEM, MAX_DEPTH, DuplicateKeys, pairs_hook
 
 MAX_BATCH = 1000
 MAX_PROPERTIES = 100
@@ -145,6 +147,8 @@ def _valid_text(text: str) -> bool:
 def _properties(value: Any, label: str) -> dict[str, Scalar]:
     if value is None:
         return {}
+    if type(value) is DuplicateKeys:
+        raise _Reject(f"{label}.{value.duplicate}", "duplicate_key", DUPLICATE_PROBLEM)
     if type(value) is not dict:
         raise _Reject(label, "invalid_type", "must be an object")
     if len(value) > MAX_PROPERTIES:
@@ -221,6 +225,8 @@ def same_content(event: Event, stored: Event) -> bool:
 
 
 def _one(raw: Any, cloud: bool, now_ms: int) -> Event:
+    if type(raw) is DuplicateKeys:
+        raise _Reject(raw.duplicate, "duplicate_key", DUPLICATE_PROBLEM)
     if type(raw) is not dict:
         raise _Reject("", "invalid_type", "each event must be a JSON object")
     if not (_CLOUD_KEYS if cloud else _EVENT_KEYS).issuperset(raw):
@@ -286,11 +292,21 @@ def loads(body: str | bytes) -> Any:
 
     Python refuses integer literals of more than 4,300 digits (``sys.int_info``); a body that
     holds one is read again with integers as Decimal, so that only the event carrying it is
-    rejected (by the numeric range), not the whole batch."""
+    rejected (by the numeric range), not the whole batch. An object that repeats a key comes back
+    as a ``json_body.DuplicateKeys`` (``parse_body`` refuses the request for the wrapper's keys, an
+    event with one is rejected on its own). Nesting that the parser cannot follow (it recurses: a
+    RecursionError, i.e. a 500, before) is an ``InvalidField`` at ``body``; shallower nesting costs
+    nothing to check here, since an event's values are flat and anything nested is rejected per
+    event."""
     try:
-        return json.loads(body, parse_float=Decimal, parse_constant=_constant)
-    except ValueError as exc:
         try:
-            return json.loads(body, parse_float=Decimal, parse_int=Decimal, parse_constant=_constant)
-        except ValueError:
-            raise exc from None
+            return json.loads(body, parse_float=Decimal, parse_constant=_constant, object_pairs_hook=pairs_hook)
+        except ValueError as exc:
+            try:
+                return json.loads(body, parse_float=Decimal, parse_int=Decimal, parse_constant=_constant,
+                                  object_pairs_hook=pairs_hook)
+            except ValueError:
+                raise exc from None
+    except RecursionError:
+        raise InvalidField("body", f"nests JSON objects and arrays deeper than {MAX_DEPTH} levels",
+                           "too_deep") from None

@@ -16,6 +16,7 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from meterbill.domain import limits
 from meterbill.domain.charges import Cell, Usage
 from meterbill.domain.errors import InvalidField
 from meterbill.domain.events import Event, Scalar, canonical_scalar, number_problem
@@ -91,6 +92,27 @@ def parse_meter(code: str, raw: Mapping[str, Any]) -> Meter:
         raise InvalidField("keep_values", f"is only for aggregation 'sum' (this meter uses '{aggregation}')")
     return Meter(code, event_type, aggregation, prop, tuple(pairs), tuple(group_by),
                  raw.get("name"), raw.get("unit"), keep)
+
+
+def check_meter_input(raw: Mapping[str, Any]) -> None:
+    """Sizes of a meter a client saves (after :func:`parse_meter` accepted it; stored meters are
+    read as they are): names, unit, property names (an event's property keys have at most
+    ``MAX_PROPERTY`` characters, so a longer one could never match), filter values."""
+    limits.check_text(raw.get("name"), "name", limits.MAX_NAME)
+    limits.check_text(raw.get("unit"), "unit", limits.MAX_UNIT)
+    limits.check_text(raw.get("property"), "property", limits.MAX_PROPERTY)
+    for i, dim in enumerate(raw.get("group_by") or []):
+        limits.check_text(dim, f"group_by[{i}]", limits.MAX_PROPERTY)
+    flt = raw.get("filter") or {}
+    limits.check_count(flt, "filter", limits.MAX_FILTER_KEYS, "properties")
+    for key, values in flt.items():
+        if not 0 < len(key) <= limits.MAX_PROPERTY or not limits.valid_text(key):
+            raise InvalidField("filter", f"property names must be 1 to {limits.MAX_PROPERTY} characters "
+                                         f"(got {len(key)})", "too_long")
+        limits.check_count(values, f"filter.{key}", limits.MAX_FILTER_VALUES, "values")
+        for j, value in enumerate(values):
+            if type(value) is str:
+                limits.check_text(value, f"filter.{key}[{j}]", limits.MAX_VALUE)
 
 
 def meter_to_dict(m: Meter) -> dict[str, Any]:

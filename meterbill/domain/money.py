@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from decimal import (
     ROUND_DOWN,
     ROUND_HALF_DOWN,
@@ -27,9 +28,19 @@ from meterbill.domain.errors import InvalidField, UnknownCurrency
 __all__ = [
     "CONTEXT",
     "MINOR_UNITS",
+    "MONEY",
+    "PERCENT",
+    "PRICE_DIGITS",
+    "QUANTITY",
     "ROUNDING_MODES",
+    "UNIT_PRICE",
+    "AmountRule",
+    "check_amount",
+    "decimals",
     "format_amount",
+    "integer_digits",
     "minor_units",
+    "parse_amount",
     "parse_decimal",
     "quantize",
     "to_minor",
@@ -182,3 +193,87 @@ def parse_decimal(
 def format_amount(amount: Decimal, currency: str) -> str:
     """Quantized plain string: ``"12.30"``, ``"1500"`` (JPY); never an exponent."""
     return format(quantize(amount, currency), "f")
+
+
+# -- the amount grammar ------------------------------------------------------------------------
+# One grammar for every amount a client stores (docs/decisions.md, "Input limits and the amount
+# grammar", 2026-12-01): a plain decimal (``parse_decimal``), a sign only where a field allows it,
+# at most ``integer_digits`` digits before the point and at most ``decimals`` after it (trailing
+# zeros do not count; ``None``: the currency's minor unit). The bounds keep every computation of a
+# billing run exact in :data:`CONTEXT` (38 digits) for usage within ingest's numeric range
+# (|x| < 10^16, <= 10 decimals):
+#   quantity (26 digits) x price (<= PRICE_DIGITS = 11 digits across one charge) + flat fees
+#   <= 38 digits; a usage line is below ~1.000001 x 10^21, so an invoice total below 10^24 (about
+#   500 such lines) sums exactly in 28 digits (the default context plain ``+`` uses) even at 4
+#   decimals; tax and percentage discounts (<= 100, <= 6 decimals) on it need <= 38.
+# They are checked when a client saves an amount; values stored earlier are read as they are.
+
+
+@dataclass(frozen=True, slots=True)
+class AmountRule:
+    """One kind of amount: ``|value| < 10 ** integer_digits``, at most ``decimals`` decimals."""
+
+    noun: str                  # "an amount", "a unit price", ... (for messages)
+    integer_digits: int
+    decimals: int | None       # None: the currency's minor unit
+    signed: bool = False       # negative values allowed
+
+
+#: Fixed amounts charged or credited as they are: base fees, minimum commitments, charge minimums,
+#: tier flat fees, fixed discounts, credit grants, credit notes, progressive thresholds.
+MONEY = AmountRule("an amount", 12, None)
+#: Prices per unit, package or event: tier / matrix / time-of-use unit amounts, package amounts,
+#: a percentage charge's fixed fee and per-event minimum / maximum.
+UNIT_PRICE = AmountRule("a unit price", 5, 11)
+#: Usage quantities in a plan (tier bounds, free units, package sizes): ingest's numeric range.
+QUANTITY = AmountRule("a quantity", 16, 10)
+#: Percentages: a percentage charge's rate, tax rates, percentage discounts (20 = 20 %).
+PERCENT = AmountRule("a percentage", 3, 6)
+#: The unit prices of one charge together (a percentage rate counted as rate / 100): digits before
+#: the point of the largest plus decimals of the most precise (0.000000075 and 15: 2 + 9 = 11).
+PRICE_DIGITS = 11
+
+
+def integer_digits(value: Decimal) -> int:
+    """Digits before the decimal point (0 for |value| < 1)."""
+    return max(value.adjusted() + 1, 0) if value else 0
+
+
+def decimals(value: Decimal) -> int:
+    """Digits after the decimal point, trailing zeros not counted (``"1.50"`` -> 1)."""
+    _, digits, exponent = value.as_tuple()
+    if not isinstance(exponent, int) or exponent >= 0 or not value:
+        return 0
+    zeros = 0
+    for digit in reversed(digits):
+        if digit:
+            break
+        zeros += 1
+    return max(-exponent - zeros, 0)
+
+
+def check_amount(value: Decimal, field: str, rule: AmountRule, currency: str | None = None) -> Decimal:
+    """``value`` if it follows ``rule`` (its currency's minor unit for ``decimals=None``), else
+    :class:`InvalidField` at ``field`` saying which bound it exceeds."""
+    if value < 0 and not rule.signed:
+        raise InvalidField(field, "must not be negative", "amount_out_of_range")
+    if integer_digits(value) > rule.integer_digits:
+        raise InvalidField(field, f"has {integer_digits(value)} digits before the decimal point; "
+                                  f"{rule.noun} has at most {rule.integer_digits} "
+                                  f"(below {10 ** rule.integer_digits})", "amount_out_of_range")
+    places = rule.decimals
+    where = ""
+    if places is None:
+        if currency is None:
+            raise ValueError(f"{rule.noun} needs a currency")  # a caller's bug, never a client's
+        places, where = minor_units(currency), f" in {currency}"
+    if decimals(value) > places:
+        raise InvalidField(field, f"has {decimals(value)} decimals; {rule.noun}{where} has at most {places}",
+                           "amount_out_of_range")
+    return value
+
+
+def parse_amount(value: object, field: str, rule: AmountRule, currency: str | None = None) -> Decimal:
+    """A client's amount: :func:`parse_decimal` (a plain decimal string or an integer), then
+    :func:`check_amount`."""
+    return check_amount(parse_decimal(value, field, allow_negative=rule.signed), field, rule, currency)

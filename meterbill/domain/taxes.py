@@ -12,7 +12,8 @@ from typing import Any
 
 from meterbill.domain.errors import InvalidField
 from meterbill.domain.meters import check_code
-from meterbill.domain.money import CONTEXT, format_amount, parse_decimal, quantize
+from meterbill.domain import limits
+from meterbill.domain.money import CONTEXT, PERCENT, format_amount, parse_amount, parse_decimal, quantize
 
 EU = frozenset("AT BE BG CY CZ DE DK EE ES FI FR GR HR HU IE IT LT LU LV MT NL PL PT RO SE SI SK".split())
 REVERSE_CHARGE_NOTE = ("Reverse charge: VAT to be accounted for by the recipient "
@@ -64,6 +65,14 @@ def parse_tax_rate(code: str, raw: Mapping[str, Any]) -> TaxRate:
     return TaxRate(code, name, percentage, country, state)
 
 
+def check_tax_rate_input(raw: Mapping[str, Any]) -> None:
+    """What a client may save beyond what :func:`parse_tax_rate` reads: the percentage grammar
+    (at most 6 decimals) and the name's length."""
+    parse_amount(raw.get("percentage"), "percentage", PERCENT)
+    limits.check_text(raw.get("name"), "name", limits.MAX_NAME)
+    limits.check_text(raw.get("state"), "state", 10)
+
+
 def choose_rate(rates: Iterable[TaxRate], party: TaxParty) -> TaxRate | None:
     """The most specific rate for the customer's place: state first, then country."""
     country_level = None
@@ -89,7 +98,8 @@ def tax_lines(subtotal: Decimal, currency: str, rates: Iterable[TaxRate], custom
     if rate is None:
         return []
     p = rate.percentage
-    raw = CONTEXT.divide(subtotal * p, HUNDRED + p) if inclusive else CONTEXT.divide(subtotal * p, HUNDRED)
+    taxed = CONTEXT.multiply(subtotal, p)  # exact: a plain * rounds to 28 digits
+    raw = CONTEXT.divide(taxed, HUNDRED + p) if inclusive else CONTEXT.divide(taxed, HUNDRED)
     amount = quantize(raw, currency, rounding)
     taxable = subtotal - amount if inclusive else subtotal
     note = "Prices include tax." if inclusive else None

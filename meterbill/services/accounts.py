@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from meterbill.domain.adjustments import MAX_ACTIVE_DISCOUNTS, balance, discount_from_doc, grant_from_doc, parse_discount, parse_grant
+from meterbill.domain.adjustments import (MAX_ACTIVE_DISCOUNTS, balance, check_discount_input, discount_from_doc,
+                                         grant_from_doc, parse_discount, parse_grant)
 from meterbill.domain.errors import InvalidField
 from meterbill.domain.instants import iso
 from meterbill.domain.meters import check_code
@@ -45,6 +46,7 @@ class AccountService:
         check_code(discount_id, "id")
         customer = self._catalog.get_customer(customer_id)
         discount = parse_discount(discount_id, raw)
+        check_discount_input(raw, customer["currency"])
         active = [d for d in self.list_discounts(customer_id) if d["active"] and d["id"] != discount_id]
         if len(active) >= MAX_ACTIVE_DISCOUNTS:
             raise Conflict(f"customer '{customer_id}' already has {MAX_ACTIVE_DISCOUNTS} active discounts; "
@@ -59,8 +61,6 @@ class AccountService:
             doc["percentage"] = format(discount.value, "f")
         else:
             doc["amount"] = format_amount(discount.value, customer["currency"])
-            if doc["amount"] != format(discount.value, "f"):
-                raise InvalidField("amount", f"has more decimals than {customer['currency']} allows")
         return self._create_once("discount", customer_id, discount_id, doc, DISCOUNT_TERMS)
 
     def list_discounts(self, customer_id: str) -> list[dict[str, Any]]:

@@ -7,22 +7,25 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from meterbill.domain.contracts import change_at, check_overrides, effective_plan, entry, rebase, with_change
+from meterbill.domain import limits
+from meterbill.domain.contracts import (change_at, check_overrides, check_overrides_input, effective_plan, entry, rebase,
+                                       with_change)
 from meterbill.domain.errors import InvalidField
+from meterbill.domain.events import EARLIEST_MS
 from meterbill.domain.ids import check_id
 from meterbill.domain.instants import from_ms, iso, parse_instant
-from meterbill.domain.meters import ADDITIVE, Meter, check_code, meter_to_dict, parse_meter
-from meterbill.domain.money import format_amount, parse_decimal
+from meterbill.domain.meters import ADDITIVE, Meter, check_code, check_meter_input, meter_to_dict, parse_meter
+from meterbill.domain.money import MONEY, format_amount, parse_amount
 from meterbill.domain.periods import period_containing
-from meterbill.domain.plans import Charge, Plan, parse_plan
-from meterbill.domain.taxes import TaxRate, parse_tax_rate
+from meterbill.domain.plans import Charge, Plan, check_plan_input, parse_plan
+from meterbill.domain.taxes import TaxRate, check_tax_rate_input, parse_tax_rate
 from meterbill.ports import BillingStore, Clock
 from meterbill.services.cache import TTLMap, TTLValue
 from meterbill.services.errors import Conflict, NotFound
 
 CUSTOMER_FIELDS = ("name", "email", "plan", "started_at", "billing_anchor", "timezone",
                    "payment_terms_days", "address", "metadata", "invoice_grace_hours", "tax_exempt", "tax_id",
-                   "progressive_threshold", "price_overrides", "plan_effective_at")
+                   "progressive_threshold", "price_overrides", "plan_effective_at", "backdate")
 ADDRESS_FIELDS = ("line1", "line2", "city", "state", "postal_code", "country")
 
 
@@ -47,6 +50,7 @@ class CatalogService:
     # -- meters ----------------------------------------------------------------------
     def put_meter(self, code: str, raw: Mapping[str, Any]) -> dict[str, Any]:
         meter = parse_meter(code, raw)
+        check_meter_input(raw)
         current = self._store.get_catalog("METER", code)
         now = iso(self._clock())
         doc = {**meter_to_dict(meter), "created_at": now, "updated_at": now, "version": 1}
@@ -87,6 +91,7 @@ class CatalogService:
     # -- tax rates -------------------------------------------------------------------
     def put_tax_rate(self, code: str, raw: Mapping[str, Any]) -> dict[str, Any]:
         rate = parse_tax_rate(code, raw)
+        check_tax_rate_input(raw)
         current = self._store.get_catalog("TAX", code)
         now = iso(self._clock())
         doc = {"code": code, "name": rate.name, "percentage": format(rate.percentage, "f"), "country": rate.country,
@@ -107,6 +112,7 @@ class CatalogService:
         try:
             plan = parse_plan(code, raw)
             check_plan_meters(plan, self._load_meters())
+            check_plan_input(raw, plan.currency)
         except InvalidField as exc:
             raise InvalidField(prefix + exc.field, exc.problem, exc.code) from exc
         return plan
@@ -200,6 +206,7 @@ class CatalogService:
         name = raw.get("name")
         if type(name) is not str or not name.strip():
             raise InvalidField("name", "is required: the customer's legal or display name")
+        limits.check_text(name, "name", limits.MAX_NAME)
         email = raw.get("email")
         if email is not None and (type(email) is not str or "@" not in email or len(email) > 254):
             raise InvalidField("email", "must be an e-mail address")
@@ -223,20 +230,19 @@ class CatalogService:
             raise InvalidField("invoice_grace_hours", "must be a whole number of hours from 0 to 720")
         threshold = raw.get("progressive_threshold")
         if threshold is not None:
-            threshold = parse_decimal(threshold, "progressive_threshold")
-            if threshold <= 0 or format_amount(threshold, plan.currency) != format(threshold, "f"):
-                raise InvalidField("progressive_threshold", f"must be a positive amount in {plan.currency} "
-                                                            "(whole minor units)")
-            threshold = format(threshold, "f")
-        metadata = raw.get("metadata") or {}
-        if type(metadata) is not dict or not all(type(v) is str for v in metadata.values()):
-            raise InvalidField("metadata", "must be an object of string values")
+            threshold = parse_amount(threshold, "progressive_threshold", MONEY, plan.currency)
+            if threshold <= 0:
+                raise InvalidField("progressive_threshold", f"must be a positive amount in {plan.currency}")
+            threshold = format_amount(threshold, plan.currency)
+        metadata = limits.check_metadata(raw.get("metadata"))
         if "started_at" in raw:
             started = parse_instant(raw["started_at"], "started_at")
         elif current is not None:
             started = parse_instant(current["started_at"], "started_at")
         else:
             started = self._default_start(customer_id, now)
+        if current is None or iso(started) != current["started_at"]:
+            check_start(started, now, raw.get("backdate") or False, given="started_at" in raw)
         anchor = parse_instant(raw["billing_anchor"], "billing_anchor") if "billing_anchor" in raw else (
             parse_instant(current["billing_anchor"], "billing_anchor") if current else started)
         first = period_containing(anchor, plan.interval, tz, started)  # validates tz + interval
@@ -250,6 +256,7 @@ class CatalogService:
             "invoice_grace_hours": grace, "tax_exempt": exempt, "tax_id": tax_id,
             "progressive_threshold": threshold, "created_at": iso(now), "updated_at": iso(now), "version": 1,
             "closed_through": "", "next_close": iso(first.end)}
+        limits.check_document(doc, limits.MAX_CUSTOMER_BYTES, "customer")
         if current is None:
             self._store.put_customer(doc, None)
             self._store.clear_pending(customer_id)
@@ -283,8 +290,9 @@ class CatalogService:
         else:
             overrides = dict(current.get("price_overrides") or {}) if current and same_plan else {}
         if overrides:  # errors name price_overrides.…
-            effective_plan(plan.code, self.get_plan_doc(plan.code), overrides,
-                           lambda p: check_plan_meters(p, self._load_meters()))
+            plan_doc = self.get_plan_doc(plan.code)
+            effective_plan(plan.code, plan_doc, overrides, lambda p: check_plan_meters(p, self._load_meters()))
+            check_overrides_input(plan.code, plan_doc, overrides, plan.currency)
         requested = parse_instant(raw["plan_effective_at"], "plan_effective_at") if "plan_effective_at" in raw else None
         if current is None:
             if requested is not None:
@@ -323,6 +331,27 @@ class CatalogService:
         return now
 
 
+MAX_BACKDATE_DAYS = 92   # a quarter: a customer entered late for this or last month, or a quarterly plan
+EARLIEST_START = from_ms(EARLIEST_MS)  # 2000-01-01: no event can be older
+
+
+def check_start(started: datetime, now: datetime, backdate: object, *, given: bool) -> None:
+    """A new or moved ``started_at`` more than ``MAX_BACKDATE_DAYS`` back makes the next run invoice
+    every period since (decades for "1999"): only with ``"backdate": true``, and never before 2000."""
+    if type(backdate) is not bool:
+        raise InvalidField("backdate", "must be true or false")
+    if started < EARLIEST_START:
+        raise InvalidField("started_at", "must not be before 2000-01-01T00:00:00Z (no event can be older)")
+    days = (now - started).days
+    if days > MAX_BACKDATE_DAYS and not backdate:
+        what = (f"is {days} days ago" if given else
+                f"defaults to this customer's first pending usage, {iso(started)}, {days} days ago")
+        raise InvalidField("started_at", f"{what}: the next billing run would invoice every period since. "
+                                         f"Send \"backdate\": true to confirm a start more than {MAX_BACKDATE_DAYS} "
+                                         "days back" + ("" if given else ", or give a later started_at"),
+                           "backdate_required")
+
+
 def check_plan_meters(plan: Plan, meters: Mapping[str, Meter]) -> None:
     for i, charge in enumerate(plan.charges):
         if charge.meter not in meters:
@@ -358,6 +387,7 @@ def _address(value: Any) -> dict[str, str]:
             raise InvalidField(f"address.{key}", "is not a known field; expected one of: " + ", ".join(ADDRESS_FIELDS))
         if type(item) is not str:
             raise InvalidField(f"address.{key}", "must be a string")
+        limits.check_text(item, f"address.{key}", limits.MAX_ADDRESS_FIELD)
     country = value.get("country")
     if country is not None and (len(country) != 2 or not country.isalpha() or not country.isupper()):
         raise InvalidField("address.country", "must be an ISO 3166-1 alpha-2 code such as \"US\"")

@@ -10,10 +10,11 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
+from meterbill.domain import limits
 from meterbill.domain.adjustments import build_credit_note, credit_note_id
 from meterbill.domain.errors import InvalidField
 from meterbill.domain.instants import iso
-from meterbill.domain.money import format_amount, parse_decimal
+from meterbill.domain.money import MONEY, format_amount, parse_amount
 from meterbill.ports import BillingStore, Clock, ItemChange
 from meterbill.services.errors import Conflict, NotFound
 
@@ -87,9 +88,11 @@ class CreditNoteService:
 
 
 def _amount_and_lines(raw: Mapping[str, Any], invoice: Mapping[str, Any]) -> tuple[Decimal, list[dict[str, Any]]]:
+    currency = invoice["currency"]
+    limits.check_text(raw.get("memo"), "memo", limits.MAX_MEMO)
     raw_lines = raw.get("lines") or []
     if "amount" in raw and raw["amount"] is not None:
-        return parse_decimal(raw["amount"], "amount"), list(raw_lines)
+        return parse_amount(raw["amount"], "amount", MONEY, currency), list(raw_lines)
     if not raw_lines:
         raise InvalidField("amount", "is required (or lines: [{\"line\": index, \"amount\": …}])")
     total, out = Decimal(0), []
@@ -98,7 +101,7 @@ def _amount_and_lines(raw: Mapping[str, Any], invoice: Mapping[str, Any]) -> tup
         if type(index) is not int or not 0 <= index < len(invoice["lines"]):
             raise InvalidField(f"lines[{i}].line", f"must be the index of a line of the invoice (0 to "
                                                    f"{len(invoice['lines']) - 1})")
-        amount = parse_decimal(item.get("amount"), f"lines[{i}].amount")
+        amount = parse_amount(item.get("amount"), f"lines[{i}].amount", MONEY, currency)
         line = invoice["lines"][index]
         if amount > Decimal(line["amount"]):
             raise InvalidField(f"lines[{i}].amount", f"is more than the line's amount {line['amount']}")

@@ -6,11 +6,13 @@ An event is accepted only once it is in DynamoDB; anything not stored is reporte
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from meterbill.domain.events import MAX_BATCH, Event, EventError, loads, parse_batch, same_content
-from meterbill.domain.instants import from_ms, iso, to_ms
-from meterbill.domain.meters import group_problem, matches, problem_for
+from meterbill.domain.instants import from_ms, iso, parse_instant, to_ms
+from meterbill.domain.json_body import DUPLICATE_PROBLEM, DuplicateKeys
+from meterbill.domain.meters import billed_from, bucket_start, group_problem, matches, problem_for
 from meterbill.ports import BillingStore, Clock, EventStore
 from meterbill.services.aggregation import closed_or_closing
 from meterbill.services.catalog import CatalogService
@@ -28,11 +30,14 @@ class IngestResult:
     duplicates: int = 0          # already stored with identical content: counted once, harmless
     pending: list[str] = field(default_factory=list)   # ids stored for customers that do not exist yet
     late: list[str] = field(default_factory=list)      # ids stored for periods already invoiced
+    # ids stored from before the customer's subscription started: no period bills them
+    before_start: list[str] = field(default_factory=list)
     errors: list[EventError] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {"received": self.received, "accepted": self.accepted, "duplicates": self.duplicates,
                 "rejected": len(self.errors), "pending": self.pending, "late": self.late,
+                "before_start": self.before_start,
                 "errors": [e.as_dict() for e in sorted(self.errors, key=lambda e: e.index)]}
 
 
@@ -47,6 +52,8 @@ def parse_body(body: str | bytes | None, content_type: str | None) -> tuple[list
         doc = loads(body)
     except ValueError as exc:
         raise InvalidField("body", f"is not valid JSON ({exc.args[0][:80]})") from None
+    if type(doc) is DuplicateKeys and media != CE_ONE:  # the request's own keys; an event's: that event
+        raise InvalidField(doc.duplicate, DUPLICATE_PROBLEM, "duplicate_key")
     if media == CE_ONE:
         return [doc], True
     if media == CE_BATCH:
@@ -67,6 +74,11 @@ def parse_body(body: str | bytes | None, content_type: str | None) -> tuple[list
     return events, cloud
 
 
+def _before(ts_ms: int, started_at: datetime) -> bool:
+    """No period bills this instant's bucket: it ends before the subscription starts."""
+    return ts_ms < to_ms(started_at) and billed_from(bucket_start(ts_ms), started_at) is None
+
+
 class IngestService:
     def __init__(self, events: EventStore, catalog: CatalogService, clock: Clock, store: BillingStore) -> None:
         self._events = events
@@ -85,10 +97,15 @@ class IngestService:
         customers = self._store.get_customers({e.customer for _, e in good})
         fences = {cid: closed_or_closing(p) for cid, p in customers.items()}
         closed_ms = {cid: to_ms(f) if f is not None else 0 for cid, f in fences.items()}
+        starts = {cid: parse_instant(p["started_at"], "started_at") for cid, p in customers.items()
+                  if p.get("started_at")}
         flagged = []
         for _, event in good:
             closed = closed_ms.get(event.customer)
-            flagged.append((event, "pending" if closed is None else "late" if event.ts_ms < closed else ""))
+            start = starts.get(event.customer)
+            flagged.append((event, "pending" if closed is None else
+                            "before_start" if start is not None and _before(event.ts_ms, start)
+                            else "late" if event.ts_ms < closed else ""))
         # One conditional write per event: the first payload of an id wins, atomically (the adapter's
         # docstring and docs/decisions.md, 2026-12-01). No read first: a taken id comes back stored.
         outcome = self._events.put(flagged, now_ms)
@@ -96,7 +113,7 @@ class IngestService:
             if event.id in outcome.stored:
                 result.accepted += 1
                 if flag:
-                    (result.pending if flag == "pending" else result.late).append(event.id)
+                    getattr(result, flag).append(event.id)
             elif event.id in outcome.existing:
                 if same_content(event, outcome.existing[event.id]):
                     result.duplicates += 1

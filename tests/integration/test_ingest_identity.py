@@ -157,7 +157,8 @@ def test_a_customer_created_elsewhere_is_not_pending_from_a_stale_cache(containe
     assert first.pending == ["n1"]
     container.catalog.put_customer("newco", {"name": "New Co", "plan": "pro"})
     assert container.billing_store.list_pending(10, None)[0] == []
-    second = ingest_side.ingest.ingest(body(ev("n2", customer="newco", tokens=1)), None)
+    # after newco's start (now: it has no usage yet), or it would be flagged before_start
+    second = ingest_side.ingest.ingest(body(ev("n2", customer="newco", ts="2026-11-05T12:00:00Z", tokens=1)), None)
     assert second.pending == [] and second.accepted == 1
     assert container.events_store.get("n2")["flag"] is None
     assert container.billing_store.list_pending(10, None)[0] == []

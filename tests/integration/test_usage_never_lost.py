@@ -209,24 +209,22 @@ def test_events_right_after_a_new_meter_are_aggregated_by_it(ddb: Any, clock: An
 
 
 # -- one customer never stops a run for the others ------------------------------------------
-def stored_by_an_older_version(container: Any, customer: str, at: str, tokens: str) -> None:
-    """A usage bucket as a version without today's number rule could have stored it."""
-    from decimal import Decimal
-
-    from meterbill.domain.instants import parse_instant
-    from meterbill.domain.meters import BucketState
-    from meterbill.ports import StoredBucket
-
-    start = int(parse_instant(at, "at").timestamp()) // 900 * 900
-    assert container.billing_store.put_bucket(
-        StoredBucket((customer, start, "tokens", ""), BucketState(count=1, sum=Decimal(tokens)), {}, 1), None)
+def legacy_plan(container: Any, catalog: Any, code: str = "legacy") -> None:
+    """A plan stored before the amount grammar (docs/decisions.md, 2026-12-01): a token price of
+    10^40 that no client can save any more; rating it raises InvalidOperation (ingest's numeric range
+    refuses the 10^40-token events that used to make a customer fail)."""
+    doc = catalog.put_plan(code, {"currency": "USD", "base_fee": "49.00", "charges": [
+        {"meter": "tokens", "model": "per_unit", "unit_amount": "1"}]})
+    stored = {**doc, "charges": [{"meter": "tokens", "model": "per_unit", "unit_amount": "1" + "0" * 40}],
+              "version": 2}
+    container.billing_store.put_catalog("PLAN", code, stored, 1)
 
 
 def test_one_customer_failing_never_stops_the_run_for_the_others(container: Any, catalog: Any, drain: Any) -> None:
-    for cid in ("big", "zeta"):
-        catalog.put_customer(cid, {"name": cid, "plan": "pro", "started_at": "2026-10-01T00:00:00Z"})
-    stored_by_an_older_version(container, "big", "2026-10-10T10:00:00Z", "1e125")  # ingest refuses it today
-    send(container, drain, ev("z", customer="zeta", tokens=100))
+    legacy_plan(container, catalog)
+    for cid, plan in (("big", "legacy"), ("zeta", "pro")):
+        catalog.put_customer(cid, {"name": cid, "plan": plan, "started_at": "2026-10-01T00:00:00Z"})
+    send(container, drain, ev("b", customer="big", tokens=10), ev("z", customer="zeta", tokens=100))
     summary = close(container, NOV)  # due in id order: acme, big, zeta
     assert [e["customer"] for e in summary.errors] == ["big"]
     assert "InvalidOperation" in summary.errors[0]["error"]
@@ -249,10 +247,11 @@ def test_net_negative_usage_is_billed_as_zero_with_a_note(container: Any, catalo
 
 
 def test_threshold_billing_goes_on_past_a_failing_customer(container: Any, catalog: Any, drain: Any) -> None:
-    for cid in ("big", "prog"):
-        catalog.put_customer(cid, {"name": cid, "plan": "pro", "started_at": NOV, "progressive_threshold": "10.00"})
-    stored_by_an_older_version(container, "big", "2026-11-02T00:00:00Z", "1e125")
-    send(container, drain, ev("p", customer="prog", ts="2026-11-02T00:00:00Z", tokens=2000))
+    legacy_plan(container, catalog)
+    for cid, plan in (("big", "legacy"), ("prog", "pro")):
+        catalog.put_customer(cid, {"name": cid, "plan": plan, "started_at": NOV, "progressive_threshold": "10.00"})
+    send(container, drain, ev("b", customer="big", ts="2026-11-02T00:00:00Z", tokens=10),
+         ev("p", customer="prog", ts="2026-11-02T00:00:00Z", tokens=2000))
     summary = container.billing.run()  # as of now, 2026-11-05: November is open
     assert [e["customer"] for e in summary.errors] == ["big"]
     [threshold] = container.billing_store.list_invoices("prog", 10, None)[0]
