@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from meterbill.adapters import dynamo_billing
+from meterbill.adapters import dynamo_usage
 from meterbill.domain.errors import InvalidField
 from tests.conftest import ev
 
@@ -96,9 +96,9 @@ def test_redelivered_batches_do_not_double_count_values(container: Any, shop: An
 def small_pages(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tiny limits so a few events take the overflow path: > 30 bytes of values inline are
     sealed into pages of <= 40 bytes; more than 3 value pages are sealed into a page of ids."""
-    monkeypatch.setattr(dynamo_billing, "VALUES_INLINE", 30)
-    monkeypatch.setattr(dynamo_billing, "PAGE_MAX", 40)
-    monkeypatch.setattr(dynamo_billing, "REFS_MAX", 3)
+    monkeypatch.setattr(dynamo_usage, "VALUES_INLINE", 30)
+    monkeypatch.setattr(dynamo_usage, "PAGE_MAX", 40)
+    monkeypatch.setattr(dynamo_usage, "REFS_MAX", 3)
 
 
 def test_overflow_pages_keep_every_value(container: Any, shop: Any, ddb: Any,

@@ -304,12 +304,12 @@ def test_unique_values_paged_past_the_page_of_ids_count_once(container: Any, dra
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """Tiny limits (as in test_event_values): > 30 bytes inline are sealed into pages of <= 40 bytes,
     more than 3 pages into a page of ids; repeats, spaces and non-ASCII values count once each."""
-    from meterbill.adapters import dynamo_billing
+    from meterbill.adapters import dynamo_usage
     from meterbill.local.stack import StreamPoller
 
-    monkeypatch.setattr(dynamo_billing, "VALUES_INLINE", 30)
-    monkeypatch.setattr(dynamo_billing, "PAGE_MAX", 40)
-    monkeypatch.setattr(dynamo_billing, "REFS_MAX", 3)
+    monkeypatch.setattr(dynamo_usage, "VALUES_INLINE", 30)
+    monkeypatch.setattr(dynamo_usage, "PAGE_MAX", 40)
+    monkeypatch.setattr(dynamo_usage, "REFS_MAX", 3)
     c = container.catalog
     c.put_meter("users", {"event_type": "login", "aggregation": "unique_count", "property": "user"})
     c.put_plan("seats", {"currency": "USD", "interval": "month",

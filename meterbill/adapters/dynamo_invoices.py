@@ -1,0 +1,142 @@
+"""Billing table: invoices (drafts, final, status changes), credit notes and their gapless
+number sequences, committed with the changes they make in one transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from meterbill.adapters.dynamo_codec import from_item, to_item
+from meterbill.adapters.dynamo_table import DynamoTable, change_op, conditional_failed
+from meterbill.ports import ItemChange
+from meterbill.services.errors import Conflict
+
+
+class InvoiceItems(DynamoTable):
+    def invoice_counter(self) -> int:
+        doc = self._get("COUNTER#invoice", "COUNTER")
+        return int(doc["n"]) if doc else 0
+
+    def commit_invoice(self, invoice: Mapping[str, Any], number_seq: int,
+                       customer_id: str, customer_version: int, customer_changes: Mapping[str, Any],
+                       changes: Sequence[ItemChange] = ()) -> None:
+        """Atomically: store the invoice (once), take sequence number ``number_seq`` (gapless),
+        advance the customer's closed-through mark, and apply ``changes`` (discounts used,
+        credits drawn, late usage settled). All or nothing."""
+        counter_update = self._counter_update("invoice", number_seq)
+        names = {f"#k{i}": k for i, k in enumerate(customer_changes)}
+        values = {f":v{i}": v for i, v in enumerate(customer_changes.values())}
+        sets = ", ".join(f"#k{i} = :v{i}" for i in range(len(customer_changes)))
+        customer_update = {
+            "TableName": self._t, "Key": {"pk": {"S": f"CUS#{customer_id}"}, "sk": {"S": "PROFILE"}},
+            "UpdateExpression": f"SET {sets}, version = :nv",
+            "ConditionExpression": "version = :cv",
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": {**to_item(values), ":nv": {"N": str(customer_version + 1)},
+                                          ":cv": {"N": str(customer_version)}},
+        }
+        item = self._invoice_item(invoice, customer_id, f"{number_seq:012d}")
+        try:
+            self._c.transact_write_items(TransactItems=[
+                {"Put": {"TableName": self._t, "Item": to_item(item), **self._unless_final}},
+                {"Update": counter_update},
+                {"Update": customer_update},
+                *(change_op(self._t, ch) for ch in changes),
+            ])
+        except ClientError as exc:
+            if conditional_failed(exc):
+                raise Conflict("invoice, sequence or customer changed concurrently") from exc
+            raise
+
+    def _counter_update(self, name: str, seq: int) -> dict[str, Any]:
+        """Take number ``seq`` of a gapless sequence: only if ``seq - 1`` is the last one taken."""
+        update: dict[str, Any] = {
+            "TableName": self._t, "Key": {"pk": {"S": f"COUNTER#{name}"}, "sk": {"S": "COUNTER"}},
+            "UpdateExpression": "SET n = :n", "ExpressionAttributeValues": {":n": {"N": str(seq)}}}
+        if seq == 1:
+            update["ConditionExpression"] = "attribute_not_exists(n) OR n = :z"
+            update["ExpressionAttributeValues"][":z"] = {"N": "0"}
+        else:
+            update["ConditionExpression"] = "n = :prev"
+            update["ExpressionAttributeValues"][":prev"] = {"N": str(seq - 1)}
+        return update
+
+    def credit_note_counter(self) -> int:
+        doc = self._get("COUNTER#credit_note", "COUNTER")
+        return int(doc["n"]) if doc else 0
+
+    def commit_credit_note(self, note: Mapping[str, Any], number_seq: int, changes: Sequence[ItemChange]) -> None:
+        """Store the credit note once with its gapless number, and apply ``changes`` (the invoice
+        credited, a credit balance granted). All or nothing."""
+        item = {**note, "pk": f"CN#{note['id']}", "sk": "CREDITNOTE", "gsi1pk": f"CN#{note['invoice_id']}",
+                "gsi1sk": f"{number_seq:012d}", "gsi2pk": "CREDITNOTES", "gsi2sk": f"{number_seq:012d}"}
+        self._transact([
+            {"Put": {"TableName": self._t, "Item": to_item(item), "ConditionExpression": "attribute_not_exists(pk)"}},
+            {"Update": self._counter_update("credit_note", number_seq)},
+            *(change_op(self._t, ch) for ch in changes)])
+
+    def get_credit_note(self, note_id: str) -> dict[str, Any] | None:
+        return self._get(f"CN#{note_id}", "CREDITNOTE")
+
+    def list_credit_notes(self, invoice_id: str | None, limit: int, cursor: str | None
+                          ) -> tuple[list[dict[str, Any]], str | None]:
+        if invoice_id:
+            return self._query_index("gsi1", f"CN#{invoice_id}", limit, cursor)
+        return self._query_index("gsi2", "CREDITNOTES", limit, cursor)
+
+    # a draft may be replaced (re-rated, or finalized); a final invoice never
+    _unless_final: Mapping[str, Any] = {
+        "ConditionExpression": "attribute_not_exists(pk) OR #st = :draft",
+        "ExpressionAttributeNames": {"#st": "status"},
+        "ExpressionAttributeValues": {":draft": {"S": "draft"}}}
+
+    @staticmethod
+    def _invoice_item(invoice: Mapping[str, Any], customer_id: str, order_key: str) -> dict[str, Any]:
+        return {**invoice, "pk": f"INV#{invoice['id']}", "sk": "INVOICE",
+                "gsi1pk": f"CUSINV#{customer_id}", "gsi1sk": invoice["period"]["start"],
+                "gsi2pk": "INVOICES", "gsi2sk": order_key}
+
+    def save_draft(self, invoice: Mapping[str, Any], customer_id: str) -> None:
+        """Create or refresh a draft; never touches a finalized invoice. Drafts list after
+        numbered invoices (gsi2 order key '~draft#…')."""
+        item = self._invoice_item(invoice, customer_id, f"~draft#{invoice['period']['start']}#{customer_id}")
+        try:
+            self._c.put_item(TableName=self._t, Item=to_item(item), **self._unless_final)
+        except ClientError as exc:
+            if conditional_failed(exc):
+                raise Conflict(f"invoice {invoice['id']} is already final") from exc
+            raise
+
+    def set_invoice_status(self, invoice_id: str, allowed_from: Iterable[str], status: str,
+                           changes: Mapping[str, Any]) -> dict[str, Any]:
+        """Move an invoice to ``status`` only if it is in one of ``allowed_from`` (atomic)."""
+        allowed = sorted(allowed_from)
+        values = {f":f{i}": v for i, v in enumerate(allowed)}
+        names = {"#st": "status", **{f"#c{i}": k for i, k in enumerate(changes)}}
+        sets = ", ".join(["#st = :to", *(f"#c{i} = :c{i}" for i in range(len(changes)))])
+        try:
+            resp = self._c.update_item(
+                TableName=self._t, Key={"pk": {"S": f"INV#{invoice_id}"}, "sk": {"S": "INVOICE"}},
+                UpdateExpression=f"SET {sets}",
+                ConditionExpression=f"attribute_exists(pk) AND #st IN ({', '.join(values)})",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=to_item({**values, ":to": status,
+                                                   **{f":c{i}": v for i, v in enumerate(changes.values())}}),
+                ReturnValues="ALL_NEW")
+        except ClientError as exc:
+            if conditional_failed(exc):
+                raise Conflict(f"invoice {invoice_id} is not in a state that allows this "
+                               f"(allowed from: {', '.join(allowed)})", field="status") from exc
+            raise
+        return from_item(resp["Attributes"])
+
+    def get_invoice(self, invoice_id: str) -> dict[str, Any] | None:
+        return self._get(f"INV#{invoice_id}", "INVOICE")
+
+    def list_invoices(self, customer_id: str | None, limit: int, cursor: str | None
+                      ) -> tuple[list[dict[str, Any]], str | None]:
+        if customer_id:
+            return self._query_index("gsi1", f"CUSINV#{customer_id}", limit, cursor)
+        return self._query_index("gsi2", "INVOICES", limit, cursor)
