@@ -212,7 +212,7 @@ class DynamoBillingStore:
         kwargs: dict[str, Any] = {"TableName": self._t, "IndexName": index,
                                   "KeyConditionExpression": cond,
                                   "ExpressionAttributeValues": values, "Limit": limit}
-        start = decode_cursor(cursor)
+        start = decode_cursor(cursor, {"pk": None, "sk": None, f"{index}pk": pk, f"{index}sk": None})
         if start:
             kwargs["ExclusiveStartKey"] = start
         resp = self._c.query(**kwargs)
@@ -396,7 +396,7 @@ class DynamoBillingStore:
     def list_dead_letters(self, limit: int, cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
         kwargs: dict[str, Any] = {"TableName": self._t, "KeyConditionExpression": "pk = :p",
                                   "ExpressionAttributeValues": {":p": {"S": "DEADLETTER"}}, "Limit": limit}
-        start = decode_cursor(cursor)
+        start = decode_cursor(cursor, {"pk": "DEADLETTER", "sk": None})
         if start:
             kwargs["ExclusiveStartKey"] = start
         resp = self._c.query(**kwargs)
