@@ -10,8 +10,8 @@ from aws_lambda_powertools.event_handler.api_gateway import ApiGatewayResolver
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 
 from meterbill import __version__
-from meterbill.api import errors
-from meterbill.api.routes import required_scope, router
+from meterbill.api import errors, guards
+from meterbill.api.routes import PATH_PARAMETERS, required_scope, router
 from meterbill.bootstrap import Container
 
 R = TypeVar("R", bound=ApiGatewayResolver)
@@ -27,14 +27,21 @@ def build_app(resolver_cls: type[R], provider: Callable[[], Container]) -> R:
     app.use(middlewares=[inject])
     # Authenticate before anything else looks at the request. Powertools always runs request
     # validation first, so the check wraps that middleware: an unauthenticated caller gets 401,
-    # never a schema error describing the body it should have sent.
+    # never a schema error describing the body it should have sent. Then the HTTP layer's own
+    # checks (guards.py): path parameters decoded and checked, the body's size, media type,
+    # encoding, nesting and JSON syntax.
     validate = app._request_validation_middleware
 
     def authenticate_then_validate(app: Any, next_middleware: Callable[..., Response]) -> Response:
         event = app.current_event
-        scope = required_scope(event.http_method.upper(), event.path)
+        method = event.http_method.upper()
+        scope = required_scope(method, event.path)
         if scope is not None:
             provider().keys.authorize(event.headers.get("authorization"), scope)
+        route = app.context.get("_route")
+        if route is not None:
+            guards.check_path(app.context.get("_route_args") or {}, PATH_PARAMETERS)
+            guards.check_body(event, guards.body_rule(method, route.path, bool(route.dependant.body_params)))
         return validate(app, next_middleware)
 
     app._request_validation_middleware = authenticate_then_validate
@@ -58,6 +65,14 @@ def build_app(resolver_cls: type[R], provider: Callable[[], Container]) -> R:
 
     @app.not_found
     def not_found(exc: Exception) -> Response:
-        return errors.error_response(404, "not_found", "no such route")
+        event = app.current_event
+        return errors.from_exception(guards.no_route(event.http_method.upper(), event.path, routes(), PATH_PARAMETERS))
+
+    known: list[guards.Template] = []
+
+    def routes() -> list[guards.Template]:
+        if len(known) != len(app._static_routes) + len(app._dynamic_routes):  # routes may be added late
+            known[:] = guards.templates(app._static_routes + app._dynamic_routes)
+        return known
 
     return app

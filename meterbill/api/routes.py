@@ -8,6 +8,7 @@ import logging
 import re
 from decimal import Decimal
 from typing import Annotated, Any
+from urllib.parse import unquote
 
 from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.event_handler import Response
@@ -15,14 +16,17 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 
+from meterbill.api.guards import PathParameter
 from meterbill.api.schemas import (BillingRunIn, CreditNoteIn, CustomerIn, DiscountIn, GrantIn, InvoiceActionIn, MeterIn,
                                    PlanIn, SimulationIn, TaxRateIn, dump)
 from meterbill.bootstrap import Container
 from meterbill.domain.events import NUMBER_RULE
-from meterbill.domain.ids import ID_RULE
+from meterbill.domain.ids import ID_PATTERN, ID_RULE, MAX_ID, check_id
+from meterbill.domain.invoices import TRANSITIONS
+from meterbill.domain.meters import CODE_PATTERN, CODE_RULE, check_code
 from meterbill.domain.instants import parse_instant
 from meterbill.domain.invoices import public_view
-from meterbill.services.errors import NotFound
+from meterbill.services.errors import InvalidField, NotFound
 
 log = logging.getLogger(__name__)
 router = Router()
@@ -46,6 +50,39 @@ def required_scope(method: str, path: str) -> str | None:
     if method in ("GET", "HEAD"):
         return "read"
     return "admin"
+
+
+def _check_index(value: str, name: str) -> None:
+    if not (value.isascii() and value.isdigit() and len(value) <= 9):
+        raise InvalidField(name, "must be a line number: 0, 1, 2, …")
+
+
+def _check_action(value: str, name: str) -> None:
+    if value not in TRANSITIONS:
+        raise InvalidField(name, f"must be one of: {', '.join(TRANSITIONS)}")
+
+
+_ID = PathParameter(check_id, {"type": "string", "minLength": 1, "maxLength": MAX_ID, "pattern": ID_PATTERN},
+                    "An id: " + ID_RULE.replace("must be ", "") + ". Percent-encode it in the path.")
+_CODE = PathParameter(check_code, {"type": "string", "minLength": 1, "maxLength": 64, "pattern": CODE_PATTERN},
+                      "A code: " + CODE_RULE.replace("must be ", "") + ".")
+# Every path parameter of every route, by name: checked (after percent-decoding) before anything
+# else reads it, a 400 naming the parameter otherwise; the same rules are in the OpenAPI document.
+PATH_PARAMETERS: dict[str, PathParameter] = {
+    "code": PathParameter(_CODE.check, _CODE.schema, _CODE.description, "tokens"),
+    "customer_id": PathParameter(check_id, _ID.schema, _ID.description, "acme"),
+    "event_id": PathParameter(check_id, _ID.schema, _ID.description, "evt-0001"),
+    "invoice_id": PathParameter(check_id, _ID.schema, "An invoice id (in_…), as listed.", "in_example"),
+    "note_id": PathParameter(check_id, _ID.schema, "A credit note id (cn_…), as listed.", "cn_example"),
+    "discount_id": PathParameter(_CODE.check, _CODE.schema, "The discount's code, chosen by you. "
+                                 + _CODE.description, "welcome20"),
+    "grant_id": PathParameter(_CODE.check, _CODE.schema, "The credit grant's code, chosen by you. "
+                              + _CODE.description, "prepaid-2026"),
+    "index": PathParameter(_check_index, {"type": "string", "pattern": "^[0-9]{1,9}$"},
+                           "0-based index of the invoice line", "1"),
+    "action": PathParameter(_check_action, {"type": "string", "enum": list(TRANSITIONS)},
+                            "mark-paid, void or mark-uncollectible", "mark-paid"),
+}
 
 
 def plain(value: Any) -> Any:
@@ -252,7 +289,7 @@ def invoice_doc(invoice_id: str) -> dict[str, Any]:
 def invoice_document(invoice_id: str, suffix: str) -> dict[str, Any]:
     """Powertools' <invoice_id> also matches dots and the '.' before the suffix is a regex
     wildcard: insist on the exact '<id>.<suffix>' ending."""
-    if not router.current_event.path.endswith(f"/{invoice_id}.{suffix}"):
+    if not unquote(router.current_event.path).endswith(f"/{invoice_id}.{suffix}"):
         raise NotFound(f"invoice '{invoice_id}' does not exist", field="id")
     return invoice_doc(invoice_id)
 
@@ -346,7 +383,7 @@ def credit_note_doc(note_id: str) -> dict[str, Any]:
 
 def credit_note_document(note_id: str, suffix: str) -> dict[str, Any]:
     """As invoice_document: only the exact '<id>.<suffix>' ending names a credit note."""
-    if not router.current_event.path.endswith(f"/{note_id}.{suffix}"):
+    if not unquote(router.current_event.path).endswith(f"/{note_id}.{suffix}"):
         raise NotFound(f"credit note '{note_id}' does not exist", field="id")
     return credit_note_doc(note_id)
 

@@ -25,11 +25,13 @@ BUCKET_SECONDS = 900
 AGGREGATIONS = ("count", "sum", "max", "min", "unique_count", "latest")
 NUMERIC = frozenset({"sum", "max", "min", "latest"})
 CODE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.")
+CODE_RULE = "must be 1-64 characters of letters, digits, '_', '-' or '.' (not . or ..)"
+CODE_PATTERN = r"^(?!\.\.?$)[A-Za-z0-9_.-]{1,64}$"  # the same rule, for the OpenAPI document
 
 
 def check_code(code: object, field_name: str = "code") -> str:
-    if type(code) is not str or not 0 < len(code) <= 64 or not set(code) <= CODE_CHARS:
-        raise InvalidField(field_name, "must be 1-64 characters of letters, digits, '_', '-' or '.'")
+    if type(code) is not str or not 0 < len(code) <= 64 or not set(code) <= CODE_CHARS or code in (".", ".."):
+        raise InvalidField(field_name, CODE_RULE)
     return code
 
 

@@ -1,0 +1,32 @@
+"""The one id grammar (meterbill/domain/ids.py): the check and its regular expression (published in
+the OpenAPI document) accept exactly the same strings."""
+
+from __future__ import annotations
+
+import re
+import sys
+
+import pytest
+
+from meterbill.domain.ids import ID_PATTERN, MAX_ID, is_id
+
+PATTERN = re.compile(ID_PATTERN)
+
+
+def test_pattern_and_check_agree_on_every_code_point_alone_and_inside() -> None:
+    differ = [hex(c) for c in range(sys.maxunicode + 1)
+              if is_id(chr(c)) != bool(PATTERN.fullmatch(chr(c)))
+              or is_id(f"a{chr(c)}b") != bool(PATTERN.fullmatch(f"a{chr(c)}b"))]
+    assert differ == []
+
+
+@pytest.mark.parametrize("value", ["acme", "Café Ünïcode", "a b", "x" * MAX_ID, "in_3f2a", "a..b", "...", "_",
+                                   "o'brien (eu) $&", "顧客-42"])
+def test_ids(value: str) -> None:
+    assert is_id(value) and PATTERN.fullmatch(value) and PATTERN.match(value)
+
+
+@pytest.mark.parametrize("value", ["", ".", "..", " a", "a ", "x" * (MAX_ID + 1), "a/b", "a#b", "a?b", "a%41",
+                                   "a\\b", 'a"b', "a\nb", "a\n", "\U0001F600", "a\tb"])
+def test_not_ids(value: str) -> None:
+    assert not is_id(value) and not PATTERN.fullmatch(value)
