@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -10,8 +11,8 @@ from aws_lambda_powertools.event_handler.api_gateway import ApiGatewayResolver
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 
 from meterbill import __version__
-from meterbill.api import errors, guards
-from meterbill.api.routes import PATH_PARAMETERS, required_scope, router
+from meterbill.api import errors, guards, openapi
+from meterbill.api.routes import PATH_PARAMETERS, QUERY_PARAMETERS, required_scope, router
 from meterbill.bootstrap import Container
 
 R = TypeVar("R", bound=ApiGatewayResolver)
@@ -41,19 +42,27 @@ def build_app(resolver_cls: type[R], provider: Callable[[], Container]) -> R:
         route = app.context.get("_route")
         if route is not None:
             guards.check_path(app.context.get("_route_args") or {}, PATH_PARAMETERS)
+            guards.check_query(event.resolved_query_string_parameters, QUERY_PARAMETERS)
             guards.check_body(event, guards.body_rule(method, route.path, bool(route.dependant.body_params)))
         return validate(app, next_middleware)
 
     app._request_validation_middleware = authenticate_then_validate
     app.include_router(router)
-    app.enable_swagger(path="/v1/docs", title="meterbill API", version=__version__,
-                       description="Usage-based billing: meters, plans, customers, events, invoices. "
-                                   "Authorization: Bearer <api key>. Amounts are decimal strings.")
+    document: list[str] = []  # built once, on first use: routes do not change after start
+
+    def openapi_json() -> str:
+        if not document:
+            generated = json.loads(app.get_openapi_json_schema(title="meterbill API", version=__version__))
+            document.append(openapi.to_json(openapi.refine(generated, PATH_PARAMETERS, QUERY_PARAMETERS)))
+        return document[0]
 
     @app.get("/v1/openapi.json", include_in_schema=False)
-    def openapi():  # type: ignore[no-untyped-def]  # an annotation here breaks schema generation
-        return Response(200, "application/json", app.get_openapi_json_schema(title="meterbill API",
-                                                                             version=__version__))
+    def openapi_document():  # type: ignore[no-untyped-def]  # an annotation here breaks schema generation
+        return Response(200, "application/json", openapi_json())
+
+    @app.get("/v1/docs", include_in_schema=False)
+    def swagger_ui():  # type: ignore[no-untyped-def]
+        return Response(200, "text/html", openapi.swagger_html(openapi_json()))
 
     @app.exception_handler(RequestValidationError)
     def on_validation(exc: RequestValidationError) -> Response:

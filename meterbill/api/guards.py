@@ -68,6 +68,14 @@ def decode_segment(value: str, name: str) -> str:
         raise InvalidField(name, "is not UTF-8 once percent-decoded", "invalid_encoding") from None
 
 
+def check_query(params: Mapping[str, list[str]] | None, rules: Mapping[str, PathParameter]) -> None:
+    for name, values in (params or {}).items():
+        rule = rules.get(name)
+        if rule is not None:
+            for value in values:
+                rule.check(value, name)
+
+
 def check_path(args: dict[str, str], rules: Mapping[str, PathParameter]) -> None:
     """Decode and check every path parameter in place (before Powertools validates them)."""
     for name, raw in list(args.items()):
@@ -135,9 +143,42 @@ def check_body(event: Any, rule: BodyRule | None) -> None:
     if rule.parse_json:
         _plain_json_media_type(event)
         try:
-            event.json_body  # noqa: B018  # parsed once, here; Powertools' validation reads the cache
+            doc = event.json_body  # parsed once, here; Powertools' validation reads the cache
         except ValueError as exc:  # JSONDecodeError, and an integer of more than 4,300 digits
             raise InvalidField("body", f"is not valid JSON ({str(exc)[:80]})", "invalid_json") from None
+        where = not_unicode(doc)
+        if where is not None:
+            raise InvalidField(where or "body", "holds an unpaired surrogate (\\ud800-\\udfff): not Unicode text",
+                               "invalid_unicode")
+
+
+def not_unicode(value: Any, path: str = "") -> str | None:
+    """The path of the first string (or key) of parsed JSON that is not Unicode text: JSON's
+    ``"\\ud800"`` escapes parse to lone surrogates, which UTF-8, and so DynamoDB, cannot store."""
+    if type(value) is str:
+        return None if value.isascii() or _encodes(value) else path
+    if type(value) is dict:
+        for key, item in value.items():
+            inner = f"{path}.{key}" if path else str(key)
+            if not _encodes(key):
+                return path or "body"
+            found = not_unicode(item, inner)
+            if found is not None:
+                return found
+    elif type(value) is list:
+        for i, item in enumerate(value):
+            found = not_unicode(item, f"{path}[{i}]")
+            if found is not None:
+                return found
+    return None
+
+
+def _encodes(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _plain_json_media_type(event: Any) -> None:

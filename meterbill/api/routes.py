@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import re
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import unquote
 
 from aws_lambda_powertools import Metrics
@@ -16,8 +16,9 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 
+from meterbill.api import documents
 from meterbill.api.guards import PathParameter
-from meterbill.api.schemas import (BillingRunIn, CreditNoteIn, CustomerIn, DiscountIn, GrantIn, InvoiceActionIn, MeterIn,
+from meterbill.api.schemas import (INSTANT, BillingRunIn, CreditNoteIn, CustomerIn, DiscountIn, GrantIn, InvoiceActionIn, MeterIn,
                                    PlanIn, SimulationIn, TaxRateIn, dump)
 from meterbill.bootstrap import Container
 from meterbill.domain.events import NUMBER_RULE
@@ -72,8 +73,8 @@ PATH_PARAMETERS: dict[str, PathParameter] = {
     "code": PathParameter(_CODE.check, _CODE.schema, _CODE.description, "tokens"),
     "customer_id": PathParameter(check_id, _ID.schema, _ID.description, "acme"),
     "event_id": PathParameter(check_id, _ID.schema, _ID.description, "evt-0001"),
-    "invoice_id": PathParameter(check_id, _ID.schema, "An invoice id (in_…), as listed.", "in_example"),
-    "note_id": PathParameter(check_id, _ID.schema, "A credit note id (cn_…), as listed.", "cn_example"),
+    "invoice_id": PathParameter(check_id, _ID.schema, "An invoice id (in_…), as listed.", documents.INVOICE_ID),
+    "note_id": PathParameter(check_id, _ID.schema, "A credit note id (cn_…), as listed.", documents.NOTE_ID),
     "discount_id": PathParameter(_CODE.check, _CODE.schema, "The discount's code, chosen by you. "
                                  + _CODE.description, "welcome20"),
     "grant_id": PathParameter(_CODE.check, _CODE.schema, "The credit grant's code, chosen by you. "
@@ -82,6 +83,33 @@ PATH_PARAMETERS: dict[str, PathParameter] = {
                            "0-based index of the invoice line", "1"),
     "action": PathParameter(_check_action, {"type": "string", "enum": list(TRANSITIONS)},
                             "mark-paid, void or mark-uncollectible", "mark-paid"),
+}
+
+
+def _check_cursor(value: str, name: str) -> None:
+    if not CURSOR.fullmatch(value):
+        raise InvalidField(name, "is not a cursor returned by this listing: pass next_cursor unchanged",
+                           "invalid_cursor")
+
+
+def _check_instant(value: str, name: str) -> None:
+    if not re.fullmatch(INSTANT[1:-1], value):
+        raise InvalidField(name, f"'{value[:40]}' is not an RFC 3339 timestamp such as 2026-10-01T00:00:00Z")
+
+
+CURSOR = re.compile(r"[A-Za-z0-9_-]{1,2048}={0,2}")
+_INSTANT = {"type": "string", "format": "date-time", "pattern": INSTANT}
+# Query parameters, by name (the same name means the same thing on every route), checked with the
+# path parameters.
+QUERY_PARAMETERS: dict[str, PathParameter] = {
+    "cursor": PathParameter(_check_cursor, {"type": "string", "pattern": f"^{CURSOR.pattern}$"},
+                            "opaque: the next_cursor of the previous page, unchanged; another value is 400"),
+    "customer": PathParameter(check_id, _ID.schema, "only this customer's", "acme"),
+    "invoice": PathParameter(check_id, _ID.schema, "only this invoice's", documents.INVOICE_ID),
+    "meter": PathParameter(_CODE.check, _CODE.schema, "only this meter", "tokens"),
+    "from": PathParameter(_check_instant, _INSTANT, "start (RFC 3339), default 30 days before to",
+                          "2026-10-01T00:00:00Z"),
+    "to": PathParameter(_check_instant, _INSTANT, "end (RFC 3339), default now", "2026-11-01T00:00:00Z"),
 }
 
 
@@ -205,8 +233,10 @@ def upcoming_invoice(customer_id: str) -> dict[str, Any]:
 
 @router.get("/v1/customers/<customer_id>/usage")
 def customer_usage(customer_id: str, from_: Annotated[str | None, Query(alias="from")] = None,
-                   to: Cursor = None, meter: Cursor = None, window: Annotated[str, Query()] = "day",
-                   group_by: Annotated[bool, Query()] = False) -> dict[str, Any]:
+                   to: Cursor = None, meter: Cursor = None,
+                   window: Annotated[Literal["day", "hour"], Query(description="width of each point")] = "day",
+                   group_by: Annotated[bool, Query(description="a point per dimension group")] = False
+                   ) -> dict[str, Any]:
     return container().usage.series(customer_id, from_, to, meter, window, group_by)
 
 

@@ -318,3 +318,20 @@ def test_lambda_answers_405_with_allow_and_415_naming_content_type(lambda_api: A
     assert (status, headers.get("Allow")) == (405, "GET")
     status, _, body = call(lambda_api, apigw("PUT", "/v1/meters/m", "admin", METER_JSON, "text/plain"))
     assert (status, body["error"]["field"]) == (415, "content-type")
+
+
+@pytest.mark.parametrize("body,field", [
+    ('{"event_type": "x", "aggregation": "count", "name": "\\udaec"}', "name"),
+    ('{"event_type": "x", "aggregation": "count", "filter": {"a": ["ok", "\\ud9a8"]}}', "filter.a[1]"),
+    ('{"event_type": "x", "aggregation": "count", "filter": {"\\udc00": [1]}}', "filter"),
+])
+def test_an_unpaired_surrogate_in_a_json_body_is_400_naming_the_field(local: Api, body: str, field: str) -> None:
+    err = error(put_raw(local, "/v1/meters/m", body.encode()), 400)
+    assert (err["field"], err["code"]) == (field, "invalid_unicode")
+    assert local.get("/v1/meters/m").status_code == 404 and local.get("/v1/meters").status_code == 200
+
+
+def test_a_meter_filter_on_an_empty_property_name_is_400_and_listing_still_works(local: Api) -> None:
+    err = error(local.put("/v1/meters/m", {"event_type": "x", "aggregation": "count", "filter": {"": [1]}}), 400)
+    assert err["field"].startswith("filter")
+    assert local.ok("GET", "/v1/meters")["next_cursor"] is None

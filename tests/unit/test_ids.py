@@ -30,3 +30,22 @@ def test_ids(value: str) -> None:
                                    "a\\b", 'a"b', "a\nb", "a\n", "\U0001F600", "a\tb"])
 def test_not_ids(value: str) -> None:
     assert not is_id(value) and not PATTERN.fullmatch(value)
+
+
+def test_code_pattern_is_check_code() -> None:
+    from itertools import product
+
+    from meterbill.domain.errors import InvalidField
+    from meterbill.domain.meters import CODE_PATTERN, check_code
+
+    def valid(code: str) -> bool:
+        try:
+            check_code(code)
+        except InvalidField:
+            return False
+        return True
+
+    pattern = re.compile(CODE_PATTERN)
+    samples = ["".join(p) for n in range(1, 4) for p in product("a.-_/ é", repeat=n)]
+    samples += ["x" * 64, "x" * 65, "." * 64, "." * 65, ".." + "x" * 62, ".." + "x" * 63, "." + "x" * 63]
+    assert [s for s in samples if valid(s) != bool(pattern.fullmatch(s))] == []
