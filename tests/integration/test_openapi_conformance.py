@@ -13,6 +13,7 @@ grant) so the documented examples name things that exist and success responses a
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import time
 from collections.abc import Iterator
@@ -22,9 +23,11 @@ from typing import Any
 
 import pytest
 import schemathesis
+from aws_lambda_powertools.event_handler import HttpResolverLocal
 
 from meterbill.api.app import build_app
 from meterbill.api.asgi import ThreadedHttpResolver
+from meterbill.api.documents import INVOICE_ID, NOTE_ID
 from tests.conftest import FakeClock, ev
 
 ADMIN = "mbtest_conformance_admin_0123456789abcdef"
@@ -123,9 +126,8 @@ def seed_store(container: Any) -> None:
     c.put_tax_rate("vat-de", {"name": "VAT 19%", "percentage": "19", "country": "DE"})
     c.put_customer("acme", {"name": "Acme Inc", "email": "billing@acme.example", "plan": "pro",
                             "started_at": "2026-10-01T00:00:00Z", "billing_anchor": "2026-10-01T00:00:00Z"})
-    container.ingest.ingest(
-        '{"events": [' + ",".join(__import__("json").dumps(ev(f"evt-{i:04d}", tokens=300 * i, ts=f"2026-10-1{i}T10:00:00Z"))
-                                  for i in range(1, 4)) + "]}", "application/json")
+    events = [ev(f"evt-{i:04d}", tokens=300 * i, ts=f"2026-10-1{i}T10:00:00Z") for i in range(1, 4)]
+    container.ingest.ingest(json.dumps({"events": events}), "application/json")
 
     def apply(event: dict[str, Any], _ctx: Any) -> dict[str, Any]:
         container.aggregation.apply(event["Records"])
@@ -133,17 +135,16 @@ def seed_store(container: Any) -> None:
 
     StreamPoller(None, "t-events", apply).drain()
     invoice = container.billing.run(datetime(2026, 11, 1, tzinfo=timezone.utc)).invoices[0]
-    container.credit_notes.issue(invoice, {"amount": "1.00", "reason": "other"}, "seed")
+    note = container.credit_notes.issue(invoice, {"amount": "1.00", "reason": "other"}, "seed")
+    assert (invoice, note["id"]) == (INVOICE_ID, NOTE_ID)  # ids derive from what they are: the examples name them
     container.accounts.put_discount("acme", "welcome20", {"type": "percentage", "percentage": "20"})
     container.accounts.put_grant("acme", "prepaid-2026", {"amount": "100.00"})
 
 
 # The schema is loaded when this module is imported (Schemathesis' lazy pytest loader does not run on
-# pytest 9), from the app itself: serving the document needs no store. The store is made by the
-# module fixture below, and the app reaches it through STORE.
-STORE: dict[str, Any] = {}
-APP = build_app(partial(ThreadedHttpResolver, workers=2), lambda: STORE.get("container"))  # type: ignore[arg-type]
-schema = schemathesis.openapi.from_asgi("/v1/openapi.json", APP,
+# pytest 9), from an app of its own: the document needs no store. The requests go to the app the
+# `app` fixture builds (the shared Router serves the app built last, so it is built at test time).
+schema = schemathesis.openapi.from_asgi("/v1/openapi.json", build_app(HttpResolverLocal, lambda: None),
                                         config=schemathesis.config.SchemathesisConfig.from_str(CONFIG))
 
 
@@ -151,7 +152,7 @@ CASES: list[str] = []
 
 
 @pytest.fixture(scope="module")
-def store(request: pytest.FixtureRequest) -> Iterator[Any]:
+def app(request: pytest.FixtureRequest) -> Iterator[Any]:
     import boto3
     from moto import mock_aws
 
@@ -168,12 +169,11 @@ def store(request: pytest.FixtureRequest) -> Iterator[Any]:
                               cache_ttl_s=0)
         container.keys.create(["admin"], name="conformance", secret=ADMIN)
         seed_store(container)
-        STORE["container"] = container
+        application = build_app(partial(ThreadedHttpResolver, workers=2), lambda: container)  # type: ignore[arg-type]
         started = time.monotonic()
-        yield container
+        yield application
         elapsed = time.monotonic() - started
-        STORE.clear()
-    APP.close(5)
+    application.close(5)
     capture = request.config.pluginmanager.get_plugin("capturemanager")
     with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
         print(f"\nschemathesis: {len(CASES)} cases, {len(set(CASES))} operations, {elapsed:.1f} s "
@@ -181,6 +181,6 @@ def store(request: pytest.FixtureRequest) -> Iterator[Any]:
 
 
 @schema.parametrize()
-def test_the_api_behaves_as_its_openapi_document_says(case: Any, store: Any) -> None:
+def test_the_api_behaves_as_its_openapi_document_says(case: Any, app: Any) -> None:
     CASES.append(case.operation.label)
-    case.call_and_validate()
+    case.call_and_validate(app=app)
