@@ -335,3 +335,53 @@ def test_a_meter_filter_on_an_empty_property_name_is_400_and_listing_still_works
     err = error(local.put("/v1/meters/m", {"event_type": "x", "aggregation": "count", "filter": {"": [1]}}), 400)
     assert err["field"].startswith("filter")
     assert local.ok("GET", "/v1/meters")["next_cursor"] is None
+
+
+# -- the README's walk-through, as written, against the app ---------------------------------------
+def readme_curls() -> list[list[str]]:
+    import re
+    import shlex
+    from pathlib import Path
+
+    text = Path(__file__).resolve().parents[2].joinpath("README.md").read_text()
+    block = text.split("## Using the API", 1)[1].split("```sh", 1)[1].split("```", 1)[0]
+    commands, pending = [], ""
+    for line in block.splitlines():
+        pending += line + "\n"
+        if line.endswith("\\"):
+            continue
+        try:
+            words = shlex.split(pending.replace("\\\n", " "), comments=True)
+        except ValueError:  # a quote still open: the command goes on
+            continue
+        if words and words[0] == "curl":
+            commands.append(words)
+        elif words:
+            assert re.fullmatch(r"\w+=.*", " ".join(words)), words  # KEY=…, JSON=…
+        pending = ""
+    return commands
+
+
+def test_the_readme_walk_through_works_as_written(local: Api, clock: Any) -> None:
+    clock.advance(days=18)  # its event is from 2026-11-22
+    variables = {"$KEY": SECRETS["admin"], "$JSON": "Content-Type: application/json"}
+    commands = readme_curls()
+    assert len(commands) == 8
+    for words in commands:
+        words = [variables.get(w, w.replace("$KEY", SECRETS["admin"])) for w in words]
+        method, headers, body, url = "GET", {}, None, None
+        it = iter(words[1:])
+        for word in it:
+            if word == "-X":
+                method = next(it)
+            elif word == "-H":
+                name, value = next(it).split(": ", 1)
+                headers[name] = value
+            elif word == "-d":
+                body = next(it).encode()
+                method = "POST" if method == "GET" else method
+                headers.setdefault("Content-Type", "application/x-www-form-urlencoded")  # what curl sends
+            else:
+                url = word
+        resp = local.request(method, url.removeprefix("localhost:8000"), key=None, headers=headers, content=body)
+        assert 200 <= resp.status_code < 300, (words, resp.status_code, resp.text[:300])
