@@ -385,3 +385,11 @@ def test_the_readme_walk_through_works_as_written(local: Api, clock: Any) -> Non
                 url = word
         resp = local.request(method, url.removeprefix("localhost:8000"), key=None, headers=headers, content=body)
         assert 200 <= resp.status_code < 300, (words, resp.status_code, resp.text[:300])
+
+
+def test_ingest_never_fails_on_its_metrics(local: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Powertools publishes a metric's values every 100th one (locally nothing flushes them)."""
+    monkeypatch.delenv("POWERTOOLS_METRICS_NAMESPACE", raising=False)
+    statuses = {local.post("/v1/events", {"events": [ev(f"m{i}", tokens=1)]}, key="ingest").status_code
+                for i in range(101)}
+    assert statuses == {200}
