@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
@@ -57,15 +58,41 @@ def encode_cursor(key: Mapping[str, Any] | None) -> str | None:
     return base64.urlsafe_b64encode(json.dumps(key, separators=(",", ":")).encode()).decode()
 
 
-def decode_cursor(cursor: str | None) -> dict[str, Any] | None:
-    if not cursor:
+# What encode_cursor produces: base64url (with its padding) of a JSON object. Checked before decoding,
+# as base64's decoder silently drops characters outside its alphabet.
+CURSOR_PATTERN = r"^[A-Za-z0-9_-]{4,2048}={0,2}$"
+_CURSOR = re.compile(CURSOR_PATTERN)
+_KEY_BYTES = {"pk": 2048, "sk": 1024}  # DynamoDB's limits for partition and sort key values
+
+
+def decode_cursor(cursor: str | None, expect: Mapping[str, str | None]) -> dict[str, Any] | None:
+    """The ``ExclusiveStartKey`` a cursor of this listing stands for, or ``InvalidField('cursor')``.
+
+    ``expect`` names every key attribute of the listing's last evaluated key (the table's and the
+    index's), each with the value it must have (the partition queried) or None for any string. A
+    cursor is accepted only in exactly that shape, so one of another listing, or one that decodes
+    to anything else (``[1,2]``, ``"x"``, ``5``, a forged key), is a 400 here, never an error from
+    DynamoDB (a start key outside the query is a ValidationException: a 500)."""
+    if cursor is None or cursor == "":
         return None
     try:
-        value = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-    except (ValueError, TypeError):
+        if not _CURSOR.match(cursor):
+            raise ValueError
+        value = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if type(value) is not dict or set(value) != set(expect):
+            raise ValueError
+        for name, av in value.items():
+            if type(av) is not dict or set(av) != {"S"} or type(av["S"]) is not str or not av["S"]:
+                raise ValueError
+            if len(av["S"].encode()) > _KEY_BYTES["pk" if name.endswith("pk") else "sk"]:
+                raise ValueError
+            if expect[name] is not None and av["S"] != expect[name]:
+                raise ValueError
+    except (ValueError, TypeError, RecursionError, UnicodeError):
         from meterbill.domain.errors import InvalidField
 
-        raise InvalidField("cursor", "is not a cursor returned by this API") from None
+        raise InvalidField("cursor", "is not a cursor returned by this listing: pass next_cursor unchanged",
+                           "invalid_cursor") from None
     return value
 
 

@@ -99,7 +99,7 @@ class DynamoTable:
         kwargs: dict[str, Any] = {"TableName": self._t, "IndexName": index,
                                   "KeyConditionExpression": cond,
                                   "ExpressionAttributeValues": values, "Limit": limit}
-        start = decode_cursor(cursor)
+        start = decode_cursor(cursor, {"pk": None, "sk": None, f"{index}pk": pk, f"{index}sk": None})
         if start:
             kwargs["ExclusiveStartKey"] = start
         resp = self._c.query(**kwargs)

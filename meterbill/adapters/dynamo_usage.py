@@ -127,7 +127,7 @@ class UsageItems(DynamoTable):
     def list_dead_letters(self, limit: int, cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
         kwargs: dict[str, Any] = {"TableName": self._t, "KeyConditionExpression": "pk = :p",
                                   "ExpressionAttributeValues": {":p": {"S": "DEADLETTER"}}, "Limit": limit}
-        start = decode_cursor(cursor)
+        start = decode_cursor(cursor, {"pk": "DEADLETTER", "sk": None})
         if start:
             kwargs["ExclusiveStartKey"] = start
         resp = self._c.query(**kwargs)

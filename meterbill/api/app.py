@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -10,8 +11,8 @@ from aws_lambda_powertools.event_handler.api_gateway import ApiGatewayResolver
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 
 from meterbill import __version__
-from meterbill.api import errors
-from meterbill.api.routes import required_scope, router
+from meterbill.api import errors, guards, openapi
+from meterbill.api.routes import PATH_PARAMETERS, QUERY_PARAMETERS, required_scope, router
 from meterbill.bootstrap import Container
 
 R = TypeVar("R", bound=ApiGatewayResolver)
@@ -27,26 +28,41 @@ def build_app(resolver_cls: type[R], provider: Callable[[], Container]) -> R:
     app.use(middlewares=[inject])
     # Authenticate before anything else looks at the request. Powertools always runs request
     # validation first, so the check wraps that middleware: an unauthenticated caller gets 401,
-    # never a schema error describing the body it should have sent.
+    # never a schema error describing the body it should have sent. Then the HTTP layer's own
+    # checks (guards.py): path parameters decoded and checked, the body's size, media type,
+    # encoding, nesting and JSON syntax.
     validate = app._request_validation_middleware
 
     def authenticate_then_validate(app: Any, next_middleware: Callable[..., Response]) -> Response:
         event = app.current_event
-        scope = required_scope(event.http_method.upper(), event.path)
+        method = event.http_method.upper()
+        scope = required_scope(method, event.path)
         if scope is not None:
             provider().keys.authorize(event.headers.get("authorization"), scope)
+        route = app.context.get("_route")
+        if route is not None:
+            guards.check_path(app.context.get("_route_args") or {}, PATH_PARAMETERS)
+            guards.check_query(event.resolved_query_string_parameters, QUERY_PARAMETERS)
+            guards.check_body(event, guards.body_rule(method, route.path, bool(route.dependant.body_params)))
         return validate(app, next_middleware)
 
     app._request_validation_middleware = authenticate_then_validate
     app.include_router(router)
-    app.enable_swagger(path="/v1/docs", title="meterbill API", version=__version__,
-                       description="Usage-based billing: meters, plans, customers, events, invoices. "
-                                   "Authorization: Bearer <api key>. Amounts are decimal strings.")
+    document: list[str] = []  # built once, on first use: routes do not change after start
+
+    def openapi_json() -> str:
+        if not document:
+            generated = json.loads(app.get_openapi_json_schema(title="meterbill API", version=__version__))
+            document.append(openapi.to_json(openapi.refine(generated, PATH_PARAMETERS, QUERY_PARAMETERS)))
+        return document[0]
 
     @app.get("/v1/openapi.json", include_in_schema=False)
-    def openapi():  # type: ignore[no-untyped-def]  # an annotation here breaks schema generation
-        return Response(200, "application/json", app.get_openapi_json_schema(title="meterbill API",
-                                                                             version=__version__))
+    def openapi_document():  # type: ignore[no-untyped-def]  # an annotation here breaks schema generation
+        return Response(200, "application/json", openapi_json())
+
+    @app.get("/v1/docs", include_in_schema=False)
+    def swagger_ui():  # type: ignore[no-untyped-def]
+        return Response(200, "text/html", openapi.swagger_html(openapi_json()))
 
     @app.exception_handler(RequestValidationError)
     def on_validation(exc: RequestValidationError) -> Response:
@@ -58,6 +74,14 @@ def build_app(resolver_cls: type[R], provider: Callable[[], Container]) -> R:
 
     @app.not_found
     def not_found(exc: Exception) -> Response:
-        return errors.error_response(404, "not_found", "no such route")
+        event = app.current_event
+        return errors.from_exception(guards.no_route(event.http_method.upper(), event.path, routes(), PATH_PARAMETERS))
+
+    known: list[guards.Template] = []
+
+    def routes() -> list[guards.Template]:
+        if len(known) != len(app._static_routes) + len(app._dynamic_routes):  # routes may be added late
+            known[:] = guards.templates(app._static_routes + app._dynamic_routes)
+        return known
 
     return app

@@ -26,13 +26,17 @@ pins the behaviour.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextvars
 import threading
+from collections.abc import Callable, MutableMapping
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any
+from urllib.parse import parse_qs, quote
 
 from aws_lambda_powertools.event_handler import HttpResolverLocal
 from aws_lambda_powertools.event_handler.api_gateway import ResponseBuilder
+from aws_lambda_powertools.event_handler.http_resolver import MockLambdaContext, _RequestState
 
 from meterbill.api.errors import error_response
 
@@ -51,6 +55,28 @@ class ThreadedHttpResolver(HttpResolverLocal):
         self._in_flight: set[Future[dict[str, Any]]] = set()
         self._lock = threading.Lock()  # guards _in_flight: futures finish on worker threads
         self._routes_ready = False
+
+    async def asgi_handler(self, scope: MutableMapping[str, Any], receive: Callable[..., Any],
+                           send: Callable[..., Any]) -> None:
+        """Powertools' ``asgi_handler``, with the request handed over the way API Gateway hands it
+        to Lambda (``local_event``) instead of ``HttpProxyEvent.from_asgi``, which fails with a
+        plain-text 500 on a body or header that is not UTF-8 and decodes the path before routing."""
+        if scope["type"] != "http":
+            return await super().asgi_handler(scope, receive, send)
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body", False):
+                break
+        state = _RequestState(event=self._to_proxy_event(local_event(scope, body)),
+                              lambda_context=MockLambdaContext(), context=self._startup_state.context.copy())
+        token = self._request_state.set(state)
+        try:
+            response = await self._resolve_async()
+        finally:
+            self._request_state.reset(token)
+        await self._send_response(send, response)
 
     async def _resolve_async(self) -> dict[str, Any]:  # type: ignore[override]
         """Called by ``asgi_handler`` on the event loop, with this request's state set."""
@@ -97,3 +123,43 @@ class ThreadedHttpResolver(HttpResolverLocal):
         with self._lock:
             running = list(self._in_flight)
         return not wait(running, timeout=timeout).not_done
+
+
+def local_event(scope: MutableMapping[str, Any], body: bytes) -> dict[str, Any]:
+    """The request as Powertools' proxy event, shaped the way API Gateway passes it to Lambda:
+
+    * the path as sent, still percent-encoded (``rawPath``): routes match segments, and each path
+      parameter is decoded once, by the HTTP layer (``guards.decode_segment``), so ``%2F`` or
+      ``%23`` inside an id reach its grammar check instead of splitting or ending the path;
+    * a body that is not UTF-8 base64-encoded with ``isBase64Encoded`` (API Gateway does the same
+      for binary content), for the HTTP layer to refuse with a 400;
+    * header values that are not UTF-8 read as Latin-1 (HTTP's historical charset)."""
+    raw_path = scope.get("raw_path")
+    if raw_path:  # some ASGI clients (httpx' transport) append the query string to raw_path
+        path = raw_path.split(b"?", 1)[0].decode("latin-1")
+    else:
+        path = quote(scope["path"], safe="/:@!$&'()*+,;=-._~")
+    headers: dict[str, str] = {}
+    for key, value in scope.get("headers", []):
+        name = key.decode("latin-1").lower()
+        text = _text(value)
+        headers[name] = f"{headers[name]}, {text}" if name in headers else text
+    query = _text(scope.get("query_string", b""))
+    multi = parse_qs(query, keep_blank_values=True) if query else {}
+    try:
+        text_body, encoded = body.decode("utf-8"), False
+    except UnicodeDecodeError:
+        text_body, encoded = base64.b64encode(body).decode("ascii"), True
+    method = scope["method"].upper()
+    return {"httpMethod": method, "path": path, "headers": headers, "body": text_body if body else None,
+            "isBase64Encoded": encoded, "queryStringParameters": {k: v[-1] for k, v in multi.items()},
+            "multiValueQueryStringParameters": multi, "pathParameters": {},
+            "requestContext": {"stage": "local", "requestId": "local-request-id",
+                               "http": {"method": method, "path": path}}}
+
+
+def _text(value: bytes) -> str:
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return value.decode("latin-1")

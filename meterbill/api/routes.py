@@ -5,9 +5,11 @@ The same Router is served by API Gateway (Lambda) and by HttpResolverLocal (uvic
 from __future__ import annotations
 
 import logging
+import os
 import re
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
+from urllib.parse import unquote
 
 from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.event_handler import Response
@@ -15,18 +17,26 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 
-from meterbill.api.schemas import (BillingRunIn, CreditNoteIn, CustomerIn, DiscountIn, GrantIn, InvoiceActionIn, MeterIn,
+from meterbill.api import documents
+from meterbill.api.guards import PathParameter
+from meterbill.api.schemas import (INSTANT, BillingRunIn, CreditNoteIn, CustomerIn, DiscountIn, GrantIn, InvoiceActionIn, MeterIn,
                                    PlanIn, SimulationIn, TaxRateIn, dump)
 from meterbill.bootstrap import Container
 from meterbill.domain.events import NUMBER_RULE
-from meterbill.domain.ids import ID_RULE
+from meterbill.domain.ids import ID_PATTERN, ID_RULE, MAX_ID, check_id
+from meterbill.domain.invoices import TRANSITIONS
+from meterbill.domain.meters import CODE_PATTERN, CODE_RULE, check_code
 from meterbill.domain.instants import parse_instant
 from meterbill.domain.invoices import public_view
-from meterbill.services.errors import NotFound
+from meterbill.services.keys import KEY_ID
+from meterbill.services.errors import InvalidField, NotFound
 
 log = logging.getLogger(__name__)
 router = Router()
-metrics = Metrics()
+# A namespace of its own when the environment gives none (the template and `meterbill run` do): Powertools
+# publishes every 100th value of a metric, and without a namespace that raised inside the 100th ingest
+# request, after its events were stored (a 500 for a request that had succeeded).
+metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "meterbill")
 HIDDEN = {"pk", "sk", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk", "next_close", "closing_through"}
 
 
@@ -49,6 +59,73 @@ def required_scope(method: str, path: str) -> str | None:
     if method in ("GET", "HEAD"):
         return "read"
     return "admin"
+
+
+def _check_index(value: str, name: str) -> None:
+    if not (value.isascii() and value.isdigit() and len(value) <= 9):
+        raise InvalidField(name, "must be a line number: 0, 1, 2, …")
+
+
+def _check_key_id(value: str, name: str) -> None:
+    if not KEY_ID.fullmatch(value):
+        raise InvalidField(name, "must be a key id as listed: 'key_' and 16 hex digits")
+
+
+def _check_action(value: str, name: str) -> None:
+    if value not in TRANSITIONS:
+        raise InvalidField(name, f"must be one of: {', '.join(TRANSITIONS)}")
+
+
+_ID = PathParameter(check_id, {"type": "string", "minLength": 1, "maxLength": MAX_ID, "pattern": ID_PATTERN},
+                    "An id: " + ID_RULE.replace("must be ", "") + ". Percent-encode it in the path.")
+_CODE = PathParameter(check_code, {"type": "string", "minLength": 1, "maxLength": 64, "pattern": CODE_PATTERN},
+                      "A code: " + CODE_RULE.replace("must be ", "") + ".")
+# Every path parameter of every route, by name: checked (after percent-decoding) before anything
+# else reads it, a 400 naming the parameter otherwise; the same rules are in the OpenAPI document.
+PATH_PARAMETERS: dict[str, PathParameter] = {
+    "code": PathParameter(_CODE.check, _CODE.schema, _CODE.description, "tokens"),
+    "customer_id": PathParameter(check_id, _ID.schema, _ID.description, "acme"),
+    "event_id": PathParameter(check_id, _ID.schema, _ID.description, "evt-0001"),
+    "invoice_id": PathParameter(check_id, _ID.schema, "An invoice id (in_…), as listed.", documents.INVOICE_ID),
+    "note_id": PathParameter(check_id, _ID.schema, "A credit note id (cn_…), as listed.", documents.NOTE_ID),
+    "discount_id": PathParameter(_CODE.check, _CODE.schema, "The discount's code, chosen by you. "
+                                 + _CODE.description, "welcome20"),
+    "grant_id": PathParameter(_CODE.check, _CODE.schema, "The credit grant's code, chosen by you. "
+                              + _CODE.description, "prepaid-2026"),
+    "index": PathParameter(_check_index, {"type": "string", "pattern": "^[0-9]{1,9}$"},
+                           "0-based index of the invoice line", "1"),
+    "action": PathParameter(_check_action, {"type": "string", "enum": list(TRANSITIONS)},
+                            "mark-paid, void or mark-uncollectible", "mark-paid"),
+    "key_id": PathParameter(_check_key_id, {"type": "string", "pattern": f"^{KEY_ID.pattern}$"},
+                            "An API key's public id, as listed (never the key)", "key_0123456789abcdef"),
+}
+
+
+def _check_cursor(value: str, name: str) -> None:
+    if not CURSOR.fullmatch(value):
+        raise InvalidField(name, "is not a cursor returned by this listing: pass next_cursor unchanged",
+                           "invalid_cursor")
+
+
+def _check_instant(value: str, name: str) -> None:
+    if not re.fullmatch(INSTANT[1:-1], value):
+        raise InvalidField(name, f"'{value[:40]}' is not an RFC 3339 timestamp such as 2026-10-01T00:00:00Z")
+
+
+CURSOR = re.compile(r"[A-Za-z0-9_-]{1,2048}={0,2}")
+_INSTANT = {"type": "string", "format": "date-time", "pattern": INSTANT}
+# Query parameters, by name (the same name means the same thing on every route), checked with the
+# path parameters.
+QUERY_PARAMETERS: dict[str, PathParameter] = {
+    "cursor": PathParameter(_check_cursor, {"type": "string", "pattern": f"^{CURSOR.pattern}$"},
+                            "opaque: the next_cursor of the previous page, unchanged; another value is 400"),
+    "customer": PathParameter(check_id, _ID.schema, "only this customer's", "acme"),
+    "invoice": PathParameter(check_id, _ID.schema, "only this invoice's", documents.INVOICE_ID),
+    "meter": PathParameter(_CODE.check, _CODE.schema, "only this meter", "tokens"),
+    "from": PathParameter(_check_instant, _INSTANT, "start (RFC 3339), default 30 days before to",
+                          "2026-10-01T00:00:00Z"),
+    "to": PathParameter(_check_instant, _INSTANT, "end (RFC 3339), default now", "2026-11-01T00:00:00Z"),
+}
 
 
 def plain(value: Any) -> Any:
@@ -171,8 +248,10 @@ def upcoming_invoice(customer_id: str) -> dict[str, Any]:
 
 @router.get("/v1/customers/<customer_id>/usage")
 def customer_usage(customer_id: str, from_: Annotated[str | None, Query(alias="from")] = None,
-                   to: Cursor = None, meter: Cursor = None, window: Annotated[str, Query()] = "day",
-                   group_by: Annotated[bool, Query()] = False) -> dict[str, Any]:
+                   to: Cursor = None, meter: Cursor = None,
+                   window: Annotated[Literal["day", "hour"], Query(description="width of each point")] = "day",
+                   group_by: Annotated[bool, Query(description="a point per dimension group")] = False
+                   ) -> dict[str, Any]:
     return container().usage.series(customer_id, from_, to, meter, window, group_by)
 
 
@@ -255,7 +334,7 @@ def invoice_doc(invoice_id: str) -> dict[str, Any]:
 def invoice_document(invoice_id: str, suffix: str) -> dict[str, Any]:
     """Powertools' <invoice_id> also matches dots and the '.' before the suffix is a regex
     wildcard: insist on the exact '<id>.<suffix>' ending."""
-    if not router.current_event.path.endswith(f"/{invoice_id}.{suffix}"):
+    if not unquote(router.current_event.path).endswith(f"/{invoice_id}.{suffix}"):
         raise NotFound(f"invoice '{invoice_id}' does not exist", field="id")
     return invoice_doc(invoice_id)
 
@@ -349,7 +428,7 @@ def credit_note_doc(note_id: str) -> dict[str, Any]:
 
 def credit_note_document(note_id: str, suffix: str) -> dict[str, Any]:
     """As invoice_document: only the exact '<id>.<suffix>' ending names a credit note."""
-    if not router.current_event.path.endswith(f"/{note_id}.{suffix}"):
+    if not unquote(router.current_event.path).endswith(f"/{note_id}.{suffix}"):
         raise NotFound(f"credit note '{note_id}' does not exist", field="id")
     return credit_note_doc(note_id)
 

@@ -7,7 +7,8 @@ read and billed through the API, and the reverse.
 
 * 1 to ``MAX_ID`` characters;
 * letters and digits of any script (``str.isalnum``), a space, or one of ``ID_PUNCTUATION``;
-* no space at the start or at the end.
+* no space at the start or at the end;
+* not ``.`` or ``..``: URL clients remove such dot segments from a path (RFC 3986, 5.2.4).
 
 Left out on purpose: ``/ ? # %`` and ``\\``, quotes, control and format characters and other
 symbols. API Gateway's HTTP API decodes the path before routing, so such a character cannot
@@ -27,14 +28,22 @@ from meterbill.domain.errors import InvalidField
 MAX_ID = 128
 ID_PUNCTUATION = "_-.~:@+=,;!*'()$&"
 _ASCII_ID = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 " + ID_PUNCTUATION)
+DOT_SEGMENTS = frozenset({".", ".."})
 ID_RULE = (f"must be 1 to {MAX_ID} letters, digits, spaces or {' '.join(ID_PUNCTUATION)} "
-           "(no space at the start or end)")
+           "(no space at the start or end; not . or ..)")
+# The grammar as a regular expression (Python's: its Unicode \w is exactly str.isalnum() plus '_'),
+# for the OpenAPI document; is_id stays the check. tests/unit/test_ids.py proves them equal.
+_ID_CHAR = r"[\w" + ID_PUNCTUATION.replace("-", "").replace("_", "") + "-]"
+_ID_CHAR_OR_SPACE = r"[\w " + ID_PUNCTUATION.replace("-", "").replace("_", "") + "-]"
+ID_PATTERN = (rf"^(?!\.\.?$){_ID_CHAR}(?:{_ID_CHAR_OR_SPACE}{{0,{MAX_ID - 2}}}{_ID_CHAR})?$")
 NAME_RULE = f"must be 1 to {MAX_ID} printable characters with no space at the start or end"
 
 
 def is_id(value: object) -> bool:
     """The id grammar as a predicate (hot path: ASCII ids cost one set check)."""
     if type(value) is not str or not 0 < len(value) <= MAX_ID or value[0] == " " or value[-1] == " ":
+        return False
+    if value in DOT_SEGMENTS:
         return False
     if value.isascii():
         return _ASCII_ID.issuperset(value)

@@ -26,7 +26,10 @@ def parse_instant(value: object, field: str) -> datetime:
         raise InvalidField(field, f"'{value[:40]}' is not an RFC 3339 timestamp") from None
     if dt.tzinfo is None:
         raise InvalidField(field, "must include a UTC offset or 'Z'")
-    return dt.astimezone(UTC)
+    try:
+        return dt.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00:00+01:00 is before datetime.min in UTC
+        raise InvalidField(field, f"'{value[:40]}' is out of range") from None
 
 
 def from_ms(ms: int) -> datetime:

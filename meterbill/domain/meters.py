@@ -26,11 +26,16 @@ BUCKET_SECONDS = 900
 AGGREGATIONS = ("count", "sum", "max", "min", "unique_count", "latest")
 NUMERIC = frozenset({"sum", "max", "min", "latest"})
 CODE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.")
+CODE_RULE = "must be 1-64 characters of letters, digits, '_', '-' or '.' (not . or ..)"
+# The same rule as a regular expression without look-arounds (JSON Schema, pydantic's Rust engine):
+# a first character that is not '.', or '.' and then one that is not, or '..' and at least one more.
+CODE_PATTERN = (r"^(?:[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}|\.[A-Za-z0-9_-][A-Za-z0-9_.-]{0,62}"
+                r"|\.\.[A-Za-z0-9_.-]{1,62})$")
 
 
 def check_code(code: object, field_name: str = "code") -> str:
-    if type(code) is not str or not 0 < len(code) <= 64 or not set(code) <= CODE_CHARS:
-        raise InvalidField(field_name, "must be 1-64 characters of letters, digits, '_', '-' or '.'")
+    if type(code) is not str or not 0 < len(code) <= 64 or not set(code) <= CODE_CHARS or code in (".", ".."):
+        raise InvalidField(field_name, CODE_RULE)
     return code
 
 

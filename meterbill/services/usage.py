@@ -74,15 +74,15 @@ class UsageService:
         ``total`` equals the line's ``quantity`` unless usage arrived after the invoice was final."""
         if not 1 <= limit <= MAX_BUCKETS_PER_PAGE:
             raise InvalidField("limit", f"must be 1 to {MAX_BUCKETS_PER_PAGE}")
-        if cursor is not None and not cursor.isdigit():
+        if cursor is not None and not _small_number(cursor):
             raise InvalidField("cursor", "is not a cursor returned by this listing")
         offset = int(cursor or 0)
+        if not _small_number(index):
+            raise InvalidField("index", "must be a line number: 0, 1, 2, …")
         invoice = self._store.get_invoice(invoice_id)
         if invoice is None:
             raise NotFound(f"invoice '{invoice_id}' does not exist", field="id")
         lines = invoice.get("lines") or []
-        if not index.isdigit():
-            raise InvalidField("index", "must be a line number: 0, 1, 2, …")
         i = int(index)
         if i >= len(lines):
             raise NotFound(f"invoice '{invoice_id}' has {len(lines)} lines: index {i} is not one of "
@@ -110,3 +110,8 @@ class UsageService:
                              "value": format(quantity(meter.aggregation, [b.state]), "f"), "events": b.state.count}
                             for b in page],
                 "next_cursor": str(offset + limit) if offset + limit < len(buckets) else None}
+
+
+def _small_number(text: str) -> bool:
+    """ASCII digits that int() takes (str.isdigit also admits '²' and other scripts' digits)."""
+    return text.isascii() and text.isdigit() and len(text) <= 9
