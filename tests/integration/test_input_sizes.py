@@ -19,7 +19,8 @@ from tests.integration.test_input_limits import plan_with
 # -- sizes -------------------------------------------------------------------------------
 def test_a_huge_meter_name_is_refused_before_storage(api: Api) -> None:
     meter = {"event_type": "api.call", "aggregation": "count", "name": "n" * 500_000}
-    assert error(api.put("/v1/meters/m", meter), 400)["field"] == "name"
+    assert error(api.put("/v1/meters/m", meter), 413)["field"] == "body"   # the HTTP layer's body limit
+    assert error(api.put("/v1/meters/m", meter | {"name": "n" * 200_000}), 400)["field"] == "name"
     assert error(api.put("/v1/meters/m", meter | {"name": "n" * 201}), 400)["field"] == "name"
     api.ok("PUT", "/v1/meters/m", meter | {"name": "n" * 200})
 
@@ -38,7 +39,9 @@ def test_meter_texts_are_bounded(api: Api, meter: dict[str, Any], field: str) ->
 
 def test_customer_metadata_is_bounded(catalog: Api) -> None:
     huge = {f"k{i}": "v" * 1000 for i in range(500)}  # ~500 KB: over DynamoDB's item limit
-    assert error(catalog.put("/v1/customers/acme", ACME | {"metadata": huge}), 400)["field"] == "metadata"
+    assert error(catalog.put("/v1/customers/acme", ACME | {"metadata": huge}), 413)["field"] == "body"
+    large = {f"k{i}": "v" * 1000 for i in range(200)}  # ~200 KB: a body the HTTP layer takes
+    assert error(catalog.put("/v1/customers/acme", ACME | {"metadata": large}), 400)["field"] == "metadata"
     too_many = {f"k{i}": "v" for i in range(51)}
     assert error(catalog.put("/v1/customers/acme", ACME | {"metadata": too_many}), 400)["field"] == "metadata"
     assert error(catalog.put("/v1/customers/acme", ACME | {"metadata": {"k" * 41: "v"}}), 400)["field"] == "metadata"
@@ -74,9 +77,9 @@ def test_a_plan_document_cannot_approach_the_item_limit(api: Api) -> None:
     for m in meters:
         api.ok("PUT", f"/v1/meters/{m}", {"event_type": "e", "aggregation": "count"})
     tiers = [{"up_to": f"{j + 1}.{'1' * 10}", "unit_amount": "0.00000000001", "flat_amount": "1.00"}
-             for j in range(99)] + [{"up_to": None, "unit_amount": "0.00000000001"}]
+             for j in range(29)] + [{"up_to": None, "unit_amount": "0.00000000001"}]
     plan = {"currency": "USD", "charges": [{"meter": m, "model": "graduated", "tiers": tiers} for m in meters]}
-    assert len(json.dumps(plan)) > 400_000
+    assert 100_000 < len(json.dumps(plan)) < 262_144      # over the plan limit, under the HTTP body limit
     assert error(api.put("/v1/plans/p", plan), 400)["field"] == "charges"
 
 
