@@ -19,7 +19,7 @@ from typing import Any
 
 from bench import report
 from bench import workload as w
-from bench.http import _Client, _events, _free_port, _start, _stop
+from bench.http import _Client, _events, _free_port, _start, _stop, wait_healthy
 
 LEVELS = (1, 8, 32)
 BATCH = 1000
@@ -45,18 +45,7 @@ def run() -> None:
 def _ready(port: int, key: str, proc: Any, log_path: Path) -> list[str]:
     client = _Client(port, key)
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"meterbill run exited: {log_path.read_text()[-2000:]}")
-            try:
-                if client.call("GET", "/v1/health")[0] == 200:
-                    break
-            except OSError:
-                client.close()
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"local stack not healthy in 90 s: {log_path.read_text()[-2000:]}")
-            time.sleep(0.2)
+        wait_healthy(proc, client, log_path)
         who = w.customers()
         client.ok("PUT", "/v1/meters/llm_tokens", w.METERS["llm_tokens"])
         client.ok("PUT", "/v1/plans/bench_pro", {

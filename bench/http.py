@@ -171,19 +171,24 @@ def run() -> None:
                 _stop(proc, (port, moto_port))
 
 
-def _measure(proc: subprocess.Popen[bytes], client: _Client, log_path: Path) -> None:
+def wait_healthy(proc: subprocess.Popen[bytes], client: Any, log_path: Path) -> None:
+    """Until the local stack answers GET /v1/health (90 s at most)."""
     deadline = time.monotonic() + 90
     while True:
         if proc.poll() is not None:
             raise RuntimeError(f"meterbill run exited: {log_path.read_text()[-2000:]}")
         try:
             if client.call("GET", "/v1/health")[0] == 200:
-                break
+                return
         except OSError:
             client.close()
         if time.monotonic() > deadline:
             raise RuntimeError(f"local stack not healthy in 90 s: {log_path.read_text()[-2000:]}")
         time.sleep(0.2)
+
+
+def _measure(proc: subprocess.Popen[bytes], client: _Client, log_path: Path) -> None:
+    wait_healthy(proc, client, log_path)
     who = w.customers()
     client.ok("PUT", "/v1/meters/llm_tokens", w.METERS["llm_tokens"])
     client.ok("PUT", "/v1/plans/bench_pro", {

@@ -13,17 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e.stack import REPO, child_env
+
 pytestmark = pytest.mark.e2e
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-def child_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("METERBILL_")}
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [env.get("PYTHONPATH")])])
-    env["PYTHONUNBUFFERED"] = "1"
-    env.update(extra)
-    return env
 
 
 def test_second_run_on_a_busy_port_exits_and_leaves_local_json_alone(tmp_path: Path) -> None:
