@@ -4,7 +4,6 @@ writes anything (the running stack's `.meterbill/local.json` is left alone)."""
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.stack import REPO, child_env
+from tests.e2e.stack import child_env
 
 pytestmark = pytest.mark.e2e
 
