@@ -16,6 +16,7 @@ from typing import Any
 from botocore.awsrequest import AWSResponse
 
 EVENTS_TABLE = "meterbill-events"
+STREAM_ARN = "arn:aws:dynamodb:us-east-1:123456789012:table/meterbill-events/stream/2026-01-01T00:00:00.000"
 BILLING_TABLE = "meterbill-billing"
 
 
@@ -59,8 +60,8 @@ class CannedDynamo:
         self._write_ok = self._encode({"UnprocessedItems": {}})
         self._empty = self._encode({})
 
-    def attach(self, client: Any) -> Any:
-        client.meta.events.register("before-send.dynamodb", self._send)
+    def attach(self, client: Any, service: str = "dynamodb") -> Any:
+        client.meta.events.register(f"before-send.{service}", self._send)
         return client
 
     def reset(self) -> None:
@@ -92,6 +93,11 @@ class CannedDynamo:
             body, headers = self._batch_get(json.loads(request.body)["RequestItems"])
         elif op == "Query":
             body, headers = self._query
+        elif op == "DescribeTable":  # the usage watermark finds the events stream once
+            body, headers = self._encode({"Table": {"TableName": EVENTS_TABLE, "LatestStreamArn": STREAM_ARN}})
+        elif op == "DescribeStream":  # one open shard holding every sequence number
+            body, headers = self._encode({"StreamDescription": {"StreamArn": STREAM_ARN, "Shards": [
+                {"ShardId": "shardId-00000001700000000000-bench", "SequenceNumberRange": {"StartingSequenceNumber": "0"}}]}})
         elif op in ("PutItem", "UpdateItem"):
             if self.capture or self._keep:
                 doc = json.loads(request.body)
@@ -146,4 +152,6 @@ def canned_container(meter_codes: list[str], customer_ids: list[str], *, capture
     fake = CannedDynamo(meter_items(meter_codes), {c: profile_item(c) for c in customer_ids},
                         capture=capture, keep_buckets=keep_buckets)
     fake.attach(client)
-    return bootstrap(settings, client=client, clock=clock or (lambda: NOW)), fake
+    container = bootstrap(settings, client=client, clock=clock or (lambda: NOW))
+    fake.attach(container.watermark._streams, "dynamodb-streams")  # the aggregator's checkpoint finds its shard
+    return container, fake

@@ -91,9 +91,8 @@ def ev(i: Any, customer: str = "acme", ts: str = "2026-10-10T10:00:00Z", type_: 
     return {"id": str(i), "customer": customer, "type": type_, "timestamp": ts, "properties": props}
 
 
-def standard_catalog(container: Any) -> Any:
-    """Meters tokens (sum) + calls (count), plan 'pro' (49.00 base, graduated tokens, per-unit
-    calls) and customer 'acme' billed monthly from 2026-10-01, net 15."""
+def standard_plan(container: Any) -> Any:
+    """Meters tokens (sum) + calls (count) and plan 'pro' (49.00 base, graduated tokens, per-unit calls)."""
     c = container.catalog
     c.put_meter("tokens", {"event_type": "api.call", "aggregation": "sum", "property": "tokens"})
     c.put_meter("calls", {"event_type": "api.call", "aggregation": "count"})
@@ -101,6 +100,13 @@ def standard_catalog(container: Any) -> Any:
         {"meter": "tokens", "model": "graduated",
          "tiers": [{"up_to": "1000", "unit_amount": "0.01"}, {"up_to": None, "unit_amount": "0.005"}]},
         {"meter": "calls", "model": "per_unit", "unit_amount": "0.001"}]})
+    return c
+
+
+def standard_catalog(container: Any) -> Any:
+    """Meters tokens (sum) + calls (count), plan 'pro' (49.00 base, graduated tokens, per-unit
+    calls) and customer 'acme' billed monthly from 2026-10-01, net 15."""
+    c = standard_plan(container)
     c.put_customer("acme", {"name": "Acme", "email": "ap@acme.example", "plan": "pro",
                             "started_at": "2026-10-01T00:00:00Z", "billing_anchor": "2026-10-01T00:00:00Z",
                             "payment_terms_days": 15})

@@ -6,10 +6,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from meterbill.adapters.dynamo_codec import to_item
-from meterbill.adapters.dynamo_table import SUB_ITEMS, VERSIONED, DynamoTable, change_op, conditional_failed
+from meterbill.adapters.dynamo_table import SUB_ITEMS, VERSIONED, DynamoTable, change_op
 from meterbill.ports import ItemChange
 
 
@@ -77,16 +75,7 @@ class CatalogItems(DynamoTable):
     def fence_close(self, customer_id: str, through_iso: str) -> None:
         """A billing run is about to read the customer's usage up to ``through_iso`` to finalize
         it. Does not change the profile's version (the invoice commit's condition)."""
-        try:
-            self._c.update_item(
-                TableName=self._t, Key={"pk": {"S": f"CUS#{customer_id}"}, "sk": {"S": "PROFILE"}},
-                UpdateExpression="SET closing_through = :t",
-                ConditionExpression="attribute_exists(pk) AND (attribute_not_exists(closing_through) "
-                                    "OR closing_through < :t)",
-                ExpressionAttributeValues={":t": {"S": through_iso}})
-        except ClientError as exc:
-            if not conditional_failed(exc):
-                raise
+        self._advance(f"CUS#{customer_id}", "PROFILE", "closing_through", through_iso)
 
     def note_pending(self, customer_id: str, events: int, first_ms: int, at_iso: str) -> None:
         """Usage arrived for a customer that does not exist yet (one write per customer per batch)."""

@@ -49,16 +49,7 @@ class KeyItems(DynamoTable):
 
     def touch_key(self, digest: str, at_iso: str) -> None:
         """Record a use (last_used_at moves forward only)."""
-        try:
-            self._c.update_item(
-                TableName=self._t, Key={"pk": {"S": f"KEY#{digest}"}, "sk": {"S": "KEY"}},
-                UpdateExpression="SET last_used_at = :t",
-                ConditionExpression="attribute_exists(pk) AND (attribute_not_exists(last_used_at) "
-                                    "OR last_used_at < :t)",
-                ExpressionAttributeValues={":t": {"S": at_iso}})
-        except ClientError as exc:
-            if not conditional_failed(exc):
-                raise
+        self._advance(f"KEY#{digest}", "KEY", "last_used_at", at_iso)
 
     def unlisted_keys(self) -> list[dict[str, Any]]:
         """Keys stored before they had a public id (one Scan of the whole table: a migration)."""

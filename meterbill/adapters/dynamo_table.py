@@ -105,6 +105,18 @@ class DynamoTable:
         resp = self._c.query(**kwargs)
         return [from_item(i) for i in resp.get("Items", [])], encode_cursor(resp.get("LastEvaluatedKey"))
 
+    def _advance(self, pk: str, sk: str, attribute: str, value: str) -> None:
+        """Set a string attribute of an existing item, forward only (an older value never overwrites a
+        newer one; a missing item is left missing)."""
+        try:
+            self._c.update_item(
+                TableName=self._t, Key={"pk": {"S": pk}, "sk": {"S": sk}}, UpdateExpression="SET #a = :v",
+                ConditionExpression="attribute_exists(pk) AND (attribute_not_exists(#a) OR #a < :v)",
+                ExpressionAttributeNames={"#a": attribute}, ExpressionAttributeValues={":v": {"S": value}})
+        except ClientError as exc:
+            if not conditional_failed(exc):
+                raise
+
     def _batch_get(self, keys: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         for i in range(0, len(keys), BATCH_GET):

@@ -123,13 +123,9 @@ def seed_store(container: Any) -> None:
     """One of everything the examples in the OpenAPI document name (meterbill/api/openapi.py)."""
     from meterbill.local.stack import StreamPoller
 
-    c = container.catalog
-    c.put_meter("tokens", {"event_type": "api.call", "aggregation": "sum", "property": "tokens"})
-    c.put_meter("calls", {"event_type": "api.call", "aggregation": "count"})
-    c.put_plan("pro", {"currency": "USD", "interval": "month", "base_fee": "49.00", "charges": [
-        {"meter": "tokens", "model": "graduated",
-         "tiers": [{"up_to": "1000", "unit_amount": "0.01"}, {"up_to": None, "unit_amount": "0.005"}]},
-        {"meter": "calls", "model": "per_unit", "unit_amount": "0.001"}]})
+    from tests.conftest import standard_plan
+
+    c = standard_plan(container)
     c.put_tax_rate("vat-de", {"name": "VAT 19%", "percentage": "19", "country": "DE"})
     c.put_customer("acme", {"name": "Acme Inc", "email": "billing@acme.example", "plan": "pro",
                             "started_at": "2026-10-01T00:00:00Z", "billing_anchor": "2026-10-01T00:00:00Z"})
