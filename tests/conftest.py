@@ -44,9 +44,9 @@ def clock() -> FakeClock:
 def aws() -> Iterator[None]:
     from moto import mock_aws
 
-    from meterbill.local.moto_server import number_stream_records_one_at_a_time
+    from meterbill.local.moto_server import patch_moto
 
-    number_stream_records_one_at_a_time()   # ingest writes concurrently: unique stream sequence numbers
+    patch_moto()   # concurrent writers: unique stream sequence numbers, transactions that undo nothing of others
     with mock_aws():
         yield
 

@@ -13,19 +13,21 @@ from meterbill.adapters.dynamo_table import DynamoTable, change_op, conditional_
 from meterbill.ports import ItemChange
 from meterbill.services.errors import Conflict
 
+NUMBERING = "NUMBERING"   # committed invoices waiting for their gapless number, by commit time
+
 
 class InvoiceItems(DynamoTable):
     def invoice_counter(self) -> int:
         doc = self._get("COUNTER#invoice", "COUNTER")
         return int(doc["n"]) if doc else 0
 
-    def commit_invoice(self, invoice: Mapping[str, Any], number_seq: int,
-                       customer_id: str, customer_version: int, customer_changes: Mapping[str, Any],
-                       changes: Sequence[ItemChange] = ()) -> None:
-        """Atomically: store the invoice (once), take sequence number ``number_seq`` (gapless),
-        advance the customer's closed-through mark, and apply ``changes`` (discounts used,
-        credits drawn, late usage settled). All or nothing."""
-        counter_update = self._counter_update("invoice", number_seq)
+    def commit_invoice(self, invoice: Mapping[str, Any], customer_id: str, customer_version: int,
+                       customer_changes: Mapping[str, Any], changes: Sequence[ItemChange] = ()) -> None:
+        """Atomically: store the invoice (once; status ``finalizing``, no number yet), queue it for
+        numbering (a ``NUMBERING`` item), advance the customer's closed-through mark, and apply
+        ``changes`` (discounts used, credits drawn, late usage settled). All or nothing. The gapless
+        number comes later from :meth:`number_invoices`: the customers' closes never contend on the
+        one counter (docs/decisions.md, "Invoice numbers at scale")."""
         names = {f"#k{i}": k for i, k in enumerate(customer_changes)}
         values = {f":v{i}": v for i, v in enumerate(customer_changes.values())}
         sets = ", ".join(f"#k{i} = :v{i}" for i in range(len(customer_changes)))
@@ -37,30 +39,68 @@ class InvoiceItems(DynamoTable):
             "ExpressionAttributeValues": {**to_item(values), ":nv": {"N": str(customer_version + 1)},
                                           ":cv": {"N": str(customer_version)}},
         }
-        item = self._invoice_item(invoice, customer_id, f"{number_seq:012d}")
+        queued = f"{invoice['created_at']}#{invoice['id']}"
+        item = self._invoice_item(invoice, customer_id, f"~finalizing#{queued}")
+        marker = {"pk": NUMBERING, "sk": queued, "invoice": invoice["id"]}
         try:
             self._c.transact_write_items(TransactItems=[
                 {"Put": {"TableName": self._t, "Item": to_item(item), **self._unless_final}},
-                {"Update": counter_update},
+                {"Put": {"TableName": self._t, "Item": to_item(marker)}},
                 {"Update": customer_update},
                 *(change_op(self._t, ch) for ch in changes),
             ])
         except ClientError as exc:
             if conditional_failed(exc):
-                raise Conflict("invoice, sequence or customer changed concurrently") from exc
+                raise Conflict("invoice or customer changed concurrently") from exc
             raise
 
-    def _counter_update(self, name: str, seq: int) -> dict[str, Any]:
-        """Take number ``seq`` of a gapless sequence: only if ``seq - 1`` is the last one taken."""
+    def invoices_to_number(self, limit: int) -> list[tuple[str, str]]:
+        """(queue key, invoice id) of committed invoices waiting for their number, oldest first."""
+        resp = self._c.query(TableName=self._t, KeyConditionExpression="pk = :p",
+                             ExpressionAttributeValues={":p": {"S": NUMBERING}}, Limit=limit, ConsistentRead=True)
+        return [(i["sk"]["S"], i["invoice"]["S"]) for i in resp.get("Items", [])]
+
+    def number_invoices(self, first_seq: int, numbered: Sequence[tuple[str, str, str]], at: str) -> None:
+        """One transaction: take numbers ``first_seq``.. of the gapless sequence and give them to
+        ``numbered`` — (queue key, invoice id, number text) in order — making each invoice final
+        and listing it by number. Conflict if the counter moved (another numbering pass) or an
+        invoice is no longer waiting (its queue entry is then dropped)."""
+        ops: list[dict[str, Any]] = [{"Update": self._counter_update("invoice", first_seq + len(numbered) - 1,
+                                                                     first_seq - 1)}]
+        for i, (queued, inv_id, number) in enumerate(numbered):
+            ops.append({"Update": {
+                "TableName": self._t, "Key": {"pk": {"S": f"INV#{inv_id}"}, "sk": {"S": "INVOICE"}},
+                "UpdateExpression": "SET #n = :n, #st = :final, gsi2sk = :o, numbered_at = :at",
+                "ConditionExpression": "#st = :finalizing",
+                "ExpressionAttributeNames": {"#n": "number", "#st": "status"},
+                "ExpressionAttributeValues": to_item({":n": number, ":final": "final", ":finalizing": "finalizing",
+                                                      ":o": f"{first_seq + i:012d}", ":at": at})}})
+            ops.append({"Delete": {"TableName": self._t, "Key": {"pk": {"S": NUMBERING}, "sk": {"S": queued}}}})
+        try:
+            self._c.transact_write_items(TransactItems=ops)
+        except ClientError as exc:
+            if not conditional_failed(exc):
+                raise
+            reasons = exc.response.get("CancellationReasons") or []
+            stale = [numbered[(i - 1) // 2][0] for i, r in enumerate(reasons)
+                     if i and i % 2 and r.get("Code") == "ConditionalCheckFailed"]
+            for queued in stale:  # not a finalizing invoice (numbered already, or gone): nothing to number
+                self._c.delete_item(TableName=self._t, Key={"pk": {"S": NUMBERING}, "sk": {"S": queued}})
+            raise Conflict("the invoice counter moved (another numbering pass); retry") from exc
+
+    def _counter_update(self, name: str, seq: int, prev: int | None = None) -> dict[str, Any]:
+        """Take numbers up to ``seq`` of a gapless sequence: only if ``prev`` (default ``seq - 1``)
+        is the last one taken."""
+        prev = seq - 1 if prev is None else prev
         update: dict[str, Any] = {
             "TableName": self._t, "Key": {"pk": {"S": f"COUNTER#{name}"}, "sk": {"S": "COUNTER"}},
             "UpdateExpression": "SET n = :n", "ExpressionAttributeValues": {":n": {"N": str(seq)}}}
-        if seq == 1:
+        if prev == 0:
             update["ConditionExpression"] = "attribute_not_exists(n) OR n = :z"
             update["ExpressionAttributeValues"][":z"] = {"N": "0"}
         else:
             update["ConditionExpression"] = "n = :prev"
-            update["ExpressionAttributeValues"][":prev"] = {"N": str(seq - 1)}
+            update["ExpressionAttributeValues"][":prev"] = {"N": str(prev)}
         return update
 
     def credit_note_counter(self) -> int:

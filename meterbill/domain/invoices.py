@@ -69,13 +69,16 @@ def _line(line: Line, currency: str, period: Period) -> dict[str, Any]:
     return doc
 
 
-def build_invoice(*, invoice_id: str, number: str | None, customer: Mapping[str, Any], plan_code: str,
+def build_invoice(*, invoice_id: str, customer: Mapping[str, Any], plan_code: str,
                   plan_version: int, period: Period, rated: Rated, created_at: str,
+                  number: str | None = None, status: str | None = None,
                   taxes: Sequence[TaxLine] = (), tax_inclusive: bool = False,
                   discounts: Sequence[DiscountLine] = (), credits: Sequence[tuple[Grant, Decimal]] = ()
                   ) -> dict[str, Any]:
     """``rated.lines``: every line before discounts (charges, late-usage adjustments, progressive
-    netting); ``taxes`` computed on subtotal - discounts; ``credits`` drawn from the total."""
+    netting); ``taxes`` computed on subtotal - discounts; ``credits`` drawn from the total.
+    ``status``: ``draft`` or ``finalizing`` (committed, amounts fixed; the sequencer gives it its
+    gapless number and makes it ``final``); by default ``final`` when ``number`` is given."""
     if rated.plan is not None:  # the plan in effect at the period's end (the period may span changes)
         plan_code, plan_version = rated.plan.code, rated.plan.version or plan_version
     terms = int(customer.get("payment_terms_days", 30))
@@ -86,7 +89,7 @@ def build_invoice(*, invoice_id: str, number: str | None, customer: Mapping[str,
     total = total_with(rated.subtotal - discount_total, taxes, tax_inclusive)
     credit_total = sum((a for _, a in credits), Decimal(0))
     return {
-        "id": invoice_id, "number": number, "status": "draft" if number is None else "final",
+        "id": invoice_id, "number": number, "status": status or ("draft" if number is None else "final"),
         "customer_id": customer["id"],
         "customer": {"id": customer["id"], "name": customer["name"], "email": customer.get("email"),
                      "address": dict(customer.get("address") or {}), "tax_id": customer.get("tax_id")},

@@ -1,21 +1,51 @@
 """moto's server as the local stack runs it (`python -m meterbill.local.moto_server -H host -p port`),
-with one fix: DynamoDB stream records numbered one at a time.
+with two fixes for concurrent clients (`patch_moto`, also applied to in-process moto by the tests).
 
-moto (5.2.1) numbers a stream record by the shard's record count, read and then appended to
-without a lock (``StreamShard.add``), and its server serves requests on many threads. Concurrent
-writes — an ingest request writes its 25-item chunks in parallel, and the API serves requests in
-parallel — can then give two records one sequence number, or a record a lower number than
-records before it. Reading ``AFTER_SEQUENCE_NUMBER`` of such a record delivers the records after
-that number again, and aggregation counts them twice. (Real DynamoDB Streams numbers are unique
-and increasing in shard order, which the aggregator rightly relies on.)
+1. DynamoDB stream records numbered one at a time. moto (5.2.1) numbers a stream record by the
+   shard's record count, read and then appended to without a lock (``StreamShard.add``), and its
+   server serves requests on many threads. Concurrent writes — an ingest request writes its
+   25-item chunks in parallel, and the API serves requests in parallel — can then give two records
+   one sequence number, or a record a lower number than records before it. Reading
+   ``AFTER_SEQUENCE_NUMBER`` of such a record delivers the records after that number again, and
+   aggregation counts them twice. (Real DynamoDB Streams numbers are unique and increasing in shard
+   order, which the aggregator rightly relies on.)
+2. ``TransactWriteItems`` atomic among concurrent writers. moto deep-copies every table a
+   transaction touches before writing, and on any failure (a condition not met: routine for
+   optimistic writers) puts the copies back: every write other threads made to that table in the
+   meantime is silently undone (a usage bucket, another worker's invoice), the copy itself can fail
+   on a table changing under it (HTTP 500), and its cost grows with the table. Here a transaction
+   checks every condition first and writes only if all hold, under one lock that every DynamoDB
+   write takes, and restores only the items it wrote should a write fail half-way. (DynamoDB
+   itself isolates transactions from concurrent writes to the same items.)
 """
 
 from __future__ import annotations
 
+import copy
 import threading
 from typing import Any
 
+from moto.dynamodb.comparisons import get_filter_expression
+from moto.dynamodb.exceptions import (ConditionalCheckFailed, MockValidationException,
+                                      MultipleTransactionsException, TooManyTransactionsException,
+                                      TransactionCanceledException, TransactWriteSingleOpException)
+from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.table import StreamShard
+
+# Every DynamoDB write of this process (re-entrant: a transaction calls put/update/delete).
+WRITE_LOCK = threading.RLock()
+_WRITES = ("put_item", "update_item", "delete_item")
+
+
+def patch_moto() -> None:
+    """Both fixes, in this process (once; calling again is a no-op)."""
+    number_stream_records_one_at_a_time()
+    if getattr(DynamoDBBackend.transact_write_items, "isolated", False):
+        return
+    for name in _WRITES:
+        setattr(DynamoDBBackend, name, _locked(getattr(DynamoDBBackend, name)))
+    transact_write_items.isolated = True  # type: ignore[attr-defined]
+    DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
 
 
 def number_stream_records_one_at_a_time() -> None:
@@ -33,8 +63,92 @@ def number_stream_records_one_at_a_time() -> None:
     StreamShard.add = add_one_at_a_time  # type: ignore[method-assign]
 
 
+def _locked(write: Any) -> Any:
+    def locked(self: DynamoDBBackend, *args: Any, **kwargs: Any) -> Any:
+        with WRITE_LOCK:
+            return write(self, *args, **kwargs)
+    return locked
+
+
+def _key(backend: DynamoDBBackend, op_type: str, op: dict[str, Any]) -> dict[str, Any]:
+    if op_type != "Put":
+        return dict(op["Key"])
+    table = backend.get_table(op["TableName"])
+    attrs = op["Item"]
+    key = {table.hash_key_attr: attrs[table.hash_key_attr]}
+    if table.range_key_attr is not None:
+        key[table.range_key_attr] = attrs[table.range_key_attr]
+    return key
+
+
+def transact_write_items(self: DynamoDBBackend, transact_items: list[dict[str, Any]]) -> None:
+    """moto's ``TransactWriteItems`` (same checks, same errors), all-or-nothing among threads."""
+    if len(transact_items) > 100:
+        raise TooManyTransactionsException()
+    with WRITE_LOCK:
+        seen: set[tuple[str, str]] = set()
+        planned: list[tuple[str, dict[str, Any], str, dict[str, Any], Any]] = []
+        errors: list[tuple[Any, Any, Any]] = []
+        for item in transact_items:
+            if len(item) > 1:
+                raise TransactWriteSingleOpException
+            op_type, op = next(iter(item.items()))
+            if op_type not in {"ConditionCheck", "Put", "Delete", "Update"}:
+                raise ValueError("Unsupported transaction operation")
+            name = op["TableName"]
+            key = _key(self, op_type, op)
+            unique = (str(name), str(dict(sorted(key.items()))))
+            if unique in seen:
+                raise MultipleTransactionsException()
+            seen.add(unique)
+            current = self.get_item(name, key)
+            condition = op.get("ConditionExpression")
+            if condition is not None and not get_filter_expression(
+                    condition, op.get("ExpressionAttributeNames"), op.get("ExpressionAttributeValues")).expr(current):
+                old = (current.to_json()["Attributes"] if current is not None
+                       and op.get("ReturnValuesOnConditionCheckFailure") == "ALL_OLD" else None)
+                errors.append(("ConditionalCheckFailed", ConditionalCheckFailed().message, old))
+            else:
+                errors.append((None, None, None))
+            planned.append((op_type, op, name, key, copy.deepcopy(current)))
+        if any(code is not None for code, _, _ in errors):
+            raise TransactionCanceledException(errors)
+        written: list[tuple[str, dict[str, Any], Any]] = []
+        try:
+            for i, (op_type, op, name, key, before) in enumerate(planned):
+                written.append((name, key, before))
+                _write(self, op_type, op, name, key)
+        except MockValidationException:
+            _restore(self, written)
+            raise
+        except Exception as exc:  # as moto reports any other failure: the transaction is cancelled
+            _restore(self, written)
+            failed = [(None, None, None)] * len(planned)
+            failed[i] = (type(exc).__name__, str(exc), None)
+            raise TransactionCanceledException(failed) from exc
+
+
+def _write(backend: DynamoDBBackend, op_type: str, op: dict[str, Any], name: str, key: dict[str, Any]) -> None:
+    names, values = op.get("ExpressionAttributeNames"), op.get("ExpressionAttributeValues")
+    if op_type == "Put":
+        backend.put_item(name, op["Item"], expression_attribute_names=names, expression_attribute_values=values)
+    elif op_type == "Delete":
+        backend.delete_item(name, key, expression_attribute_names=names, expression_attribute_values=values)
+    elif op_type == "Update":
+        backend.update_item(name, key, update_expression=op["UpdateExpression"],
+                            expression_attribute_names=names, expression_attribute_values=values)
+
+
+def _restore(backend: DynamoDBBackend, written: list[tuple[str, dict[str, Any], Any]]) -> None:
+    for name, key, before in reversed(written):
+        if before is None:
+            backend.delete_item(name, key)
+        else:
+            backend.put_item(name, before.to_json()["Attributes"])
+
+
 if __name__ == "__main__":
     from moto.server import main
 
-    number_stream_records_one_at_a_time()
+    patch_moto()
     main()

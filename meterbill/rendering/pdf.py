@@ -310,7 +310,7 @@ class InvoicePdf:
                 pen.text(MARGIN_X, y - 9, line, 8.5, color=MUTED)
                 y -= 11
             pen.text(RIGHT, top - 22, v.heading.upper(), 24, bold=True, color=self.accent, align="right")
-            pen.text(RIGHT, top - 40, v.number or "Draft", 12, bold=True, align="right")
+            pen.text(RIGHT, top - 40, v.number or ("Number pending" if v.status == "finalizing" else "Draft"), 12, bold=True, align="right")
             self._badge(pen, top - 62)
             y = top - max(left_h, 66.0) - 6
             pen.rule(MARGIN_X, RIGHT, y, self.accent, 1.6)

@@ -33,7 +33,7 @@ header { display: flex; justify-content: space-between; gap: 24px; align-items: 
 .badge.draft { color: #92400e; background: #fef3c7; border-color: #f59e0b; }
 .badge.final { color: #1e40af; background: #dbeafe; border-color: #3b82f6; }
 .badge.paid { color: #166534; background: #dcfce7; border-color: #22c55e; }
-.badge.void, .badge.uncollectible, .badge.issued, .badge.other { color: #374151; background: #e5e7eb; border-color: #9ca3af; }
+.badge.finalizing, .badge.void, .badge.uncollectible, .badge.issued, .badge.other { color: #374151; background: #e5e7eb; border-color: #9ca3af; }
 hr.rule { border: 0; border-top: 2px solid var(--accent); margin: 20px 0; }
 .notice { padding: 8px 12px; border-left: 4px solid var(--accent); background: #f9fafb; margin: 0 0 16px; }
 .parties { display: flex; justify-content: space-between; gap: 24px; }
@@ -72,7 +72,7 @@ footer { margin-top: 32px; padding-top: 12px; border-top: 1px solid #e5e7eb; col
   </div>
   <div class="title">
     <h1>{{ inv.heading }}</h1>
-    <div class="number">{{ inv.number or "Draft" }}</div>
+    <div class="number">{{ inv.number or ("Number pending" if inv.status == "finalizing" else "Draft") }}</div>
     <span class="badge {{ inv.status }}">{{ inv.status_label }}</span>
   </div>
 </header>

@@ -33,7 +33,7 @@ from zoneinfo import ZoneInfo
 from meterbill.domain.money import MINOR_UNITS
 
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-STATUSES = {"draft": "Draft", "final": "Final", "paid": "Paid", "void": "Void",
+STATUSES = {"draft": "Draft", "finalizing": "Finalizing", "final": "Final", "paid": "Paid", "void": "Void",
             "uncollectible": "Uncollectible", "issued": "Issued"}
 REASONS = {"duplicate": "Duplicate charge", "fraudulent": "Fraudulent charge", "order_change": "Order change",
            "product_unsatisfactory": "Product unsatisfactory", "late_usage_adjustment": "Late usage adjustment",
@@ -91,7 +91,7 @@ class InvoiceView:
     id: str
     number: str | None
     title: str               # "Invoice INV-000123" / "Draft invoice" / "Credit note CN-000001"
-    status: str              # css-safe key: draft | final | paid | void | uncollectible | other
+    status: str              # css-safe key: draft | finalizing | final | paid | void | uncollectible | other
     status_label: str
     currency: str
     issued: str
@@ -376,7 +376,7 @@ def invoice_view(doc: Mapping[str, Any]) -> InvoiceView:
                                              if text(t.get("note")))
     issued, due_day = fmt_day(doc.get("issued_at"), tz), fmt_day(doc.get("due_at"), tz)
     shown_period = fmt_period(period.get("start"), period.get("end"), tz, tz_name)
-    facts = [Fact("Invoice number", number or "— (draft)", True), Fact("Issue date", issued),
+    facts = [Fact("Invoice number", number or ("— (being numbered)" if status == "finalizing" else "— (draft)"), True), Fact("Issue date", issued),
              Fact("Due date", due_day, True)] + ([Fact("Payment terms", terms)] if terms else []) + [
              Fact("Billing period", shown_period), Fact("Currency", currency)]
     discounts = tuple(TotalRow(text(d.get("description")) or "Discount", negated(d.get("amount")), "discount")

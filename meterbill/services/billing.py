@@ -35,6 +35,10 @@ from meterbill.services.errors import Conflict, InvalidField, NotFound
 
 log = logging.getLogger(__name__)
 MAX_COMMIT_RETRIES = 10
+# One numbering transaction: the counter + per invoice its update and its queue entry's delete
+# (TransactWriteItems takes at most 100 items).
+NUMBER_BATCH = 49
+MAX_NUMBERING_CONFLICTS = 100
 ZERO = Decimal(0)
 
 
@@ -92,6 +96,11 @@ class BillingService:
             if not cursor:
                 break
         self.bill_thresholds(as_of, summary)
+        try:
+            self.number_invoices()
+        except Exception as exc:  # noqa: BLE001 - committed invoices stay queued; any later pass numbers them
+            log.exception("numbering invoices failed")
+            summary.errors.append({"customer": "", "error": f"numbering (retried by the next pass): {_describe(exc)}"})
         return summary
 
     def close_customer(self, customer_id: str, as_of: datetime, summary: RunSummary) -> None:
@@ -126,6 +135,30 @@ class BillingService:
             else:
                 conflicts += 1
         raise Conflict(f"customer {customer_id}: gave up after repeated concurrent changes")
+
+    def number_invoices(self) -> int:
+        """The sequencer: give every committed invoice waiting for one its gapless number, in
+        commit order, up to NUMBER_BATCH per transaction, and make it final. Closes commit in
+        parallel without touching the counter; only numbering passes contend for it, and a pass that
+        loses simply re-reads (the winner numbered what it had). Returns how many it numbered."""
+        numbered, conflicts = 0, 0
+        while True:
+            pending = self._store.invoices_to_number(NUMBER_BATCH)
+            if not pending:
+                return numbered
+            first = self._store.invoice_counter() + 1
+            batch = [(queued, inv_id, invoice_number(self._prefix, first + i))
+                     for i, (queued, inv_id) in enumerate(pending)]
+            try:
+                self._store.number_invoices(first, batch, iso(self._clock()))
+            except Conflict:
+                conflicts += 1
+                if conflicts >= MAX_NUMBERING_CONFLICTS:
+                    raise
+                continue
+            numbered += len(batch)
+            for _, inv_id, number in batch:
+                log.info("invoice %s numbered %s", inv_id, number)
 
     def transition(self, invoice_id: str, action: str, reference: str | None = None,
                    at: datetime | None = None) -> dict[str, Any]:
@@ -191,12 +224,12 @@ class BillingService:
         period = period_containing(anchor, plan.interval, customer["timezone"], max(self._clock(), started))
         if period.start < started:
             period = Period(started, period.end, period.index)
-        doc, _ = self._assemble(customer, plan, period, None)
+        doc, _ = self._assemble(customer, plan, period, False)
         doc.update(status="upcoming", as_of=iso(self._clock()))
         return doc
 
     def _save_draft(self, customer: dict[str, Any], plan: Plan, period: Period, waiting: UsageLag | None = None) -> str:
-        inv, _ = self._assemble(customer, plan, period, None)
+        inv, _ = self._assemble(customer, plan, period, False)
         if waiting is not None:
             inv["waiting_for_usage"] = {**waiting.as_dict(),
                                         "message": "aggregation had not applied every event accepted before the "
@@ -204,21 +237,22 @@ class BillingService:
         self._store.save_draft(inv, customer["id"])
         return str(inv["id"])
 
-    def _assemble(self, customer: dict[str, Any], plan: Plan, period: Period, seq: int | None,
+    def _assemble(self, customer: dict[str, Any], plan: Plan, period: Period, final: bool,
                   rerated: list[Rerated] | None = None) -> tuple[dict[str, Any], list[ItemChange]]:
-        """The invoice for ``period`` and, when it is final (``seq`` given), what committing it
-        changes: late usage settled, discounts used, prepaid credits drawn."""
+        """The invoice for ``period`` (a draft, or ``final``: committed as ``finalizing``, numbered
+        by the sequencer) and what committing it changes: late usage settled, discounts used,
+        prepaid credits drawn."""
         rated = self.rate_period(customer, plan, period)
         late_lines, changes = self._late.adjustments(customer, period, rerated)
         lines = [*rated.lines, *late_lines, *self._already_invoiced(customer, period, plan.currency)]
-        doc, more = self._finish(customer, plan, period, seq, lines, rated.plan, invoice_id(customer["id"], period))
+        doc, more = self._finish(customer, plan, period, final, lines, rated.plan, invoice_id(customer["id"], period))
         # what a late re-rating compares with and re-rates under: charges only, and the plan versions
         doc["rated_subtotal"] = format_amount(rated.subtotal, plan.currency)
         doc["plan_versions"] = {p.code: p.version for p in rated.plans if p.version is not None}
         doc["kind"] = "period"
         return doc, changes + more
 
-    def _finish(self, customer: dict[str, Any], plan: Plan, period: Period, seq: int | None, lines: list[Line],
+    def _finish(self, customer: dict[str, Any], plan: Plan, period: Period, final: bool, lines: list[Line],
                 end_plan: Plan | None, inv_id: str) -> tuple[dict[str, Any], list[ItemChange]]:
         """Lines -> discounts -> taxes -> credits drawn -> the invoice document, and the
         discount and credit changes its commit makes."""
@@ -235,7 +269,7 @@ class BillingService:
         grants = [grant_from_doc(g) for g in self._store.customer_items("grant", cid)]
         drawn = draw_credits(total_with(taxable, taxes, plan.tax_inclusive), grants, period.end)
         version = plan.version if plan.version is not None else int(self._catalog.get_plan_doc(plan.code)["version"])
-        doc = build_invoice(invoice_id=inv_id, number=None if seq is None else invoice_number(self._prefix, seq),
+        doc = build_invoice(invoice_id=inv_id, status="finalizing" if final else "draft",
                             customer=customer, plan_code=plan.code, plan_version=version,
                             period=period, rated=Rated(currency, tuple(lines), subtotal, subtotal, end_plan),
                             created_at=iso(self._clock()), taxes=taxes, tax_inclusive=plan.tax_inclusive,
@@ -262,7 +296,13 @@ class BillingService:
         if not billed:
             return []
         return [Line("progressive", "Already invoiced during this period (progressive billing): "
-                                    + ", ".join(state["invoices"]), -billed, -billed)]
+                                    + ", ".join(map(self._number_of, state["invoices"])), -billed, -billed)]
+
+    def _number_of(self, invoice_ref: str) -> str:
+        """A threshold invoice's number (progress lists their ids; before numbering moved to the
+        sequencer it listed their numbers), or its id while it waits for one."""
+        found = self._store.get_invoice(invoice_ref)
+        return str(found.get("number") or invoice_ref) if found else invoice_ref
 
     def bill_thresholds(self, as_of: datetime, summary: RunSummary) -> None:
         """Customers with a ``progressive_threshold``: when the usage billed so far in the open
@@ -298,18 +338,17 @@ class BillingService:
             state = self._progress(customer, period)
             if used - Decimal(state["billed"]) < Decimal(customer["progressive_threshold"]):
                 return
-            seq = self._store.invoice_counter() + 1
             so_far = Period(period.start, as_of, period.index)
             inv_id = f"{invoice_id(customer_id, period)}_t{len(state['invoices']) + 1}"
-            inv, changes = self._finish(customer, plan, so_far, seq,
+            inv, changes = self._finish(customer, plan, so_far, True,
                                         [*usage, *self._already_invoiced(customer, period, plan.currency)],
                                         rated.plan, inv_id)
             inv.update(kind="threshold", billing_period={"start": iso(period.start), "end": iso(period.end)})
             progress = {"period": period.key, "billed": format_amount(used, plan.currency),
-                        "invoices": [*state["invoices"], inv["number"]]}
+                        "invoices": [*state["invoices"], inv_id]}
             try:
-                self._store.commit_invoice(inv, seq, customer_id, int(customer["version"]),
-                                           {"progressive": progress}, changes)
+                self._store.commit_invoice(inv, customer_id, int(customer["version"]), {"progressive": progress},
+                                           changes)
             except Conflict:
                 continue
             summary.invoices.append(inv_id)
@@ -379,17 +418,16 @@ class BillingService:
 
     def _commit_one(self, customer: dict[str, Any], plan: Plan, period: Period) -> bool:
         rerated = self._late.settle_credits(customer, period)
-        seq = self._store.invoice_counter() + 1
-        inv, extra = self._assemble(customer, plan, period, seq, rerated)
+        inv, extra = self._assemble(customer, plan, period, True, rerated)
         anchor = parse_instant(customer["billing_anchor"], "billing_anchor")
         next_end = period_containing(anchor, plan.interval, customer["timezone"], period.end).end
         changes = {"closed_through": iso(period.end), "next_close": iso(next_end),
                    "gsi2sk": f"{iso(next_end)}#{customer['id']}"}
         try:
-            self._store.commit_invoice(inv, seq, customer["id"], int(customer["version"]), changes, extra)
+            self._store.commit_invoice(inv, customer["id"], int(customer["version"]), changes, extra)
         except Conflict:
-            return False  # counter or customer moved (another closer, a profile edit): re-read, retry
-        log.info("invoice %s (%s) for %s %s..%s total %s %s", inv["number"], inv["id"], customer["id"],
+            return False  # customer moved (another closer, a profile edit): re-read, retry
+        log.info("invoice %s committed for %s %s..%s total %s %s", inv["id"], customer["id"],
                  inv["period"]["start"], inv["period"]["end"], inv["total"], inv["currency"])
         return True
 

@@ -132,10 +132,11 @@ class LateUsage:
             if delta > 0:
                 orig_period = Period(parse_instant(original["period"]["start"], "start"),
                                      parse_instant(original["period"]["end"], "end"), 0)
-                lines.append(Line("adjustment", f"Late usage for invoice {original['number']} "
+                number = original.get("number") or original["id"]  # the sequencer may not have numbered it yet
+                lines.append(Line("adjustment", f"Late usage for invoice {number} "
                                                 f"({original['period']['start'][:10]} to {original['period']['end'][:10]})",
                                   delta, delta, covers=orig_period, parts=_differences(original, rated),
-                                  refers_to={"invoice": original["id"], "number": original["number"]}))
+                                  refers_to={"invoice": original["id"], "number": original.get("number")}))
         return lines, changes
 
     def settle_credits(self, customer: dict[str, Any], before: Period) -> list[Rerated]:

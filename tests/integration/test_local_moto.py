@@ -57,3 +57,73 @@ def test_concurrent_writes_get_unique_increasing_stream_numbers(ddb: Any, monkey
     numbers = stream_numbers(ddb, "t-events")
     assert len(numbers) == WRITERS * PUTS
     assert numbers == sorted(set(numbers)), "stream sequence numbers repeat or go backwards"
+
+
+def test_a_cancelled_transaction_undoes_nothing_written_by_others(ddb: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """moto alone restores a deep copy of the whole table when a transaction is cancelled, undoing
+    concurrent writers' items (a usage bucket, another worker's invoice). Patched: only the
+    transaction's own items, which it never wrote because a condition failed."""
+    from moto.dynamodb.models import DynamoDBBackend
+
+    get_item = DynamoDBBackend.get_item
+
+    def slow_get_item(self: Any, *args: Any, **kwargs: Any) -> Any:
+        time.sleep(0.002)  # a transaction reads each item: widen the window other writers write in
+        return get_item(self, *args, **kwargs)
+
+    monkeypatch.setattr(DynamoDBBackend, "get_item", slow_get_item)
+    ddb.put_item(TableName="t-billing", Item={"pk": {"S": "COUNTER#x"}, "sk": {"S": "COUNTER"}, "n": {"N": "1"}})
+    gate = threading.Barrier(2)
+    stop = threading.Event()
+    written: list[str] = []
+
+    def other_writer() -> None:
+        gate.wait()
+        i = 0
+        while not stop.is_set():
+            ddb.put_item(TableName="t-billing", Item={"pk": {"S": f"B#{i}"}, "sk": {"S": "X"}})
+            written.append(f"B#{i}")
+            i += 1
+
+    def failing_transaction() -> None:
+        ddb.transact_write_items(TransactItems=[
+            {"Put": {"TableName": "t-billing", "Item": {"pk": {"S": "INV#1"}, "sk": {"S": "INVOICE"}}}},
+            {"Update": {"TableName": "t-billing", "Key": {"pk": {"S": "COUNTER#x"}, "sk": {"S": "COUNTER"}},
+                        "UpdateExpression": "SET n = :n", "ConditionExpression": "n = :prev",
+                        "ExpressionAttributeValues": {":n": {"N": "3"}, ":prev": {"N": "2"}}}}])
+
+    thread = threading.Thread(target=other_writer)
+    thread.start()
+    gate.wait()
+    cancelled = 0
+    for _ in range(30):
+        with pytest.raises(ddb.exceptions.TransactionCanceledException):
+            failing_transaction()
+        cancelled += 1
+    stop.set()
+    thread.join()
+
+    assert cancelled == 30 and written
+    for pk in written:
+        assert "Item" in ddb.get_item(TableName="t-billing", Key={"pk": {"S": pk}, "sk": {"S": "X"}}), pk
+    assert "Item" not in ddb.get_item(TableName="t-billing", Key={"pk": {"S": "INV#1"}, "sk": {"S": "INVOICE"}})
+    counter = ddb.get_item(TableName="t-billing", Key={"pk": {"S": "COUNTER#x"}, "sk": {"S": "COUNTER"}})["Item"]
+    assert counter["n"] == {"N": "1"}
+
+
+def test_a_transaction_writes_all_its_items_when_every_condition_holds(ddb: Any) -> None:
+    ddb.transact_write_items(TransactItems=[
+        {"Put": {"TableName": "t-billing", "Item": {"pk": {"S": "A"}, "sk": {"S": "1"}},
+                 "ConditionExpression": "attribute_not_exists(pk)"}},
+        {"Update": {"TableName": "t-billing", "Key": {"pk": {"S": "C"}, "sk": {"S": "1"}},
+                    "UpdateExpression": "ADD n :one", "ExpressionAttributeValues": {":one": {"N": "1"}}}}])
+    assert "Item" in ddb.get_item(TableName="t-billing", Key={"pk": {"S": "A"}, "sk": {"S": "1"}})
+    with pytest.raises(ddb.exceptions.TransactionCanceledException) as exc:
+        ddb.transact_write_items(TransactItems=[
+            {"Put": {"TableName": "t-billing", "Item": {"pk": {"S": "A"}, "sk": {"S": "1"}},
+                     "ConditionExpression": "attribute_not_exists(pk)"}},
+            {"Update": {"TableName": "t-billing", "Key": {"pk": {"S": "C"}, "sk": {"S": "1"}},
+                        "UpdateExpression": "ADD n :one", "ExpressionAttributeValues": {":one": {"N": "1"}}}}])
+    reasons = [r["Code"] for r in exc.value.response["CancellationReasons"]]
+    assert reasons == ["ConditionalCheckFailed", "None"]
+    assert ddb.get_item(TableName="t-billing", Key={"pk": {"S": "C"}, "sk": {"S": "1"}})["Item"]["n"] == {"N": "1"}
