@@ -271,30 +271,44 @@ class StripeIntegration:
             return _ref(current)
         if status == "paid":
             raise PermanentFailure("paid_in_stripe", f"Stripe invoice {invoice_ref.id} is paid: credit it, not void")
-        if status == "draft":
+        if status == "draft":                        # never finalized: a draft is deleted, not voided
             self.client.v1.invoices.delete(invoice_ref.id)
             return _ref(current)
-        return _ref(_plain(self.client.v1.invoices.void_invoice(
-            invoice_ref.id, options={"idempotency_key": derive(idempotency_key, "void")})))
+        return self._void(invoice_ref.id, derive(idempotency_key, "void"))
+
+    def _void(self, stripe_id: str, key: str) -> ExternalRef:
+        return _ref(_plain(self.client.v1.invoices.void_invoice(stripe_id, options={"idempotency_key": key})))
 
     def push_credit_note(self, note: Mapping[str, Any], invoice_ref: ExternalRef, idempotency_key: str) -> ExternalRef:
-        pages = self.client.v1.credit_notes.list(params={"invoice": invoice_ref.id, "limit": 100})
-        for cn in self._each(pages):
-            if (cn.get("metadata") or {}).get(NOTE_KEY) == note["id"]:
-                return ExternalRef(cn["id"], cn.get("number"), cn.get("pdf"))
+        """Looked up first (``metadata.meterbill_credit_note_id``); the part Stripe's invoice no longer
+        has open is ``out_of_band_amount``: meterbill keeps it as the customer's credit, so Stripe must
+        not refund it or add it to the Stripe balance (it would be applied twice)."""
+        found = self._credit_note(note["id"], invoice_ref.id)
+        if found is not None:
+            return found
         current = self._own_invoice({"id": note["invoice_id"]}, invoice_ref.id)
-        amount = cur.to_minor(note["total"], note["currency"])
         unpaid = int(current.get("amount_remaining") or 0) if current.get("status") == "open" else 0
+        return self._create_credit_note(note, invoice_ref.id, unpaid, derive(idempotency_key, "credit-note"))
+
+    def _credit_note(self, note_id: str, stripe_id: str) -> ExternalRef | None:
+        pages = self.client.v1.credit_notes.list(params={"invoice": stripe_id, "limit": 100})
+        for cn in self._each(pages):
+            if (cn.get("metadata") or {}).get(NOTE_KEY) == note_id:
+                return ExternalRef(cn["id"], cn.get("number"), cn.get("pdf"))
+        return None
+
+    def _create_credit_note(self, note: Mapping[str, Any], stripe_id: str, unpaid: int, key: str) -> ExternalRef:
+        amount = cur.to_minor(note["total"], note["currency"])
         params: CreditNoteCreateParams = {
-            "invoice": invoice_ref.id, "amount": amount,
+            "invoice": stripe_id, "amount": amount,
             "memo": f"{note['number']}: {note.get('memo') or note.get('reason') or ''}"[:500],
             "metadata": {NOTE_KEY: note["id"], "meterbill_credit_note_number": str(note["number"])}}
         if note.get("reason") in CREDIT_REASONS:
             params["reason"] = note["reason"]
-        if amount > unpaid:             # what meterbill keeps as the customer's credit, not Stripe
+        if amount > unpaid:
             params["out_of_band_amount"] = amount - unpaid
         cn = self._create("credit note", lambda k: self.client.v1.credit_notes.create(
-            params=params, options={"idempotency_key": k}), derive(idempotency_key, "credit-note"))
+            params=params, options={"idempotency_key": k}), key)
         return ExternalRef(cn["id"], cn.get("number"), cn.get("pdf"))
 
     def record_payment(self, invoice: Mapping[str, Any], payment: Mapping[str, Any], invoice_ref: ExternalRef,
@@ -309,9 +323,11 @@ class StripeIntegration:
             return _ref(current)
         if current.get("status") not in ("open", "uncollectible"):
             raise PermanentFailure("not_payable", f"Stripe invoice {invoice_ref.id} is {current.get('status')}")
-        return _ref(_plain(self.client.v1.invoices.pay(
-            invoice_ref.id, params={"paid_out_of_band": True},
-            options={"idempotency_key": derive(idempotency_key, "pay")})))
+        return self._pay_out_of_band(invoice_ref.id, derive(idempotency_key, "pay"))
+
+    def _pay_out_of_band(self, stripe_id: str, key: str) -> ExternalRef:
+        return _ref(_plain(self.client.v1.invoices.pay(stripe_id, params={"paid_out_of_band": True},
+                                                       options={"idempotency_key": key})))
 
     def classify(self, exc: BaseException) -> Classification:
         found = errors.classify(exc)
