@@ -11,6 +11,8 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
+import pytest
+
 from integrations.stripe import StripeIntegration
 from meterbill.domain.invoices import build_invoice, invoice_id
 from meterbill.domain.periods import Period
@@ -33,6 +35,20 @@ def settings(**extra: str) -> IntegrationSettings:
 
 def plugin(http_client: Any = None, **extra: str) -> StripeIntegration:
     return StripeIntegration(settings(**extra), http_client=http_client)
+
+
+@pytest.fixture
+def fake() -> Any:
+    """A fresh fake Stripe (tests import this fixture with ``sink``)."""
+    from tests.integration.stripe_fake import FakeStripe
+
+    return FakeStripe()
+
+
+@pytest.fixture
+def sink(fake: Any) -> StripeIntegration:
+    """The Stripe plugin on the fake."""
+    return plugin(fake)
 
 
 def invoice(currency: str = "USD", amounts: tuple[str, ...] = ("12.34",), *, tax_percent: str | None = None,

@@ -20,20 +20,11 @@ from meterbill.integration.errors import ConfigError, PermanentFailure
 from meterbill.integration.keys import idempotency_key
 from meterbill.integration.registry import REGISTRY, Registry
 from tests.integration.stripe_fake import FakeStripe
+from tests.integration.stripe_support import fake, sink  # noqa: F401 - fixtures
 from tests.integration.stripe_support import API_KEY, CUSTOMER, WEBHOOK_SECRET, deliver, invoice, plugin, settings
 
 INVOICES = r"/v1/invoices"
 ITEMS = r"/v1/invoiceitems"
-
-
-@pytest.fixture
-def fake() -> FakeStripe:
-    return FakeStripe()
-
-
-@pytest.fixture
-def sink(fake: FakeStripe) -> StripeIntegration:
-    return plugin(fake)
 
 
 def only_invoice(fake: FakeStripe) -> dict[str, Any]:
