@@ -110,7 +110,8 @@ class StripeIntegration:
     @property
     def client(self) -> StripeClient:
         if self._client is None:
-            problems = [p for p in self.validate_config(self._settings) if p.field in ("api_key", "api_base")]
+            problems = [p for p in self.validate_config(self._settings)
+                        if p.field in ("api_key", "api_base", "max_network_retries")]
             key = self._settings.secret("api_key")
             if problems or key is None:
                 raise ConfigError(self.name, problems or [Problem("api_key", "is required")])
