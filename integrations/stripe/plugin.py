@@ -144,9 +144,8 @@ class StripeIntegration:
             if email and found.get("email") != email:
                 changed["email"] = email
             if changed:
-                self.client.v1.customers.update(found["id"], params=changed, options={
-                    "idempotency_key": idempotency_key(self.name, customer_id, "customer-update",
-                                                       json.dumps(changed, sort_keys=True))})
+                self._update_customer(found["id"], changed, idempotency_key(
+                    self.name, customer_id, "customer-update", json.dumps(changed, sort_keys=True)))
             return ExternalRef(found["id"])
         params: CustomerCreateParams = {"name": name, "metadata": {CUSTOMER_KEY: customer_id}}
         if email:
@@ -154,6 +153,9 @@ class StripeIntegration:
         created = self._create("customer", lambda k: self.client.v1.customers.create(
             params=params, options={"idempotency_key": k}), idempotency_key(self.name, customer_id, "customer"))
         return ExternalRef(created["id"])
+
+    def _update_customer(self, stripe_id: str, changed: CustomerUpdateParams, key: str) -> None:
+        self.client.v1.customers.update(stripe_id, params=changed, options={"idempotency_key": key})
 
     def _remembered_customer(self, customer: Mapping[str, Any]) -> dict[str, Any] | None:
         ref = ((customer.get("integrations") or {}).get(self.name) or {}).get("id")

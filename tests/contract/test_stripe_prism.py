@@ -75,6 +75,7 @@ def test_void_pay_credit_note_and_read_back(recorded: tuple[StripeIntegration, R
     ref = ExternalRef("in_1NnmX4GPxmnHQRkJyyhHiHYa")
     note = {"id": "cn_1", "number": "CN-000001", "invoice_id": "in_x", "currency": "USD", "total": "3.00",
             "reason": "order_change", "memo": "goodwill"}
+    sink._update_customer("cus_Oaxlz8kB0PJWGa", {"name": "Acme AG", "email": "ap@acme.test"}, "mb:stripe:acme:cu:v1")
     sink._void(ref.id, "mb:stripe:in_x:void:v1")
     sink._pay_out_of_band(ref.id, "mb:stripe:in_x:pay:v1")
     assert sink._credit_note("cn_1", ref.id) is None
@@ -82,7 +83,8 @@ def test_void_pay_credit_note_and_read_back(recorded: tuple[StripeIntegration, R
     sink.client.v1.invoices.delete(ref.id)
     state = sink.fetch_invoice_state(ref.id)
     assert state.external_id == ref.id and state.meterbill_invoice_id is None
-    assert {p for p in paths(client)} >= {("POST", "v1/invoices/in_1NnmX4GPxmnHQRkJyyhHiHYa/void"),
+    assert {p for p in paths(client)} >= {("POST", "v1/customers/cus_Oaxlz8kB0PJWGa"),
+                                          ("POST", "v1/invoices/in_1NnmX4GPxmnHQRkJyyhHiHYa/void"),
                                           ("POST", "v1/invoices/in_1NnmX4GPxmnHQRkJyyhHiHYa/pay"),
                                           ("POST", "v1/credit_notes"), ("GET", "v1/credit_notes")}
 
