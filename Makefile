@@ -3,8 +3,10 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+# Node dev tools (Prism, for tests/contract): installed from the lockfile when missing or changed.
+NODE_STAMP := node_modules/.installed-$(shell cat package-lock.json | cksum | cut -d' ' -f1)
 
-.PHONY: run test test-fast bench demo lint clean
+.PHONY: run test test-fast bench demo lint typecheck clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -12,12 +14,16 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	@rm -f $(VENV)/.installed-*; touch $@
 
+$(NODE_STAMP): package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@rm -f node_modules/.installed-*; touch $@
+
 ## Start meterbill locally: moto server + tables from template.yaml + HTTP API on :8000 + timers.
 run: $(STAMP)
 	$(BIN)/meterbill run
 
-## Run the whole test suite (unit, integration on moto, end-to-end through the local stack).
-test: $(STAMP)
+## Run the whole test suite (unit, integration on moto, vendor contracts on Prism, end-to-end).
+test: $(STAMP) $(NODE_STAMP)
 	$(BIN)/python -m pytest
 
 test-fast: $(STAMP)
@@ -34,7 +40,11 @@ bench: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/cfn-lint template.yaml
 
+## Type-check the integration contract and vendor modules against the SDKs' typed params.
+typecheck: $(STAMP)
+	$(BIN)/mypy meterbill/integration integrations
+
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis .meterbill
+	rm -rf $(VENV) node_modules .pytest_cache .hypothesis .meterbill .mypy_cache
 
 include infra/sam-build.mk

@@ -4,11 +4,13 @@ folder                      layer            may import (inside this repo)
 meterbill/domain            domain           meterbill.domain only; standard library only
 meterbill/ports.py          ports            domain
 meterbill/services          services         domain, ports, services
-meterbill/adapters          adapters         domain, ports, services.errors
+meterbill/integration       integration      domain (the plugin contract: protocols, records, registry)
+meterbill/adapters          adapters         domain, ports, services.errors, integration
 meterbill/api               entry (HTTP)     services, domain, bootstrap
 meterbill/rendering         documents        rendering, config, domain; third-party: jinja2, markupsafe, reportlab
 meterbill/bootstrap.py      composition root everything in meterbill
 functions/                  entry (Lambda)   meterbill.api, meterbill.bootstrap
+integrations/               vendor plugins   meterbill.integration, meterbill.domain; vendor SDKs
 meterbill/local, cli        local tooling    anything
 """
 
@@ -27,11 +29,15 @@ RULES: dict[str, tuple[str, ...]] = {
     "meterbill/domain": ("meterbill.domain",),
     "meterbill/ports.py": ("meterbill.domain",),
     "meterbill/services": ("meterbill.domain", "meterbill.ports", "meterbill.services"),
+    # the plugin contract: ports-like, no vendor SDK, no boto3
+    "meterbill/integration": ("meterbill.domain", "meterbill.integration"),
     "meterbill/adapters": ("meterbill.domain", "meterbill.ports", "meterbill.services.errors",
-                           "meterbill.adapters"),
+                           "meterbill.adapters", "meterbill.integration"),
     "meterbill/api": ("meterbill.api", "meterbill.services", "meterbill.domain", "meterbill.bootstrap",
                       "meterbill.ports", "meterbill.__init__", "meterbill"),
     "functions": ("meterbill.api", "meterbill.bootstrap"),
+    # vendor plugins see only the contract and the domain: never services, adapters or each other
+    "integrations": ("meterbill.integration", "meterbill.domain"),
     # invoice HTML/PDF: a presentation leaf — it reads stored invoice documents (plain dicts),
     # never services, adapters, ports or the API
     "meterbill/rendering": ("meterbill.rendering", "meterbill.config", "meterbill.domain"),
@@ -39,6 +45,7 @@ RULES: dict[str, tuple[str, ...]] = {
 THIRD_PARTY_ALLOWED = {
     "meterbill/domain": set(),            # pure: no boto3, no pydantic, no clock, no env
     "meterbill/ports.py": set(),
+    "meterbill/integration": set(),       # the core imports no vendor SDK
     "meterbill/services": set(),
     "meterbill/rendering": {"jinja2", "markupsafe", "reportlab"},   # no boto3, no powertools
 }
@@ -69,6 +76,8 @@ def test_imports_point_inward(prefix: str, path: Path) -> None:
     allowed = RULES[prefix]
     for name in imports(path):
         top = name.split(".")[0]
+        if top == "integrations" and prefix == "integrations":
+            continue  # its own package: test_a_vendor_plugin_imports_no_other_vendor
         if top in ("meterbill", "functions", "infra", "integrations"):
             assert any(name == a or name.startswith(a + ".") for a in allowed), \
                 f"{path.relative_to(ROOT)} imports {name}; {prefix} may import only {allowed}"
@@ -78,11 +87,20 @@ def test_imports_point_inward(prefix: str, path: Path) -> None:
                 f"{sorted(THIRD_PARTY_ALLOWED[prefix]) or 'the standard library'}"
 
 
-@pytest.mark.parametrize("path", modules("meterbill/domain"), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", modules("meterbill/domain") + modules("meterbill/integration"),
+                         ids=lambda p: str(p.relative_to(ROOT)))
 def test_domain_reads_no_clock_and_no_environment(path: Path) -> None:
     text = path.read_text()
     for call in FORBIDDEN_CALLS_IN_DOMAIN:
         assert call not in text, f"{path.name} uses {call}: the domain gets time and config passed in"
+
+
+@pytest.mark.parametrize("path", modules("integrations"), ids=lambda p: str(p.relative_to(ROOT)))
+def test_a_vendor_plugin_imports_no_other_vendor(path: Path) -> None:
+    vendor = path.relative_to(ROOT / "integrations").parts[0]
+    for name in imports(path):
+        if name.split(".")[0] == "integrations":
+            assert name.split(".")[1:2] == [vendor], f"{path.relative_to(ROOT)} imports {name}: one vendor per module"
 
 
 def test_every_charge_model_module_is_registered() -> None:

@@ -1,0 +1,37 @@
+"""Errors of the integration layer. Messages never contain a secret (settings hide their values)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class IntegrationError(Exception):
+    """Base of every error the integration layer raises itself."""
+
+
+class PluginError(IntegrationError):
+    """A plugin does not follow the contract (found when it registers) or is not registered."""
+
+
+class ConfigError(IntegrationError):
+    """A plugin's settings are missing or invalid; ``problems`` names each field."""
+
+    def __init__(self, vendor: str, problems: Sequence[object]) -> None:
+        self.vendor = vendor
+        self.problems = tuple(str(p) for p in problems)
+        super().__init__(f"{vendor} settings: " + "; ".join(self.problems))
+
+
+class InvalidWebhook(IntegrationError):
+    """A webhook that is not verifiably from the vendor (bad or old signature, unreadable body):
+    answered 400, nothing changes."""
+
+
+class PermanentFailure(IntegrationError):
+    """Raised by a plugin when retrying cannot help and the vendor raised nothing (e.g. the
+    vendor's totals differ from meterbill's before finalize); every ``classify`` maps it to
+    ``Permanent``. ``flag`` names the kind for alerts (``totals_mismatch``, ``invalid_invoice``)."""
+
+    def __init__(self, flag: str, message: str) -> None:
+        self.flag = flag
+        super().__init__(message)
