@@ -198,6 +198,18 @@ def prepare_environment(endpoint: str) -> None:
     os.environ.setdefault("METERBILL_STREAM_SETTLE_S", "0")        # moto's stream is synchronous
 
 
+def create_queues(endpoint: str) -> None:
+    """The template's queues on moto; their URLs into the environment the handlers read."""
+    import boto3
+
+    from infra.template import QUEUE_ENV, create_queues as create
+
+    client = boto3.client("sqs", endpoint_url=endpoint, region_name=os.environ["AWS_REGION"])
+    urls = create(client, {logical: f"meterbill-{logical}" for logical in QUEUE_ENV})
+    for logical, env in QUEUE_ENV.items():
+        os.environ[env] = urls[logical]
+
+
 def create_tables(endpoint: str) -> None:
     import boto3
 
@@ -254,6 +266,55 @@ class StreamPoller:
                 continue
             self._checkpoints[shard] = records[-1]["dynamodb"]["SequenceNumber"]
             applied += len(records)
+
+
+class QueueWorker:
+    """Consumes an SQS queue like Lambda's event source mapping with ReportBatchItemFailures:
+    receives a batch (long poll), invokes the handler with the SQS event Lambda would pass, and
+    deletes the messages it did not report failed; those come back after their visibility
+    timeout (or the delay the handler set). A worker stopped mid-batch deletes nothing of it."""
+
+    def __init__(self, client: Any, url: str, handler: Any, batch_size: int = 10,
+                 function_name: str = "close_worker") -> None:
+        self._c = client
+        self._url = url
+        self._handler = handler
+        self._batch = batch_size
+        self._name = function_name
+        self._arn = client.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+
+    def poll_once(self, wait_s: int = 0) -> int:
+        """One batch (waiting up to ``wait_s`` for one); returns how many messages it held."""
+        messages = self._c.receive_message(QueueUrl=self._url, MaxNumberOfMessages=self._batch,
+                                           WaitTimeSeconds=wait_s, MessageSystemAttributeNames=["All"]
+                                           ).get("Messages", [])
+        if not messages:
+            return 0
+        records = [{"messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
+                    "attributes": m.get("Attributes", {}), "messageAttributes": {}, "md5OfBody": m["MD5OfBody"],
+                    "eventSource": "aws:sqs", "eventSourceARN": self._arn, "awsRegion": os.environ["AWS_REGION"]}
+                   for m in messages]
+        try:
+            result = self._handler({"Records": records}, LambdaContext(self._name)) or {}
+        except Exception:   # an invocation error: Lambda deletes nothing of the batch
+            log.exception("%s: batch failed; its messages come back after their visibility timeout", self._name)
+            return len(messages)
+        failed = {f["itemIdentifier"] for f in result.get("batchItemFailures", [])}
+        done = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
+                for i, m in enumerate(messages) if m["MessageId"] not in failed]
+        if done:
+            self._c.delete_message_batch(QueueUrl=self._url, Entries=done)
+        return len(messages)
+
+    def drain(self, max_batches: int = 100_000) -> int:
+        """Process batches until none is visible; returns the messages handled."""
+        total = 0
+        for _ in range(max_batches):
+            n = self.poll_once()
+            if not n:
+                break
+            total += n
+        return total
 
 
 def write_state(state: dict[str, Any]) -> Path:
