@@ -1,6 +1,7 @@
-"""The embedded local stack: moto's server as the AWS stand-in, tables built from template.yaml,
-and the drivers moto lacks: a DynamoDB-stream poller that invokes the aggregator Lambda
-handler, and a timer that invokes the close-periods Lambda handler."""
+"""The embedded local stack: moto's server as the AWS stand-in, tables and queues built from
+template.yaml, and the drivers moto lacks: a DynamoDB-stream poller that invokes the aggregator
+Lambda handler, SQS workers that invoke the close worker's handler (Lambda's event source
+mapping), and a timer that invokes the scheduled dispatcher's handler."""
 
 from __future__ import annotations
 
@@ -196,18 +197,32 @@ def prepare_environment(endpoint: str) -> None:
     os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "meterbill")
     os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")  # no EMF spam on a terminal
     os.environ.setdefault("METERBILL_STREAM_SETTLE_S", "0")        # moto's stream is synchronous
+    os.environ.setdefault("METERBILL_CLOSE_WAIT_RETRY_S", "2")     # the local aggregator is never far behind
 
 
-def create_queues(endpoint: str) -> None:
-    """The template's queues on moto; their URLs into the environment the handlers read."""
+def sqs_client(endpoint: str | None) -> Any:
     import boto3
+    from botocore.config import Config
 
-    from infra.template import QUEUE_ENV, create_queues as create
+    # long polls (WaitTimeSeconds) of several worker threads share it
+    return boto3.client("sqs", endpoint_url=endpoint, region_name=os.environ["AWS_REGION"],
+                        config=Config(max_pool_connections=32, read_timeout=30))
 
-    client = boto3.client("sqs", endpoint_url=endpoint, region_name=os.environ["AWS_REGION"])
-    urls = create(client, {logical: f"meterbill-{logical}" for logical in QUEUE_ENV})
+
+def create_queues(endpoint: str) -> dict[str, str]:
+    """The template's queues on moto; their URLs into the environment the handlers read. Locally
+    the close queue's visibility timeout is METERBILL_CLOSE_VISIBILITY_S (default 30 s, not the
+    template's 6 x the Lambda timeout): messages of a killed local worker come back within it."""
+    from infra.template import QUEUE_ENV, create_queues as create, load_template
+
+    template = load_template()
+    visibility = os.environ.get("METERBILL_CLOSE_VISIBILITY_S", "30")
+    template["Resources"]["CloseQueue"]["Properties"]["VisibilityTimeout"] = int(visibility)
+    client = sqs_client(endpoint)
+    urls = create(client, {logical: f"meterbill-{logical}" for logical in QUEUE_ENV}, template)
     for logical, env in QUEUE_ENV.items():
         os.environ[env] = urls[logical]
+    return urls
 
 
 def create_tables(endpoint: str) -> None:
@@ -266,6 +281,13 @@ class StreamPoller:
                 continue
             self._checkpoints[shard] = records[-1]["dynamodb"]["SequenceNumber"]
             applied += len(records)
+
+
+def close_queue_worker(endpoint: str | None, url: str) -> QueueWorker:
+    """The close queue consumed by the deployed close worker's handler (functions/close_worker.py)."""
+    from functions import close_worker
+
+    return QueueWorker(sqs_client(endpoint), url, close_worker.handler)
 
 
 class QueueWorker:
