@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 
 from bench import use_fake_aws
 
-ORDER = ("ingest", "writes", "aggregation", "rating", "rating_mixed", "render", "http", "concurrency")
+ORDER = ("ingest", "writes", "aggregation", "rating", "rating_mixed", "render", "http", "concurrency", "close_run")
 
 
 def main(argv: list[str]) -> int:
