@@ -12,7 +12,8 @@ from datetime import datetime, timezone
 
 from bench import use_fake_aws
 
-ORDER = ("ingest", "writes", "aggregation", "rating", "rating_mixed", "render", "http", "concurrency", "numbering")
+ORDER = ("ingest", "writes", "aggregation", "rating", "rating_mixed", "render", "http", "concurrency", "numbering",
+         "close_run")
 
 
 def main(argv: list[str]) -> int:

@@ -1,7 +1,11 @@
-"""Lambda entry point: scheduled close of every billing period that has ended."""
+"""Lambda entry point: the scheduled billing run's dispatcher (EventBridge Scheduler).
+
+The schedule passes its tick's time (``<aws.scheduler.scheduled-time>``): the run's id, so a
+retried invocation resumes the same run instead of starting a second one."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from aws_lambda_powertools import Metrics
@@ -16,9 +20,9 @@ metrics = Metrics()
 @logger.inject_lambda_context(log_event=True)
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    summary = default_container().billing.run().as_dict()
-    metrics.add_metric("InvoicesCreated", MetricUnit.Count, len(summary["invoices_created"]))
-    if summary["errors"]:
-        metrics.add_metric("CloseErrors", MetricUnit.Count, len(summary["errors"]))
-        logger.error("some customers could not be closed", extra={"errors": summary["errors"]})
-    return summary
+    raw = (event or {}).get("scheduled_time")
+    scheduled = datetime.fromisoformat(raw.replace("Z", "+00:00")) if isinstance(raw, str) and raw else None
+    run = default_container().billing_runs.scheduled(
+        scheduled, time_left=lambda: context.get_remaining_time_in_millis() / 1000)
+    metrics.add_metric("CustomersQueued", MetricUnit.Count, run["queued"])
+    return run

@@ -7,6 +7,7 @@ Standard library + PyYAML only; deliberately independent of ``meterbill``.
 from __future__ import annotations
 
 import copy
+import json
 import pathlib
 from typing import Any
 
@@ -20,7 +21,13 @@ TABLE_ENV: dict[str, str] = {
     "BillingTable": "METERBILL_BILLING_TABLE",
 }
 
+# Template logical id of each queue the code sends to -> environment variable carrying its URL.
+QUEUE_ENV: dict[str, str] = {
+    "CloseQueue": "METERBILL_CLOSE_QUEUE_URL",
+}
+
 _DYNAMODB_TABLE = "AWS::DynamoDB::Table"
+_SQS_QUEUE = "AWS::SQS::Queue"
 _SERVERLESS_FUNCTION = "AWS::Serverless::Function"
 
 
@@ -177,6 +184,57 @@ def create_tables(client: Any, names: dict[str, str], template: dict | None = No
             TableName=table_name,
             TimeToLiveSpecification={"Enabled": True, "AttributeName": attribute},
         )
+
+
+# ---------------------------------------------------------------------- queues
+
+_QUEUE_ATTRIBUTES = ("VisibilityTimeout", "MessageRetentionPeriod", "DelaySeconds", "ReceiveMessageWaitTimeSeconds",
+                     "MaximumMessageSize")
+
+
+def queue_specs(template: dict) -> dict[str, dict[str, Any]]:
+    """Logical id -> SQS attributes for every ``AWS::SQS::Queue``: the plain ones as strings, and
+    ``RedrivePolicy`` as written (its ``deadLetterTargetArn`` names another queue by ``GetAtt``)."""
+    specs: dict[str, dict[str, Any]] = {}
+    for logical_id, resource in _resources(template, _SQS_QUEUE).items():
+        props = resource.get("Properties") or {}
+        spec: dict[str, Any] = {k: str(props[k]) for k in _QUEUE_ATTRIBUTES if k in props}
+        if props.get("RedrivePolicy"):
+            spec["RedrivePolicy"] = copy.deepcopy(props["RedrivePolicy"])
+        specs[logical_id] = spec
+    return specs
+
+
+def create_queues(client: Any, names: dict[str, str], template: dict | None = None) -> dict[str, str]:
+    """Create each queue ``names[logical_id]`` as the template defines it, and the dead-letter
+    queue its redrive policy names (as ``<name>-dlq`` unless ``names`` names it too). Idempotent
+    (``CreateQueue`` returns an existing queue's URL). Returns logical id -> queue URL."""
+    template = load_template() if template is None else template
+    specs = queue_specs(template)
+    unknown = sorted(set(names) - set(specs))
+    if unknown:
+        raise KeyError(f"not SQS queues in the template: {', '.join(unknown)}")
+    names = dict(names)
+    urls: dict[str, str] = {}
+
+    def create(logical_id: str) -> str:
+        if logical_id in urls:
+            return urls[logical_id]
+        attributes = {k: v for k, v in specs[logical_id].items() if k != "RedrivePolicy"}
+        redrive = specs[logical_id].get("RedrivePolicy")
+        if redrive:
+            target = redrive["deadLetterTargetArn"]["Fn::GetAtt"][0]
+            names.setdefault(target, f"{names[logical_id]}-dlq")
+            dlq = create(target)
+            arn = client.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+            attributes["RedrivePolicy"] = json.dumps({"deadLetterTargetArn": arn,
+                                                      "maxReceiveCount": int(redrive["maxReceiveCount"])})
+        urls[logical_id] = client.create_queue(QueueName=names[logical_id], Attributes=attributes)["QueueUrl"]
+        return urls[logical_id]
+
+    for logical_id in list(names):
+        create(logical_id)
+    return urls
 
 
 # ------------------------------------------------------------------- functions

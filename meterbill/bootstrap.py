@@ -20,6 +20,7 @@ from meterbill.adapters.dynamo_billing import DynamoBillingStore
 from meterbill.adapters.dynamo_codec import install_pass_through
 from meterbill.adapters.dynamo_events import DynamoEventStore, EventScanner, decode_stream
 from meterbill.adapters.dynamo_stream import StreamWatermark
+from meterbill.adapters.sqs_queue import SqsWorkQueue
 from meterbill.config import Settings
 from meterbill.ports import Clock, UsageWatermark
 from meterbill.rendering import InvoiceRenderer
@@ -27,6 +28,7 @@ from meterbill.services import aggregation
 from meterbill.services.accounts import AccountService
 from meterbill.services.aggregation import AggregationService
 from meterbill.services.billing import BillingService
+from meterbill.services.billing_runs import BillingRunService
 from meterbill.services.catalog import CatalogService
 from meterbill.services.credit_notes import CreditNoteService
 from meterbill.services.ingest import IngestService
@@ -49,6 +51,7 @@ class Container:
     ingest: IngestService
     aggregation: AggregationService
     billing: BillingService
+    billing_runs: BillingRunService
     accounts: AccountService
     credit_notes: CreditNoteService
     usage: UsageService
@@ -86,6 +89,14 @@ def streams_client(settings: Settings) -> Any:
                                           endpoint_url=settings.dynamodb_endpoint, config=config)
 
 
+def sqs_client(settings: Settings) -> Any:
+    # the close queue: on AWS SQS; locally the same moto server as DynamoDB
+    config = Config(retries={"max_attempts": 5, "mode": "standard"}, connect_timeout=3, read_timeout=30,
+                    max_pool_connections=LOCAL_HTTP_WORKERS + 4)
+    return boto3.session.Session().client("sqs", region_name=settings.region,
+                                          endpoint_url=settings.dynamodb_endpoint, config=config)
+
+
 def bootstrap(settings: Settings | None = None, *, client: Any = None, clock: Clock | None = None,
               cache_ttl_s: float = 10.0) -> Container:
     settings = settings or Settings.from_env()
@@ -97,12 +108,17 @@ def bootstrap(settings: Settings | None = None, *, client: Any = None, clock: Cl
     store = DynamoBillingStore(client, settings.billing_table)
     catalog = CatalogService(store, clock, cache_ttl_s=cache_ttl_s)
     credit_notes = CreditNoteService(store, clock, settings.credit_note_prefix)
+    billing = BillingService(store, catalog, clock, credit_notes, settings.invoice_prefix, settings.grace_hours,
+                             settings.seller_country, watermark)
+    queue = SqsWorkQueue(sqs_client(settings), settings.close_queue_url or "")
+    runs = BillingRunService(store, billing, queue, clock, watermark, wait_retry_s=int(settings.close_wait_retry_s),
+                             max_wait_attempts=settings.close_wait_attempts,
+                             max_receives=settings.close_max_receives)
     return Container(
         settings=settings, clock=clock, events_store=events, billing_store=store, catalog=catalog,
         ingest=IngestService(events, catalog, clock, store),
         aggregation=AggregationService(store, catalog, clock, decode_stream, watermark),
-        billing=BillingService(store, catalog, clock, credit_notes, settings.invoice_prefix, settings.grace_hours,
-                               settings.seller_country, watermark),
+        billing=billing, billing_runs=runs,
         accounts=AccountService(store, catalog, clock), credit_notes=credit_notes,
         usage=UsageService(store, catalog, clock),
         keys=KeyService(store, clock),

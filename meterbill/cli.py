@@ -1,4 +1,4 @@
-"""`meterbill` command: run the local stack, run the demo, manage API keys (create, list, revoke)."""
+"""`meterbill` command: run the local stack, run the demo, start a billing run, manage API keys."""
 
 from __future__ import annotations
 
@@ -103,6 +103,23 @@ def _redrive(args: argparse.Namespace) -> int:
     return 1 if result["failed"] else 0
 
 
+def _close_worker(args: argparse.Namespace) -> int:
+    """A close worker of its own process against the running local stack's close queue (what
+    `meterbill run`'s worker threads do; to scale out, or to kill one mid-run)."""
+    from meterbill.local import stack
+
+    state = stack.read_state()
+    if not state.get("close_queue_url"):
+        raise SystemExit("no running local stack (.meterbill/local.json): start `meterbill run` first")
+    stack.prepare_environment(state["dynamodb_endpoint"])
+    os.environ["METERBILL_CLOSE_QUEUE_URL"] = state["close_queue_url"]
+    worker = stack.close_queue_worker(state["dynamodb_endpoint"], state["close_queue_url"])
+    handled = 0
+    while args.max_messages is None or handled < args.max_messages:
+        handled += worker.poll_once(wait_s=1)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="meterbill", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -111,6 +128,15 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--url", help="API base URL (default: the running local stack)")
     demo.add_argument("--key", help="admin API key (default: METERBILL_ADMIN_KEY or the local stack's)")
     demo.add_argument("--events", type=int, default=3000)
+    bill = sub.add_parser("billing-run", help="start a billing run over the API and follow it to the end "
+                                              "(progress bar; exit status 1 if any customer failed)")
+    bill.add_argument("--as-of", help="close periods that ended at or before this RFC 3339 instant (default now)")
+    bill.add_argument("--url", help="API base URL (default: METERBILL_API_URL or the running local stack)")
+    bill.add_argument("--api-key", help="admin API key (default: METERBILL_API_KEY or the local stack's)")
+    bill.add_argument("--idempotency-key", help="the same key names the same run (a retry starts no second run)")
+    bill.add_argument("--timeout", type=float, default=900, help="seconds to follow the run (default 900)")
+    worker = sub.add_parser("close-worker", help="consume the running local stack's close queue in this process")
+    worker.add_argument("--max-messages", type=int, help="stop after about this many messages (default: never)")
     keys = sub.add_parser("keys", help="API keys")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
     create = keys_sub.add_parser("create", help="create an API key (printed once)")
@@ -146,6 +172,12 @@ def main(argv: list[str] | None = None) -> int:
 
         run()
         return 0
+    if args.command == "close-worker":
+        return _close_worker(args)
+    if args.command == "billing-run":
+        from meterbill.local.billing_run import billing_run
+
+        return billing_run(args.url, args.api_key, args.as_of, args.idempotency_key, args.timeout)
     if args.command == "demo":
         from meterbill.local.demo import demo as run_demo
 

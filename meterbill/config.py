@@ -59,6 +59,12 @@ class Settings:
     # aggregation to apply every event accepted before it started, else it finalizes nothing.
     usage_wait_s: float = 20.0
     stream_settle_s: float = 1.0           # a write's stream record is readable within this
+    # The close queue (billing runs fan out through SQS): its URL, how long a customer waiting for
+    # usage stays off the queue, how often it is retried, and the queue's maxReceiveCount.
+    close_queue_url: str | None = None
+    close_wait_retry_s: float = 60.0
+    close_wait_attempts: int = 5
+    close_max_receives: int = 10
     # Invoice documents (HTML/PDF): the seller's branding and payment instructions.
     brand_name: str = ""
     brand_address: str = ""                # multi-line
@@ -81,6 +87,10 @@ class Settings:
             grace_hours=_grace(env.get("METERBILL_GRACE_HOURS")),
             usage_wait_s=_seconds(env, "METERBILL_USAGE_WAIT_S", cls.usage_wait_s, 840),
             stream_settle_s=_seconds(env, "METERBILL_STREAM_SETTLE_S", cls.stream_settle_s, 30),
+            close_queue_url=env.get("METERBILL_CLOSE_QUEUE_URL") or None,
+            close_wait_retry_s=_seconds(env, "METERBILL_CLOSE_WAIT_RETRY_S", cls.close_wait_retry_s, 43200),
+            close_wait_attempts=int(_seconds(env, "METERBILL_CLOSE_WAIT_ATTEMPTS", cls.close_wait_attempts, 100)),
+            close_max_receives=int(_seconds(env, "METERBILL_CLOSE_MAX_RECEIVES", cls.close_max_receives, 1000)),
             seller_country=(env.get("METERBILL_SELLER_COUNTRY") or "").strip().upper() or None,
             brand_name=env.get("METERBILL_BRAND_NAME", "").strip(),
             brand_address=_multiline(env.get("METERBILL_BRAND_ADDRESS")),

@@ -63,14 +63,58 @@ def ddb(aws: None) -> Any:
 
 
 @pytest.fixture
-def container(ddb: Any, clock: FakeClock) -> Any:
+def close_queue_url(aws: None) -> str:
+    import boto3
+
+    from infra.template import create_queues
+
+    return create_queues(boto3.client("sqs", region_name="us-east-1"), {"CloseQueue": "t-close"})["CloseQueue"]
+
+
+@pytest.fixture
+def container(ddb: Any, clock: FakeClock, close_queue_url: str) -> Any:
     from meterbill.bootstrap import bootstrap
     from meterbill.config import Settings
 
-    # moto's stream is synchronous (no settle time); a run that finds unapplied usage decides at once
+    # moto's stream is synchronous (no settle time); a run that finds unapplied usage decides at once.
+    # A customer waiting for usage is back on the close queue at once (the tests drive the queue).
     return bootstrap(Settings(events_table="t-events", billing_table="t-billing", invoice_prefix="T-",
-                              usage_wait_s=0, stream_settle_s=0),
+                              usage_wait_s=0, stream_settle_s=0, close_queue_url=close_queue_url,
+                              close_wait_retry_s=0),
                      client=ddb, clock=clock, cache_ttl_s=0)
+
+
+@pytest.fixture
+def close_worker(container: Any, close_queue_url: str) -> Any:
+    """The close queue consumed Lambda-style by the close worker's own handler code (on the test's
+    container): ``close_worker.drain()`` handles every visible message."""
+    import boto3
+
+    from functions.close_worker import process
+    from meterbill.local.stack import QueueWorker
+
+    return QueueWorker(boto3.client("sqs", region_name="us-east-1"), close_queue_url,
+                       lambda event, ctx: process(event, ctx, container.billing_runs))
+
+
+def finished_run(container: Any, worker: Any, run: dict[str, Any]) -> dict[str, Any]:
+    """Drive the close queue until ``run`` is no longer dispatching or running; the run as GET
+    shows it, plus ``invoices_created`` / ``drafts`` from its outcomes (what the synchronous run
+    answered before the fan-out)."""
+    worker.drain()
+    view = container.billing_runs.view(run["id"])
+    invoices: list[str] = []
+    drafts: list[str] = []
+    cursor = None
+    while True:
+        outcomes, cursor = container.billing_store.run_outcomes(run["id"], None, 100, cursor)
+        for o in outcomes:
+            invoices += o.get("invoices", [])
+            drafts += o.get("drafts", [])
+        if not cursor:
+            break
+    return {**view, "invoices_created": invoices, "drafts": drafts,
+            "errors": [{"customer": f["customer"], "error": f["reason"]} for f in view["failures"]]}
 
 
 @pytest.fixture

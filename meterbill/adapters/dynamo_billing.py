@@ -22,6 +22,8 @@ Item layout (pk / sk):
   AGGDONE#<first seq> / DONE  a stream batch fully applied (TTL 2 days: streams keep 24 h)
   DEADLETTER / <batch>#<key>  usage the aggregator could not apply (undecodable, unstorable)
   STREAMPOS / <shard id>      the aggregator's checkpoint per stream shard (the usage watermark)
+  RUN#<id>     / RUN          gsi1: RUNS / <started_at>#<id>   a billing run: status, counters, dispatch cursor
+  RUN#<id>     / OUT#<kind>#<customer>   one customer's outcome in that run (gsi1 while waiting/failed)
 """
 
 from __future__ import annotations
@@ -29,8 +31,9 @@ from meterbill.adapters.dynamo_catalog import CatalogItems
 from meterbill.adapters.dynamo_invoices import InvoiceItems
 from meterbill.adapters.dynamo_keys import KeyItems
 from meterbill.adapters.dynamo_privacy import PrivacyItems
+from meterbill.adapters.dynamo_runs import RunItems
 from meterbill.adapters.dynamo_usage import UsageItems
 
 
-class DynamoBillingStore(CatalogItems, UsageItems, InvoiceItems, KeyItems, PrivacyItems):
+class DynamoBillingStore(CatalogItems, UsageItems, InvoiceItems, KeyItems, PrivacyItems, RunItems):
     """The billing store port (``ports.BillingStore``), one aggregate per module over one table."""

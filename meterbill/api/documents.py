@@ -98,9 +98,18 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "CreditNote": obj({"id": STRING, "number": STRING, "invoice_id": STRING, "customer_id": STRING,
                        "currency": STRING, "subtotal": DECIMAL, "total": DECIMAL, "status": STRING,
                        "created_at": INSTANT}, {"lines": array(OBJECT)}),
-    "BillingRun": obj({"as_of": INSTANT, "customers_examined": INT, "invoices_created": array(STRING),
-                       "drafts": array(STRING), "errors": array(OBJECT)},
-                      {"usage_lag": nullable(OBJECT), "waiting_for_usage": array(STRING)}),
+    "BillingRunSummary": obj({"id": STRING, "status": {"type": "string", "enum": ["dispatching", "running", "finished"]},
+                              "trigger": {"type": "string", "enum": ["api", "schedule"]}, "as_of": INSTANT,
+                              "started_at": INSTANT, "finished_at": nullable(INSTANT), "queued": INT, "closed": INT,
+                              "waiting": INT, "failed": INT, "given_up": INT},
+                             {"usage_wait_started_at": INSTANT, "usage_lag": OBJECT},
+                             description="a billing run's counters: finished once queued = closed + failed + given_up"),
+    "BillingRun": {"allOf": [ref("BillingRunSummary"), obj({
+        "failures": array(obj({"customer": STRING, "task": STRING, "reason": STRING})),
+        "waiting_customers": array(obj({"customer": STRING, "task": STRING, "attempts": INT, "given_up": BOOL,
+                                        "drafts": array(STRING)}))})],
+        "description": "a billing run with its failed customers (and why) and those waiting for usage (first 100 of each)"},
+    "BillingRunPage": page("BillingRunSummary"),
     "ApiKey": obj({"id": STRING, "scopes": array(STRING), "created_at": INSTANT, "status": STRING},
                   {"name": STRING, "expires_at": INSTANT, "revoked_at": INSTANT, "last_used_at": INSTANT},
                   description="an API key as listed: never the secret or its digest"),
@@ -123,6 +132,10 @@ for _name in ("Meter", "Plan", "TaxRate", "Customer", "PendingCustomer", "DeadLe
 # -- examples: real answers of the seeded store of tests/integration/test_openapi_conformance.py
 INVOICE_ID = "in_ee30267f8530f78e08fa"
 NOTE_ID = "cn_cc6e97e6278d90cde398"
+RUN_ID = "run_6f1c2d3e4a5b6c7d8e9f0a1b2c"
+_RUN = {"id": RUN_ID, "status": "finished", "trigger": "api", "as_of": "2026-11-01T00:00:00Z",
+        "started_at": "2026-11-05T12:00:00Z", "finished_at": "2026-11-05T12:00:04Z", "queued": 1, "closed": 1,
+        "waiting": 0, "failed": 0, "given_up": 0, "usage_wait_started_at": "2026-11-05T12:00:00Z"}
 _METER = {"code": "tokens", "event_type": "api.call", "aggregation": "sum", "property": "tokens", "filter": {},
           "group_by": [], "keep_values": False, "created_at": "2026-11-05T12:00:00Z",
           "updated_at": "2026-11-05T12:00:00Z", "version": 1}
@@ -197,8 +210,8 @@ EXAMPLES: dict[str, Any] = {
     "CreditGrant": _GRANT,
     "Credits": {"customer_id": "acme", "currency": "USD", "balance": "100.00", "grants": [_GRANT]},
     "CreditNote": _NOTE, "CreditNotePage": {"data": [_NOTE], "next_cursor": None},
-    "BillingRun": {"as_of": "2026-11-01T00:00:00Z", "customers_examined": 1, "invoices_created": [INVOICE_ID],
-                   "drafts": [], "errors": [], "waiting_for_usage": [], "usage_lag": None},
+    "BillingRunSummary": _RUN, "BillingRunPage": {"data": [_RUN], "next_cursor": None},
+    "BillingRun": {**_RUN, "failures": [], "waiting_customers": []},
     "Simulation": {"currency": "USD", "customers": [{"customer": "acme", "periods": [
         {"period": _OCT, "invoice": "T-000001", "old_subtotal": "63.00", "new_subtotal": "29.00",
          "difference": "-34.00"}]}], "old_subtotal": "63.00", "new_subtotal": "29.00", "difference": "-34.00"},

@@ -57,7 +57,8 @@ SUCCESS: dict[str, tuple[int, str | None]] = {
     "PUT /v1/customers/{customer_id}/credit-grants/{grant_id}": (200, "CreditGrant"),
     "GET /v1/customers/{customer_id}/credits": (200, "Credits"),
     "POST /v1/events": (200, "IngestResult"), "GET /v1/events/{event_id}": (200, "Event"),
-    "POST /v1/billing-runs": (200, "BillingRun"),
+    "POST /v1/billing-runs": (202, "BillingRun"), "GET /v1/billing-runs/{run_id}": (200, "BillingRun"),
+    "GET /v1/billing-runs": (200, "BillingRunPage"),
     "GET /v1/invoices": (200, "InvoicePage"), "GET /v1/invoices/{invoice_id}": (200, "Invoice"),
     "GET /v1/invoices/{invoice_id}.pdf": (200, None), "GET /v1/invoices/{invoice_id}.html": (200, None),
     "GET /v1/invoices/{invoice_id}/lines/{index}/usage": (200, "LineUsage"),
@@ -96,6 +97,10 @@ REQUESTS: dict[str, Any] = {
     "POST /v1/simulations": {"plan": {"currency": "USD", "base_fee": "29.00"}, "customers": ["acme"], "periods": 1},
     "POST /v1/customers/{customer_id}/erase": {"reason": "GDPR request 2026-17"},
 }
+
+IDEMPOTENCY_HEADER = {"name": "Idempotency-Key", "in": "header", "required": False,
+                      "schema": {"type": "string", "pattern": "^[!-~]{1,255}$"}, "example": "close-2026-10",
+                      "description": "the same key names the same run: a retried request starts no second run"}
 
 _ANY_JSON: dict[str, Any] = {}  # an event is checked on its own: see EventIn and the operation's description
 EVENTS_BODY = {
@@ -204,6 +209,8 @@ def _operation(key: str, path: str, op: dict[str, Any], parameters: dict[str, Pa
         example = PARAMETER_EXAMPLES.get((path, param["name"]), rule.example)
         if example:
             param["example"] = example
+    if key == "POST /v1/billing-runs":
+        op.setdefault("parameters", []).append(IDEMPOTENCY_HEADER)
     if key == "POST /v1/events":
         op["requestBody"] = copy.deepcopy(EVENTS_BODY)
     elif "requestBody" in op and key in REQUESTS:
@@ -213,7 +220,7 @@ def _operation(key: str, path: str, op: dict[str, Any], parameters: dict[str, Pa
     ok = responses.pop("200")
     responses.pop("422", None)
     if schema is not None:
-        ok = {"description": "OK" if status == 200 else "Created",
+        ok = {"description": {200: "OK", 201: "Created", 202: "Accepted"}[status],
               "content": {JSON: {"schema": ref(schema), "example": EXAMPLES[schema]}}}
     responses[str(status)] = ok
     if key == "POST /v1/events":

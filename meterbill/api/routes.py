@@ -88,6 +88,8 @@ PATH_PARAMETERS: dict[str, PathParameter] = {
     "event_id": PathParameter(check_id, _ID.schema, _ID.description, "evt-0001"),
     "invoice_id": PathParameter(check_id, _ID.schema, "An invoice id (in_…), as listed.", documents.INVOICE_ID),
     "note_id": PathParameter(check_id, _ID.schema, "A credit note id (cn_…), as listed.", documents.NOTE_ID),
+    "run_id": PathParameter(check_id, _ID.schema, "A billing run id, as POST /v1/billing-runs answered it.",
+                            documents.RUN_ID),
     "discount_id": PathParameter(_CODE.check, _CODE.schema, "The discount's code, chosen by you. "
                                  + _CODE.description, "welcome20"),
     "grant_id": PathParameter(_CODE.check, _CODE.schema, "The credit grant's code, chosen by you. "
@@ -318,10 +320,32 @@ def get_event(event_id: str) -> dict[str, Any]:
 
 
 # -- billing -------------------------------------------------------------------------
-@router.post("/v1/billing-runs")
-def billing_run(body: Annotated[BillingRunIn, Body()]) -> dict[str, Any]:
+IDEMPOTENCY_KEY = re.compile(r"[!-~]{1,255}")
+
+
+@router.post("/v1/billing-runs",
+             description="Start a billing run: 202 with the run at once (status `dispatching`); the run closes every "
+                         "customer through the close queue. Follow it with GET /v1/billing-runs/{run_id}. The same "
+                         "`Idempotency-Key` header names the same run (no second run on a retried request).")
+def billing_run(body: Annotated[BillingRunIn, Body()]) -> tuple[dict[str, Any], int]:
     as_of = parse_instant(body.as_of, "as_of") if body.as_of else None
-    return container().billing.run(as_of).as_dict()
+    key = (router.current_event.headers or {}).get("idempotency-key")
+    if key is not None and not IDEMPOTENCY_KEY.fullmatch(key):
+        raise InvalidField("Idempotency-Key", "must be 1 to 255 printable ASCII characters without spaces")
+    return plain(container().billing_runs.request(as_of, key)), 202
+
+
+@router.get("/v1/billing-runs/<run_id>",
+            description="A billing run: customers queued / closed / waiting (for usage; given_up: left to a later "
+                        "run) / failed, the failures with their reasons, and finished_at once "
+                        "queued = closed + failed + given_up.")
+def get_billing_run(run_id: str) -> dict[str, Any]:
+    return plain(container().billing_runs.view(run_id))
+
+
+@router.get("/v1/billing-runs")
+def list_billing_runs(limit: Limit = 50, cursor: Cursor = None) -> dict[str, Any]:
+    return page(*container().billing_runs.list(limit, cursor))
 
 
 def invoice_doc(invoice_id: str) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 Sends usage for a customer that does not exist yet (pending), creates the customer, waits until
 every event is aggregated, closes the last month that has ended (derived from the clock, so the
-demo works on any day) and prints the invoice next to the amount the
+demo works on any day) with a billing run through the close queue, followed until it finishes, and prints the invoice next to the amount the
 demo computed on its own from the events it sent.
 """
 
@@ -30,19 +30,20 @@ class Api:
     def __init__(self, url: str, key: str) -> None:
         self.url, self.key = url.rstrip("/"), key
 
-    def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+    def call(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
+             ) -> tuple[int, Any]:
         data = None if body is None else json.dumps(body).encode()
         req = urllib.request.Request(self.url + path, data=data, method=method,
                                      headers={"Authorization": f"Bearer {self.key}",
-                                              "Content-Type": "application/json"})
+                                              "Content-Type": "application/json", **(headers or {})})
         try:
             with urllib.request.urlopen(req, timeout=60) as resp:
                 return resp.status, json.loads(resp.read() or b"null")
         except urllib.error.HTTPError as exc:
             return exc.code, json.loads(exc.read() or b"null")
 
-    def ok(self, method: str, path: str, body: Any = None) -> Any:
-        status, doc = self.call(method, path, body)
+    def ok(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None) -> Any:
+        status, doc = self.call(method, path, body, headers)
         if status >= 300:
             raise SystemExit(f"{method} {path} -> {status}: {json.dumps(doc)}")
         return doc
@@ -132,8 +133,12 @@ def demo(url: str | None, key: str | None, n_events: int) -> int:
             raise SystemExit(f"aggregation did not catch up: {seen} of {tokens} tokens")
         time.sleep(0.3)
     print(f"aggregated usage: {seen} tokens over {sum(len(m['points']) for m in usage['meters'])} days")
-    api.ok("POST", "/v1/billing-runs", {"as_of": period_end})
-    api.ok("POST", "/v1/billing-runs", {"as_of": period_end})  # idempotent: no second invoice
+    from meterbill.local.billing_run import follow
+
+    for _ in range(2):   # a second run is idempotent: no second invoice
+        run = follow(api, api.ok("POST", "/v1/billing-runs", {"as_of": period_end}), show=sys.stderr.isatty())
+        print(f"billing run {run['id']}: {run['queued']} queued, {run['closed']} closed, "
+              f"{run['waiting']} waiting, {run['failed']} failed")
     # The local timer may close later periods too (the month may end while the demo runs): the
     # demo's month must have exactly one invoice.
     invoices = [i for i in api.ok("GET", f"/v1/invoices?customer={customer}")["data"]

@@ -6,6 +6,7 @@ import logging
 import os
 import secrets
 import threading
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,7 @@ def run() -> None:
         handler.setFormatter(stack.BoundedTextFormatter("%(asctime)s %(name)s %(message)s"))
     port = int(os.environ.get("METERBILL_PORT", "8000"))
     close_every = float(os.environ.get("METERBILL_CLOSE_EVERY", "60"))
+    close_workers = int(os.environ.get("METERBILL_CLOSE_WORKERS", "4"))
     listener = stack.claim_port(port)  # before anything starts or is written (raises PortInUse)
     moto_port = int(os.environ.get("METERBILL_MOTO_PORT") or stack.free_port())
     endpoint = f"http://127.0.0.1:{moto_port}"
@@ -65,6 +67,7 @@ def run() -> None:
         moto = stack.start_moto(moto_port)
         stack.prepare_environment(endpoint)
         stack.create_tables(endpoint)
+        queue_url = stack.create_queues(endpoint)["CloseQueue"]
         import uvicorn
 
         from functions import aggregator, close_periods
@@ -77,20 +80,26 @@ def run() -> None:
         container.keys.create(["admin"], name="local admin", secret=admin_key)
         poller = stack.StreamPoller(endpoint, container.settings.events_table, aggregator.handler)
 
+        queue = stack.close_queue_worker(endpoint, queue_url)
+
         def close_tick() -> None:
             poller.drain()  # what Lambda's stream mapping would have applied by now
-            summary = close_periods.handler({"source": "local-timer"}, stack.LambdaContext("close_periods"))
-            if summary["invoices_created"]:
-                log.info("closed periods: %s", summary)
+            tick = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")   # as EventBridge Scheduler names it
+            run = close_periods.handler({"scheduled_time": tick}, stack.LambdaContext("close_periods"))
+            if run["queued"]:
+                log.info("billing run %s: %s customer tasks queued", run["id"], run["queued"])
 
         threads = [threading.Thread(target=_loop, args=(stop, 0.25, poller.drain, "stream poller"), daemon=True)]
+        # the close queue's event source mapping: workers long-poll and invoke the close worker's handler
+        threads += [threading.Thread(target=_loop, args=(stop, 0, lambda: queue.poll_once(wait_s=1), "close worker"),
+                                     name=f"close-worker-{i}", daemon=True) for i in range(close_workers)]
         if close_every > 0:
             threads.append(threading.Thread(target=_loop, args=(stop, close_every, close_tick, "close"), daemon=True))
         for t in threads:
             t.start()
         url = f"http://127.0.0.1:{port}"
         generated = None if os.environ.get("METERBILL_ADMIN_KEY") else admin_key
-        state = {"api_url": url, "dynamodb_endpoint": endpoint, "admin_key": generated}
+        state = {"api_url": url, "dynamodb_endpoint": endpoint, "admin_key": generated, "close_queue_url": queue_url}
         stack.write_state(state)
         print(banner(url, generated, close_every), flush=True)
         app = build_app(ThreadedHttpResolver, default_container)

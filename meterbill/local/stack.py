@@ -1,6 +1,7 @@
-"""The embedded local stack: moto's server as the AWS stand-in, tables built from template.yaml,
-and the drivers moto lacks: a DynamoDB-stream poller that invokes the aggregator Lambda
-handler, and a timer that invokes the close-periods Lambda handler."""
+"""The embedded local stack: moto's server as the AWS stand-in, tables and queues built from
+template.yaml, and the drivers moto lacks: a DynamoDB-stream poller that invokes the aggregator
+Lambda handler, SQS workers that invoke the close worker's handler (Lambda's event source
+mapping), and a timer that invokes the scheduled dispatcher's handler."""
 
 from __future__ import annotations
 
@@ -196,6 +197,32 @@ def prepare_environment(endpoint: str) -> None:
     os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "meterbill")
     os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")  # no EMF spam on a terminal
     os.environ.setdefault("METERBILL_STREAM_SETTLE_S", "0")        # moto's stream is synchronous
+    os.environ.setdefault("METERBILL_CLOSE_WAIT_RETRY_S", "2")     # the local aggregator is never far behind
+
+
+def sqs_client(endpoint: str | None) -> Any:
+    import boto3
+    from botocore.config import Config
+
+    # long polls (WaitTimeSeconds) of several worker threads share it
+    return boto3.client("sqs", endpoint_url=endpoint, region_name=os.environ["AWS_REGION"],
+                        config=Config(max_pool_connections=32, read_timeout=30))
+
+
+def create_queues(endpoint: str) -> dict[str, str]:
+    """The template's queues on moto; their URLs into the environment the handlers read. Locally
+    the close queue's visibility timeout is METERBILL_CLOSE_VISIBILITY_S (default 30 s, not the
+    template's 6 x the Lambda timeout): messages of a killed local worker come back within it."""
+    from infra.template import QUEUE_ENV, create_queues as create, load_template
+
+    template = load_template()
+    visibility = os.environ.get("METERBILL_CLOSE_VISIBILITY_S", "30")
+    template["Resources"]["CloseQueue"]["Properties"]["VisibilityTimeout"] = int(visibility)
+    client = sqs_client(endpoint)
+    urls = create(client, {logical: f"meterbill-{logical}" for logical in QUEUE_ENV}, template)
+    for logical, env in QUEUE_ENV.items():
+        os.environ[env] = urls[logical]
+    return urls
 
 
 def create_tables(endpoint: str) -> None:
@@ -254,6 +281,62 @@ class StreamPoller:
                 continue
             self._checkpoints[shard] = records[-1]["dynamodb"]["SequenceNumber"]
             applied += len(records)
+
+
+def close_queue_worker(endpoint: str | None, url: str) -> QueueWorker:
+    """The close queue consumed by the deployed close worker's handler (functions/close_worker.py)."""
+    from functions import close_worker
+
+    return QueueWorker(sqs_client(endpoint), url, close_worker.handler)
+
+
+class QueueWorker:
+    """Consumes an SQS queue like Lambda's event source mapping with ReportBatchItemFailures:
+    receives a batch (long poll), invokes the handler with the SQS event Lambda would pass, and
+    deletes the messages it did not report failed; those come back after their visibility
+    timeout (or the delay the handler set). A worker stopped mid-batch deletes nothing of it."""
+
+    def __init__(self, client: Any, url: str, handler: Any, batch_size: int = 10,
+                 function_name: str = "close_worker") -> None:
+        self._c = client
+        self._url = url
+        self._handler = handler
+        self._batch = batch_size
+        self._name = function_name
+        self._arn = client.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+
+    def poll_once(self, wait_s: int = 0) -> int:
+        """One batch (waiting up to ``wait_s`` for one); returns how many messages it held."""
+        messages = self._c.receive_message(QueueUrl=self._url, MaxNumberOfMessages=self._batch,
+                                           WaitTimeSeconds=wait_s, MessageSystemAttributeNames=["All"]
+                                           ).get("Messages", [])
+        if not messages:
+            return 0
+        records = [{"messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
+                    "attributes": m.get("Attributes", {}), "messageAttributes": {}, "md5OfBody": m["MD5OfBody"],
+                    "eventSource": "aws:sqs", "eventSourceARN": self._arn, "awsRegion": os.environ["AWS_REGION"]}
+                   for m in messages]
+        try:
+            result = self._handler({"Records": records}, LambdaContext(self._name)) or {}
+        except Exception:   # an invocation error: Lambda deletes nothing of the batch
+            log.exception("%s: batch failed; its messages come back after their visibility timeout", self._name)
+            return len(messages)
+        failed = {f["itemIdentifier"] for f in result.get("batchItemFailures", [])}
+        done = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
+                for i, m in enumerate(messages) if m["MessageId"] not in failed]
+        if done:
+            self._c.delete_message_batch(QueueUrl=self._url, Entries=done)
+        return len(messages)
+
+    def drain(self, max_batches: int = 100_000) -> int:
+        """Process batches until none is visible; returns the messages handled."""
+        total = 0
+        for _ in range(max_batches):
+            n = self.poll_once()
+            if not n:
+                break
+            total += n
+        return total
 
 
 def write_state(state: dict[str, Any]) -> Path:

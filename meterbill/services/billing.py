@@ -92,7 +92,7 @@ class BillingService:
                     self.close_customer(customer["id"], as_of, summary)
                 except Exception as exc:  # noqa: BLE001 - one customer never stops the run for the others
                     log.exception("closing customer %s failed", customer["id"])
-                    summary.errors.append({"customer": customer["id"], "error": _describe(exc)})
+                    summary.errors.append({"customer": customer["id"], "error": describe(exc)})
             if not cursor:
                 break
         self.bill_thresholds(as_of, summary)
@@ -315,9 +315,14 @@ class BillingService:
                     self._bill_threshold(cid, as_of, summary)
                 except Exception as exc:  # noqa: BLE001 - one customer never stops the run for the others
                     log.exception("threshold billing for customer %s failed", cid)
-                    summary.errors.append({"customer": cid, "error": _describe(exc)})
+                    summary.errors.append({"customer": cid, "error": describe(exc)})
             if not cursor:
                 return
+
+    def bill_threshold(self, customer_id: str, as_of: datetime, summary: RunSummary) -> None:
+        """One progressive customer's threshold invoice, if its open period's usage has grown by
+        the threshold (the fanned-out run's unit of work, after ``close_customer``)."""
+        self._bill_threshold(customer_id, as_of, summary)
 
     def _bill_threshold(self, customer_id: str, as_of: datetime, summary: RunSummary) -> None:
         for _ in range(MAX_COMMIT_RETRIES):
@@ -432,7 +437,7 @@ class BillingService:
         return True
 
 
-def _describe(exc: Exception) -> str:
+def describe(exc: Exception) -> str:
     """A run's error entry: our errors by their message; anything else also names its type
     (``str(InvalidOperation())`` alone says nothing)."""
     if isinstance(exc, (DomainError, NotFound, Conflict)):

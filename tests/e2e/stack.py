@@ -56,6 +56,22 @@ class Stack:
         assert status == 200, (method, path, status, doc, self.log_tail())
         return doc
 
+    def billing_run(self, body: Any = None, timeout: float = 120) -> dict[str, Any]:
+        """POST /v1/billing-runs (202 at once), then GET it until the close queue's workers have
+        finished it."""
+        status, _, run = self.call("POST", "/v1/billing-runs", {} if body is None else body)
+        assert status == 202, (status, run, self.log_tail())
+        return self.wait_finished(run["id"], timeout)
+
+    def wait_finished(self, run_id: str, timeout: float = 120) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            run = self.ok("GET", f"/v1/billing-runs/{run_id}")
+            if run["status"] == "finished":
+                return run
+            assert time.monotonic() < deadline, (run, self.log_tail())
+            time.sleep(0.3)
+
 
 def child_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("METERBILL_")}

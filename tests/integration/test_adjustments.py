@@ -24,7 +24,7 @@ def send(api: Api, drain: Any, *events: dict[str, Any]) -> None:
 
 
 def close(api: Api, as_of: str) -> dict[str, Any]:
-    return api.ok("POST", "/v1/billing-runs", {"as_of": as_of})
+    return api.billing_run({"as_of": as_of})
 
 
 def invoice_for(api: Api, start: str, customer: str = "acme") -> dict[str, Any]:
@@ -257,19 +257,19 @@ def test_threshold_invoices_early_and_the_period_invoice_nets_them(catalog: Api,
     catalog.ok("PUT", "/v1/customers/big", {"name": "Big", "plan": "pro", "started_at": NOV, "billing_anchor": NOV,
                                             "progressive_threshold": "20.00"})
     send(catalog, drain, ev(1, customer="big", ts="2026-11-02T00:00:00Z", tokens=3000))
-    run = catalog.ok("POST", "/v1/billing-runs", {})
+    run = catalog.billing_run({})
     # 3,000 tokens = 1,000 x 0.01 + 2,000 x 0.005 = 20.00 (calls 0.001 -> 0.00): the threshold is reached
     assert len(run["invoices_created"]) == 1
     first = catalog.ok("GET", f"/v1/invoices/{run['invoices_created'][0]}")
     assert (first["kind"], first["number"], first["subtotal"], first["total"]) == ("threshold", "T-000002", "20.00", "20.00")
     assert first["period"] == {"start": NOV, "end": "2026-11-05T12:00:00Z"}
     assert [ln["type"] for ln in first["lines"]] == ["usage", "usage"]
-    assert catalog.ok("POST", "/v1/billing-runs", {})["invoices_created"] == []   # nothing new to bill
+    assert catalog.billing_run({})["invoices_created"] == []   # nothing new to bill
     send(catalog, drain, ev(2, customer="big", ts="2026-11-03T00:00:00Z", tokens=1000))
     # 4,000 tokens = 25.00: only 5.00 more than invoiced, below the threshold
-    assert catalog.ok("POST", "/v1/billing-runs", {})["invoices_created"] == []
+    assert catalog.billing_run({})["invoices_created"] == []
     send(catalog, drain, ev(3, customer="big", ts="2026-11-04T00:00:00Z", tokens=4000))
-    second = catalog.ok("GET", "/v1/invoices/" + catalog.ok("POST", "/v1/billing-runs", {})["invoices_created"][0])
+    second = catalog.ok("GET", "/v1/invoices/" + catalog.billing_run({})["invoices_created"][0])
     # 8,000 tokens = 10.00 + 7,000 x 0.005 = 45.00; 45.00 - 20.00 invoiced = 25.00
     assert [(ln["type"], ln["amount"]) for ln in second["lines"]] == [
         ("usage", "45.00"), ("usage", "0.00"), ("progressive", "-20.00")]
@@ -365,7 +365,7 @@ def test_discount_durations_count_periods_not_invoices_with_progressive_billing(
     catalog.ok("PUT", "/v1/customers/big/discounts/first", {"type": "percentage", "percentage": "10"})   # once
     catalog.ok("PUT", "/v1/customers/big/discounts/monthly", {"type": "fixed", "amount": "5.00", "duration": "forever"})
     send(catalog, drain, ev(1, customer="big", ts="2026-11-02T00:00:00Z", tokens=3000))
-    threshold = catalog.ok("GET", "/v1/invoices/" + catalog.ok("POST", "/v1/billing-runs", {})["invoices_created"][0])
+    threshold = catalog.ok("GET", "/v1/invoices/" + catalog.billing_run({})["invoices_created"][0])
     # usage 20.00: 10 % = 2.00, then 5.00 of the monthly amount
     assert [(d["discount"], d["amount"]) for d in threshold["discounts"]] == [("first", "2.00"), ("monthly", "5.00")]
     clock.advance(days=60)

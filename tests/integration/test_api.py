@@ -13,7 +13,7 @@ import pytest
 from aws_lambda_powertools.event_handler import HttpResolverLocal
 
 from meterbill.api.app import build_app
-from tests.conftest import ev
+from tests.conftest import ev, finished_run
 
 OCT, NOV = "2026-10-01T00:00:00Z", "2026-11-01T00:00:00Z"
 SECRETS = {"admin": "mbtest_admin_0123456789abcdef", "read": "mbtest_read_0123456789abcdef",
@@ -24,8 +24,9 @@ ADDRESS = {"line1": "1 Main St", "city": "Springfield", "postal_code": "12345", 
 class Api:
     """Synchronous driver of the ASGI app (pytest-asyncio is not used): one request per loop."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, container: Any = None) -> None:
         self.app = app
+        self.container = container
         self.responses: list[httpx.Response] = []
 
     def request(self, method: str, path: str, *, key: str | None = "admin", json_body: Any = None,
@@ -54,6 +55,20 @@ class Api:
     def post(self, path: str, body: Any = None, **kw: Any) -> httpx.Response:
         return self.request("POST", path, json_body=body, **kw)
 
+    def billing_run(self, body: Any = None, **kw: Any) -> dict[str, Any]:
+        """POST /v1/billing-runs (202), then the close queue driven by the close worker until the
+        run is done: the finished run, with the invoices and drafts it made (tests.conftest.finished_run)."""
+        import boto3
+
+        from functions.close_worker import process
+        from meterbill.local.stack import QueueWorker
+
+        resp = self.request("POST", "/v1/billing-runs", json_body={} if body is None else body, **kw)
+        assert resp.status_code == 202, (resp.status_code, resp.text)
+        worker = QueueWorker(boto3.client("sqs", region_name="us-east-1"), self.container.settings.close_queue_url,
+                             lambda event, ctx: process(event, ctx, self.container.billing_runs))
+        return finished_run(self.container, worker, resp.json())
+
     def ok(self, method: str, path: str, body: Any = None, **kw: Any) -> Any:
         resp = self.request(method, path, json_body=body, **kw)
         assert resp.status_code == 200, (method, path, resp.status_code, resp.text)
@@ -72,7 +87,7 @@ def error(resp: httpx.Response, status: int) -> dict[str, Any]:
 def api(container: Any) -> Api:
     for scope, secret in SECRETS.items():
         container.keys.create([scope], name=f"test {scope}", secret=secret)
-    return Api(build_app(HttpResolverLocal, lambda: container))
+    return Api(build_app(HttpResolverLocal, lambda: container), container)
 
 
 METER_TOKENS = {"event_type": "api.call", "aggregation": "sum", "property": "tokens", "name": "Tokens"}
@@ -145,7 +160,7 @@ def test_admin_key_can_do_everything(catalog: Api) -> None:
                                ("PUT", "/v1/meters/extra", {"event_type": "x", "aggregation": "count"}),
                                ("POST", "/v1/billing-runs", {"as_of": OCT})]:
         resp = catalog.request(method, path, json_body=body, key="admin")
-        assert resp.status_code == 200, (method, path, resp.text)
+        assert resp.status_code == (202 if path == "/v1/billing-runs" else 200), (method, path, resp.text)
 
 
 def test_health_needs_no_key(api: Api) -> None:
@@ -531,7 +546,7 @@ def test_events_to_invoice_over_http(catalog: Api, drain: Any) -> None:
     events = [ev(i, ts=f"2026-10-{10 + i:02d}T10:00:00Z", tokens=300) for i in range(5)]
     assert catalog.ok("POST", "/v1/events", events_body(*events), key="ingest")["accepted"] == 5
     drain()
-    run = catalog.ok("POST", "/v1/billing-runs", {"as_of": NOV})
+    run = catalog.billing_run({"as_of": NOV})
     assert run["as_of"] == NOV and run["errors"] == []
     assert len(run["invoices_created"]) == 1
 
@@ -568,7 +583,7 @@ def test_events_to_invoice_over_http(catalog: Api, drain: Any) -> None:
 
     assert catalog.ok("GET", f"/v1/invoices/{inv['id']}", key="read") == inv
 
-    rerun = catalog.ok("POST", "/v1/billing-runs", {"as_of": NOV})
+    rerun = catalog.billing_run({"as_of": NOV})
     assert rerun["invoices_created"] == [] and rerun["errors"] == []
     assert len(catalog.ok("GET", "/v1/invoices", params={"customer": "acme"})["data"]) == 1
 
@@ -588,14 +603,14 @@ def test_billing_run_bad_body_names_field(catalog: Api, body: dict[str, Any], fi
 def test_billing_run_without_as_of_closes_up_to_now(catalog: Api, drain: Any) -> None:
     catalog.ok("POST", "/v1/events", events_body(ev(1, tokens=2)), key="ingest")
     drain()
-    run = catalog.ok("POST", "/v1/billing-runs", {})
+    run = catalog.billing_run({})
     assert run["as_of"] == "2026-11-05T12:00:00Z" and len(run["invoices_created"]) == 1
 
 
 def test_invoices_filtered_by_customer(catalog: Api, drain: Any) -> None:
     catalog.ok("PUT", "/v1/customers/beta", {**ACME, "name": "Beta"})
     drain()
-    catalog.ok("POST", "/v1/billing-runs", {"as_of": NOV})
+    catalog.billing_run({"as_of": NOV})
     all_ = catalog.ok("GET", "/v1/invoices")["data"]
     assert sorted(i["customer_id"] for i in all_) == ["acme", "beta"]
     only = catalog.ok("GET", "/v1/invoices", params={"customer": "beta"})["data"]
@@ -676,7 +691,7 @@ def test_upcoming_invoice_over_http(catalog: Api, drain: Any) -> None:
 def test_invoice_lifecycle_after_finalization(catalog: Api, drain: Any) -> None:
     catalog.ok("POST", "/v1/events", events_body(ev("lc1", tokens=5)), key="ingest")
     drain()
-    catalog.ok("POST", "/v1/billing-runs", {"as_of": NOV})
+    catalog.billing_run({"as_of": NOV})
     inv = catalog.ok("GET", "/v1/invoices", key="read", params={"customer": "acme"})["data"][0]
     path = f"/v1/invoices/{inv['id']}"
     assert catalog.get(f"{path}/mark-paid", key="read").status_code in (404, 405)
@@ -695,7 +710,7 @@ def test_invoice_lifecycle_after_finalization(catalog: Api, drain: Any) -> None:
 def test_simulation_reprices_past_periods_without_storing(catalog: Api, drain: Any) -> None:
     catalog.ok("POST", "/v1/events", events_body(*[ev(f"s{i}", tokens=300) for i in range(5)]), key="ingest")
     drain()
-    catalog.ok("POST", "/v1/billing-runs", {"as_of": NOV})
+    catalog.billing_run({"as_of": NOV})
     candidate = {"currency": "USD", "base_fee": "29.00", "charges": [
         {"meter": "tokens", "model": "package", "package_size": "1000", "package_amount": "8.00"}]}
     sim = catalog.ok("POST", "/v1/simulations", {"plan": candidate, "customers": ["acme"], "periods": 2})
@@ -728,7 +743,7 @@ def ml_invoice(api: Api, drain: Any) -> str:
               for i, ts, g, s, gb in run]
     assert api.ok("POST", "/v1/events", {"events": events}, key="ingest")["accepted"] == 6
     drain()
-    return api.ok("POST", "/v1/billing-runs", {"as_of": NOV})["invoices_created"][0]
+    return api.billing_run({"as_of": NOV})["invoices_created"][0]
 
 
 def test_usage_behind_a_line_sums_to_its_quantity(api: Api, ml_invoice: str) -> None:

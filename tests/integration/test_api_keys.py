@@ -15,7 +15,7 @@ from tests.integration.test_api import SECRETS, Api, error
 def api(container: Any) -> Api:
     for scope, secret in SECRETS.items():
         container.keys.create([scope], name=f"test {scope}", secret=secret)
-    return Api(build_app(HttpResolverLocal, lambda: container))
+    return Api(build_app(HttpResolverLocal, lambda: container), container)
 
 
 @pytest.mark.parametrize("scheme", ["bearer", "BEARER", "Bearer"])

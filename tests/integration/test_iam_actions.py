@@ -48,6 +48,9 @@ def granted(function: str) -> set[tuple[str, str]]:
                     name = res["Fn::GetAtt"][0]
                 elif "Fn::Sub" in res and res["Fn::Sub"].endswith(".Arn}/index/*"):
                     name = res["Fn::Sub"][2:].split(".")[0] + "/index"
+                elif res == {"Fn::GetAtt": ["CloseQueue", "Arn"]}:
+                    out |= {(a, "CloseQueue") for a in st["Action"]}
+                    continue
                 else:
                     continue  # stream ARNs: read through the streams client, not recorded here
                 out |= {(a.removeprefix("dynamodb:"), name) for a in st["Action"]}
@@ -85,23 +88,63 @@ def body(*events: dict[str, Any]) -> str:
     return json.dumps({"events": list(events)})
 
 
-def test_the_closer_may_do_what_closing_with_late_usage_does(container: Any, drain: Any, clock: Any,
-                                                               recorder: Recorder) -> None:
+SQS_AS_IAM = {"SendMessageBatch": "sqs:SendMessage", "SendMessage": "sqs:SendMessage",
+              "ChangeMessageVisibility": "sqs:ChangeMessageVisibility"}
+
+
+@pytest.fixture
+def sqs_recorder(container: Any, recorder: Recorder) -> Iterator[Recorder]:
+    """The close queue's sends and visibility changes, recorded as IAM sees them, with the DynamoDB calls."""
+    client = container.billing_runs._queue._c
+
+    def record(model: Any, params: dict[str, Any], **_: Any) -> None:
+        if recorder.on and model.name in SQS_AS_IAM:
+            recorder.calls.add((SQS_AS_IAM[model.name], "CloseQueue"))
+
+    client.meta.events.register("before-parameter-build.sqs", record)
+    yield recorder
+    client.meta.events.unregister("before-parameter-build.sqs", record)
+
+
+def test_the_dispatcher_and_the_close_worker_may_do_what_a_billing_run_does(
+        container: Any, drain: Any, clock: Any, close_worker: Any, sqs_recorder: Recorder) -> None:
     standard_catalog(container)
     container.ingest.ingest(body(ev(1, tokens=500)), None)
     drain()
-    with recorder.recording():
-        assert len(container.billing.run(datetime.fromisoformat("2026-11-01T00:00:00+00:00")).invoices) == 1
+    container.billing_runs.scheduled(datetime.fromisoformat("2026-11-01T00:00:00+00:00"))
+    close_worker.drain()
     container.ingest.ingest(body(ev("late", ts="2026-10-31T23:00:00Z", tokens=700)), None)
     drain()
     assert container.billing_store.customer_items("late", "acme")
     clock.advance(days=30)
-    with recorder.recording():  # settles the late marker (deletes it in the invoice's transaction)
-        assert len(container.billing.run(datetime.fromisoformat("2026-12-01T00:00:00+00:00")).invoices) == 1
-    assert not container.billing_store.customer_items("late", "acme")
-    assert ("DeleteItem", "BillingTable") in recorder.calls
-    missing = recorder.calls - granted("ClosePeriodsFunction")
+    with sqs_recorder.recording():
+        run = container.billing_runs.scheduled(datetime.fromisoformat("2026-12-01T00:00:00+00:00"))
+    dispatcher = set(sqs_recorder.calls)
+    missing = dispatcher - granted("ClosePeriodsFunction")
     assert not missing, f"ClosePeriodsFunction lacks {sorted(missing)}"
+    assert ("sqs:SendMessage", "CloseQueue") in dispatcher
+    sqs_recorder.calls.clear()
+    with sqs_recorder.recording():  # settles the late marker (deletes it in the invoice's transaction)
+        close_worker.drain()
+    assert container.billing_runs.view(run["id"])["status"] == "finished"
+    assert not container.billing_store.customer_items("late", "acme")
+    assert ("DeleteItem", "BillingTable") in sqs_recorder.calls
+    missing = sqs_recorder.calls - granted("CloseWorkerFunction")
+    assert not missing, f"CloseWorkerFunction lacks {sorted(missing)}"
+
+
+def test_a_close_worker_may_put_back_a_customer_waiting_for_usage(container: Any, close_worker: Any,
+                                                                   sqs_recorder: Recorder) -> None:
+    standard_catalog(container)
+    container.ingest.ingest(body(ev(1, tokens=500)), None)   # in the stream, not aggregated
+    run = container.billing_runs.request(datetime.fromisoformat("2026-11-01T00:00:00+00:00"))
+    with sqs_recorder.recording():
+        close_worker.poll_once()   # the dispatch: aggregation is behind
+        close_worker.poll_once()   # acme: waiting, put back
+    assert container.billing_runs.view(run["id"])["waiting"] == 1
+    missing = sqs_recorder.calls - granted("CloseWorkerFunction")
+    assert not missing, f"CloseWorkerFunction lacks {sorted(missing)}"
+    assert ("sqs:ChangeMessageVisibility", "CloseQueue") in sqs_recorder.calls
 
 
 def test_the_aggregator_may_do_what_aggregating_does(container: Any, drain: Any, recorder: Recorder) -> None:
@@ -118,7 +161,7 @@ def test_the_aggregator_may_do_what_aggregating_does(container: Any, drain: Any,
 def test_the_api_may_do_what_its_routes_do(container: Any, drain: Any, clock: Any, recorder: Recorder) -> None:
     for scope, secret in SECRETS.items():
         container.keys.create([scope], name=f"test {scope}", secret=secret)
-    api = Api(build_app(HttpResolverLocal, lambda: container))
+    api = Api(build_app(HttpResolverLocal, lambda: container), container)
     with recorder.recording():
         api.ok("PUT", "/v1/meters/tokens", {"event_type": "api.call", "aggregation": "sum", "property": "tokens"})
         api.ok("PUT", "/v1/plans/pro", {"currency": "USD", "interval": "month", "base_fee": "49.00", "charges": [
@@ -130,7 +173,7 @@ def test_the_api_may_do_what_its_routes_do(container: Any, drain: Any, clock: An
         api.ok("POST", "/v1/events", {"events": [ev(1, tokens=500), ev(2, customer="newco", tokens=1)]}, key="ingest")
     drain()
     with recorder.recording():
-        run = api.ok("POST", "/v1/billing-runs", {"as_of": "2026-11-01T00:00:00Z"})
+        run = api.billing_run({"as_of": "2026-11-01T00:00:00Z"})
         assert len(run["invoices_created"]) == 1
         invoice = api.ok("GET", f"/v1/invoices/{run['invoices_created'][0]}")
         api.ok("POST", f"/v1/invoices/{invoice['id']}/mark-paid", {})

@@ -134,7 +134,7 @@ def test_http_1e999_is_a_per_event_error_not_a_500(container: Any, catalog: Any)
 
     for scope, secret in SECRETS.items():
         container.keys.create([scope], name=f"test {scope}", secret=secret)
-    api = Api(build_app(HttpResolverLocal, lambda: container))
+    api = Api(build_app(HttpResolverLocal, lambda: container), container)
     resp = api.request("POST", "/v1/events", key="ingest", headers={"Content-Type": "application/json"},
                        content=raw_body(event_json("big", '{"tokens": 1e999}'), event_json("nan", '{"tokens": NaN}'),
                                         event_json("ok", '{"tokens": 1}')))

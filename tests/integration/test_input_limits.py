@@ -41,7 +41,7 @@ def test_a_base_fee_of_10_to_the_40_is_refused_and_cannot_break_runs_or_the_upco
     assert err["field"] == "base_fee" and "41 digits before the decimal point; an amount has at most 12" in err["message"]
     assert catalog.get("/v1/plans/huge").status_code == 404  # nothing stored
     assert catalog.get("/v1/customers/acme/upcoming-invoice").status_code == 200
-    assert catalog.ok("POST", "/v1/billing-runs", {"as_of": NOV})["errors"] == []
+    assert catalog.billing_run({"as_of": NOV})["errors"] == []
 
 
 @pytest.mark.parametrize(("path", "field"), [

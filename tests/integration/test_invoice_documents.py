@@ -26,7 +26,7 @@ LOGO = "data:image/png;base64," + base64.b64encode(png(30, 10)).decode()
 
 
 @pytest.fixture
-def container(ddb: Any, clock: Any) -> Any:
+def container(ddb: Any, clock: Any, close_queue_url: str) -> Any:
     """The conftest container, plus branding and payment instructions (drain uses this one)."""
     from meterbill.bootstrap import bootstrap
     from meterbill.config import Settings
@@ -35,7 +35,8 @@ def container(ddb: Any, clock: Any) -> Any:
                         brand_name="Example Cloud GmbH", brand_address="Hauptstr. 1\n10115 Berlin",
                         brand_logo=LOGO, brand_accent="#0a7c4a", brand_footer="Registered in Berlin, HRB 1",
                         bank_details="IBAN DE89 3704 0044 0532 0130 00\nBIC COBADEFFXXX",
-                        support_email="billing@example.com", usage_wait_s=0, stream_settle_s=0)
+                        support_email="billing@example.com", usage_wait_s=0, stream_settle_s=0,
+                        close_queue_url=close_queue_url)
     return bootstrap(settings, client=ddb, clock=clock, cache_ttl_s=0)
 
 
@@ -43,7 +44,7 @@ def container(ddb: Any, clock: Any) -> Any:
 def api(container: Any) -> Api:
     for scope, secret in SECRETS.items():
         container.keys.create([scope], name=f"test {scope}", secret=secret)
-    return Api(build_app(HttpResolverLocal, lambda: container))
+    return Api(build_app(HttpResolverLocal, lambda: container), container)
 
 
 CUSTOMER = {"name": EVIL, "email": "billing@acme.example", "plan": "pro", "started_at": OCT, "billing_anchor": OCT,
@@ -71,7 +72,7 @@ def october(api: Api, drain: Any) -> dict[str, Any]:
     events = [ev(i, ts=f"2026-10-{10 + i:02d}T10:00:00Z", tokens=300) for i in range(5)]
     assert api.ok("POST", "/v1/events", {"events": events}, key="ingest")["accepted"] == 5
     drain()
-    run = api.ok("POST", "/v1/billing-runs", {"as_of": NOV})
+    run = api.billing_run({"as_of": NOV})
     assert len(run["invoices_created"]) == 1, run
     doc = api.ok("GET", f"/v1/invoices/{run['invoices_created'][0]}")
     return dict(doc)
@@ -270,7 +271,7 @@ def test_late_usage_adjustment_line_names_the_earlier_invoice(api: Api, invoice:
     assert api.ok("POST", "/v1/events", {"events": [late]}, key="ingest")["accepted"] == 1
     drain()
     clock.advance(days=30)
-    api.ok("POST", "/v1/billing-runs", {"as_of": "2026-12-01T00:00:00Z"})
+    api.billing_run({"as_of": "2026-12-01T00:00:00Z"})
     november = [i for i in api.ok("GET", "/v1/invoices", params={"customer": "acme"})["data"]
                 if i["period"]["start"] == NOV][0]
     # October re-rated: 2,200 tokens = 10.00 + 1,200 x 0.005 = 16.00 (was 12.50); 6 calls 0.006 -> 0.01 (was 0.01)
@@ -288,7 +289,7 @@ def test_plan_change_lines_show_their_plan_and_period_and_the_contract_price(api
                                     "charges": [{"meter": "tokens", "model": "per_unit", "unit_amount": "0.002"}]})
     api.ok("PUT", "/v1/customers/acme", {**CUSTOMER, "plan": "max", "plan_effective_at": "2026-10-16T00:00:00Z",
                                          "price_overrides": {"base_fee": "90.00"}})
-    api.ok("POST", "/v1/billing-runs", {"as_of": NOV})
+    api.billing_run({"as_of": NOV})
     doc = api.ok("GET", "/v1/invoices", params={"customer": "acme"})["data"][0]
     # Pro 49.00 x 15/31 = 23.709… -> 23.71; Max at the contract 90.00 x 16/31 = 46.451… -> 46.45
     assert [(ln["plan"], ln["type"], ln["amount"], ln.get("override", False)) for ln in doc["lines"]

@@ -254,35 +254,50 @@ def test_aggregator_reports_first_record_when_a_bucket_write_fails(priced: Any, 
     assert usage_tokens(priced) == ("6", "6")
 
 
-# -- close periods (EventBridge Scheduler) -------------------------------------------------
-def test_close_periods_handler_on_schedule(priced: Any, ddb: Any, clock: Any) -> None:
+# -- close periods (EventBridge Scheduler) -> close queue -> close worker ----------------------
+def close_queue(container: Any) -> Any:
+    """The close queue consumed by the deployed close worker's handler (on the wired container)."""
+    from functions import close_worker
+    from meterbill.local.stack import QueueWorker
+
+    return QueueWorker(boto3.client("sqs", region_name="us-east-1"), container.settings.close_queue_url,
+                       close_worker.handler)
+
+
+def test_close_periods_handler_dispatches_the_scheduled_run(priced: Any, ddb: Any, clock: Any) -> None:
     from functions import close_periods
 
     ingest(priced, *[ev(i, ts="2026-10-15T00:00:00Z", tokens=300) for i in range(5)])
     drain_stream(priced)
-    summary = close_periods.handler(recorded("scheduler_close_periods.json"), ctx("meterbill-close-periods"))
-    assert summary["as_of"] == "2026-11-05T12:00:00Z" and summary["errors"] == []
-    assert summary["customers_examined"] == 1 and len(summary["invoices_created"]) == 1
-    [inv] = priced.billing_store.list_invoices("acme", 10, None)[0]
-    assert inv["id"] == summary["invoices_created"][0]
-    assert (inv["number"], inv["total"], inv["period"]["start"]) == ("T-000001", "61.51", OCT)
-    # the next tick (Scheduler retries, or the next hour) creates nothing
+    run = close_periods.handler(recorded("scheduler_close_periods.json"), ctx("meterbill-close-periods"))
+    assert (run["id"], run["as_of"], run["trigger"]) == ("sched_20261105T120000Z", "2026-11-05T12:00:00Z", "schedule")
+    assert (run["status"], run["queued"], run["closed"]) == ("running", 1, 0)
+    # Scheduler retries the same tick: the same run, nothing queued twice
     again = close_periods.handler(recorded("scheduler_close_periods.json"), ctx("meterbill-close-periods"))
-    assert again["invoices_created"] == [] and again["errors"] == []
+    assert (again["id"], again["queued"]) == (run["id"], 1)
+    assert close_queue(priced).drain() == 1
+    done = priced.billing_runs.view(run["id"])
+    assert (done["status"], done["closed"], done["failed"], done["failures"]) == ("finished", 1, 0, [])
+    [inv] = priced.billing_store.list_invoices("acme", 10, None)[0]
+    assert (inv["number"], inv["total"], inv["period"]["start"]) == ("T-000001", "61.51", OCT)
     # once November has ended, the next tick closes it
     clock.advance(days=26)
-    later = close_periods.handler({}, ctx("meterbill-close-periods"))
-    assert len(later["invoices_created"]) == 1
+    later = close_periods.handler({"scheduled_time": "2026-12-01T12:00:00Z"}, ctx("meterbill-close-periods"))
+    close_queue(priced).drain()
+    assert priced.billing_runs.view(later["id"])["closed"] == 1
     numbers = sorted(i["number"] for i in priced.billing_store.list_invoices("acme", 10, None)[0])
     assert numbers == ["T-000001", "T-000002"]
 
 
-def test_close_periods_handler_reports_customer_errors(priced: Any) -> None:
+def test_close_worker_records_customer_errors_with_their_reason(priced: Any) -> None:
     from functions import close_periods
 
     ddb_item = priced.billing_store.get_customer("acme")
     ddb_item["plan"] = "gone"  # a plan deleted behind the service's back
     priced.billing_store.put_customer(ddb_item, int(ddb_item["version"]))
-    summary = close_periods.handler(recorded("scheduler_close_periods.json"), ctx("meterbill-close-periods"))
-    assert summary["invoices_created"] == []
-    assert [e["customer"] for e in summary["errors"]] == ["acme"]
+    run = close_periods.handler(recorded("scheduler_close_periods.json"), ctx("meterbill-close-periods"))
+    close_queue(priced).drain()
+    done = priced.billing_runs.view(run["id"])
+    assert (done["status"], done["failed"], done["closed"]) == ("finished", 1, 0)
+    assert [(f["customer"], "gone" in f["reason"]) for f in done["failures"]] == [("acme", True)]
+    assert priced.billing_store.list_invoices("acme", 10, None)[0] == []

@@ -56,7 +56,7 @@ expected-statuses = ["2xx", "3xx", "400", "401", "403", "404", "409", "422", "42
 
 LISTS = ("GET /v1/meters", "GET /v1/plans", "GET /v1/tax-rates", "GET /v1/customers", "GET /v1/pending-customers",
          "GET /v1/dead-letters", "GET /v1/invoices", "GET /v1/credit-notes",
-         "GET /v1/invoices/{invoice_id}/lines/{index}/usage", "GET /v1/api-keys")
+         "GET /v1/invoices/{invoice_id}/lines/{index}/usage", "GET /v1/api-keys", "GET /v1/billing-runs")
 # The rules a request can break although it matches the OpenAPI document, because JSON Schema
 # cannot state them: they depend on what is stored, on the clock, or on an opaque token. Each is
 # named in the document's descriptions. (operation, field at fault, error code) as regexes.
@@ -159,15 +159,16 @@ def app(request: pytest.FixtureRequest) -> Iterator[Any]:
     import boto3
     from moto import mock_aws
 
-    from infra.template import create_tables
+    from infra.template import create_queues, create_tables
     from meterbill.bootstrap import bootstrap
     from meterbill.config import Settings
 
     with mock_aws():
         client = boto3.client("dynamodb", region_name="us-east-1")
         create_tables(client, {"EventsTable": "t-events", "BillingTable": "t-billing"})
+        queue = create_queues(boto3.client("sqs", region_name="us-east-1"), {"CloseQueue": "t-close"})["CloseQueue"]
         container = bootstrap(Settings(events_table="t-events", billing_table="t-billing", invoice_prefix="T-",
-                                       usage_wait_s=0, stream_settle_s=0),
+                                       usage_wait_s=0, stream_settle_s=0, close_queue_url=queue),
                               client=client, clock=FakeClock(datetime(2026, 11, 5, 12, 0, tzinfo=timezone.utc)),
                               cache_ttl_s=0)
         container.keys.create(["admin"], name="conformance", secret=ADMIN)

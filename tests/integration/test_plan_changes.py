@@ -196,7 +196,7 @@ def test_plan_change_to_an_incompatible_plan_is_409_naming_plan(http: Api, plan:
 ])
 def test_invalid_change_names_the_field(http: Api, body: dict[str, Any], field: str) -> None:
     http.ok("PUT", "/v1/plans/max", MAX)
-    assert http.ok("POST", "/v1/billing-runs", {"as_of": NOV})["invoices_created"]  # October invoiced
+    assert http.billing_run({"as_of": NOV})["invoices_created"]  # October invoiced
     err = error(http.put("/v1/customers/acme", {**ACME, **body}), 400)
     assert err["field"] == field
     assert http.ok("GET", "/v1/customers/acme")["plan_history"] == [{"plan": "pro", "from": OCT,

@@ -110,7 +110,7 @@ def test_graduated_percentage_plan_through_the_api(container: Any) -> None:
 
     for scope, secret in SECRETS.items():
         container.keys.create([scope], name=f"test {scope}", secret=secret)
-    api = Api(build_app(HttpResolverLocal, lambda: container))
+    api = Api(build_app(HttpResolverLocal, lambda: container), container)
     api.ok("PUT", "/v1/meters/volume_usd", {"event_type": "payment", "aggregation": "sum", "property": "amount"})
     tiers = [{"up_to": "1000", "rate": "1", "flat_amount": "200"}, {"up_to": None, "rate": "2.5"}]
     api.ok("PUT", "/v1/plans/fintech", {"currency": "USD", "charges": [

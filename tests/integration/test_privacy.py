@@ -28,7 +28,7 @@ PLAN = {"currency": "EUR", "interval": "month", "base_fee": "10.00", "charges": 
 def api(container: Any) -> Api:
     for scope, secret in SECRETS.items():
         container.keys.create([scope], name=f"test {scope}", secret=secret)
-    return Api(build_app(HttpResolverLocal, lambda: container))
+    return Api(build_app(HttpResolverLocal, lambda: container), container)
 
 
 def scan(ddb: Any, table: str) -> str:
@@ -74,7 +74,7 @@ def billed(api: Api, container: Any, drain: Any, clock: Any) -> dict[str, Any]:
     assert sent["accepted"] == 5
     drain()
     clock.now = clock.now.replace(year=2026, month=11, day=1, hour=1)
-    run = api.ok("POST", "/v1/billing-runs", {"as_of": NOV})
+    run = api.billing_run({"as_of": NOV})
     (invoice_id,) = run["invoices_created"]
     invoice = api.ok("GET", f"/v1/invoices/{invoice_id}")
     # gpu: 100 s x 0.05 + 50 s x 0.01 = 5.50; 2 active users x 2.00 = 4.00; 3 logins x 0.10 = 0.30; + 10.00
@@ -198,7 +198,7 @@ def test_later_invoices_still_work_after_an_erasure(api: Api, billed: dict[str, 
     assert api.ok("POST", "/v1/events", {"events": events("11", 10)})["accepted"] == 5
     drain()
     clock.now = clock.now.replace(month=12, day=1, hour=1)
-    run = api.ok("POST", "/v1/billing-runs", {"as_of": DEC})
+    run = api.billing_run({"as_of": DEC})
     assert run["errors"] == [] and len(run["invoices_created"]) == 1
     november = api.ok("GET", f"/v1/invoices/{run['invoices_created'][0]}")
     assert november["customer"]["name"] == "Acme GmbH" and not november["customer"].get("email")

@@ -28,6 +28,7 @@ from infra.template import (
 REPO_ROOT = TEMPLATE_PATH.parent
 FUNCTIONS_DIR = REPO_ROOT / "functions"
 REGION = "us-east-1"
+FUNCTIONS = ["ApiFunction", "AggregatorFunction", "ClosePeriodsFunction", "CloseWorkerFunction"]
 
 
 @pytest.fixture(scope="module")
@@ -103,16 +104,16 @@ def translated() -> dict:
 def test_sam_translates(translated: dict) -> None:
     resources = translated["Resources"]
     assert not any(r["Type"].startswith("AWS::Serverless::") for r in resources.values())
-    for name in ("ApiFunction", "AggregatorFunction", "ClosePeriodsFunction"):
+    for name in FUNCTIONS:
         assert resources[name]["Type"] == "AWS::Lambda::Function"
     assert resources["HttpApi"]["Type"] == "AWS::ApiGatewayV2::Api"
 
 
 def test_translated_stream_mapping(translated: dict) -> None:
-    mappings = _resources_of_type(translated, "AWS::Lambda::EventSourceMapping")
+    mappings = {k: m for k, m in _resources_of_type(translated, "AWS::Lambda::EventSourceMapping").items()
+                if m["Properties"]["FunctionName"] == {"Ref": "AggregatorFunction"}}
     assert len(mappings) == 1, mappings
     props = next(iter(mappings.values()))["Properties"]
-    assert props["FunctionName"] == {"Ref": "AggregatorFunction"}
     assert props["EventSourceArn"] == {"Fn::GetAtt": ["EventsTable", "StreamArn"]}
     assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert props["StartingPosition"] == "TRIM_HORIZON"
@@ -157,7 +158,7 @@ def test_policies_are_inline_and_scoped(translated: dict) -> None:
             for statement in policy["Statement"]:
                 actions = statement["Action"]
                 actions = [actions] if isinstance(actions, str) else actions
-                assert all(a.startswith("dynamodb:") and "*" not in a for a in actions), (name, actions)
+                assert all(a.split(":")[0] in ("dynamodb", "sqs") and "*" not in a for a in actions), (name, actions)
                 resources = statement["Resource"]
                 resources = resources if isinstance(resources, list) else [resources]
                 assert "*" not in resources, name
@@ -212,6 +213,31 @@ def test_http_api_writes_access_logs_without_credentials(template: dict, transla
     assert group["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
 
 
+def test_close_queue_feeds_the_close_worker_with_partial_failures_and_bounded_concurrency(
+        template: dict, translated: dict) -> None:
+    queue = template["Resources"]["CloseQueue"]["Properties"]
+    worker = template["Resources"]["CloseWorkerFunction"]["Properties"]
+    # AWS: a Lambda consumer's queue visibility timeout at least 6 x the function's timeout
+    assert queue["VisibilityTimeout"] >= 6 * worker["Timeout"]
+    assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {"Fn::GetAtt": ["CloseDeadLetterQueue", "Arn"]}
+    receives = queue["RedrivePolicy"]["maxReceiveCount"]
+    assert worker["Environment"]["Variables"]["METERBILL_CLOSE_MAX_RECEIVES"] == str(receives)
+    [mapping] = [m["Properties"] for m in _resources_of_type(translated, "AWS::Lambda::EventSourceMapping").values()
+                 if m["Properties"]["FunctionName"] == {"Ref": "CloseWorkerFunction"}]
+    assert mapping["EventSourceArn"] == {"Fn::GetAtt": ["CloseQueue", "Arn"]}
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert mapping["ScalingConfig"] == {"MaximumConcurrency": {"Ref": "CloseWorkerConcurrency"}}
+    alarms = _resources_of_type(translated, "AWS::CloudWatch::Alarm")
+    assert any(a["Properties"]["Dimensions"][0]["Value"] == {"Fn::GetAtt": ["CloseDeadLetterQueue", "QueueName"]}
+               and a["Properties"]["AlarmActions"] == [{"Ref": "AlarmTopic"}] for a in alarms.values())
+    # the schedule names its tick (the run id of a retried invocation)
+    [schedule] = _resources_of_type(translated, "AWS::Scheduler::Schedule").values()
+    assert "<aws.scheduler.scheduled-time>" in schedule["Properties"]["Target"]["Input"]
+    for sender in ("ApiFunction", "ClosePeriodsFunction", "CloseWorkerFunction"):
+        env = template["Resources"][sender]["Properties"]["Environment"]["Variables"]
+        assert env["METERBILL_CLOSE_QUEUE_URL"] == {"Ref": "CloseQueue"}, sender
+
+
 def test_close_schedule_has_an_alarmed_dead_letter_queue(translated: dict) -> None:
     [schedule] = _resources_of_type(translated, "AWS::Scheduler::Schedule").values()
     target = schedule["Properties"]["Target"]
@@ -247,7 +273,7 @@ def test_log_groups_can_be_encrypted_with_a_kms_key(template: dict) -> None:
     assert param["Default"] == ""
     assert template["Conditions"]["HasLogsKmsKey"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "LogsKmsKeyArn"}, ""]}]}
     groups = _resources_of_type(template, "AWS::Logs::LogGroup")
-    assert len(groups) == 4  # three functions and the API's access log
+    assert len(groups) == len(FUNCTIONS) + 1  # the functions and the API's access log
     for name, group in groups.items():
         assert group["Properties"]["KmsKeyId"] == {
             "Fn::If": ["HasLogsKmsKey", {"Ref": "LogsKmsKeyArn"}, {"Ref": "AWS::NoValue"}]}, name
@@ -285,7 +311,7 @@ def _defines_handler(path: Path) -> bool:
     return False
 
 
-@pytest.mark.parametrize("function", ["ApiFunction", "AggregatorFunction", "ClosePeriodsFunction"])
+@pytest.mark.parametrize("function", FUNCTIONS)
 def test_handler_resolves(function: str, template: dict, aws_env: None,
                           monkeypatch: pytest.MonkeyPatch) -> None:
     handler = function_handlers(template)[function]
@@ -326,7 +352,7 @@ def test_every_function_module_is_deployed(template: dict) -> None:
 
 def test_functions_name_their_tables(template: dict) -> None:
     environments = function_environment(template)
-    assert set(environments) == {"ApiFunction", "AggregatorFunction", "ClosePeriodsFunction"}
+    assert set(environments) == set(FUNCTIONS)
     for function, env in environments.items():
         for logical_id, env_name in TABLE_ENV.items():
             assert env.get(env_name) == {"Ref": logical_id}, f"{function}: {env_name} = {env.get(env_name)!r}"
@@ -481,7 +507,7 @@ def test_create_tables_rejects_unknown_table(template: dict, aws_env: None) -> N
 
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
-@pytest.mark.parametrize("function", ["ApiFunction", "AggregatorFunction", "ClosePeriodsFunction"])
+@pytest.mark.parametrize("function", FUNCTIONS)
 def test_sam_build_targets(function: str, tmp_path: Path) -> None:
     """Each SAM makefile target installs the project from the repo root into ARTIFACTS_DIR."""
     makefile = tmp_path / "Makefile"
