@@ -116,7 +116,8 @@ def _usage_parser(sub: Any) -> None:
     rebuild.add_argument("--segments", type=int, default=4, help="parallel Scan segments (default 4)")
     rebuild.add_argument("--margin-s", type=float, default=120.0,
                          help="seconds between the rebuild's mark and now, and waited after the mark (default 120; "
-                              "must exceed the longest ingest request or aggregator batch)")
+                              "must exceed the longest ingest request or aggregator batch: 0 only when nothing "
+                              "else runs)")
     rebuild.add_argument("--aws", action="store_true", help="use AWS (ignore the local stack)")
 
 

@@ -20,24 +20,15 @@ def item_start(start_s: int) -> int:
     return start_s - start_s % ITEM_SECONDS
 
 
-@dataclass(slots=True)
-class StoredBucket:
-    """One quarter-hour bucket as readers see it (rating, usage views, exports): a cell of a stored
-    :class:`UsageItem` (``query_buckets`` merges every overflow page into ``state``)."""
+class _UsageKeyed:
+    """Customer, meter and group of a usage key (customer, start, meter, group)."""
 
+    __slots__ = ()
     key: BucketKey
-    state: BucketState
-    markers: dict[str, str] = field(default_factory=dict)  # the item's stream batch markers
-    version: int | None = None                             # the item's version; None: not stored yet
-    pages: tuple[str, ...] = ()                            # sealed overflow pages not merged yet
 
     @property
     def customer(self) -> str:
         return self.key[0]
-
-    @property
-    def start_s(self) -> int:
-        return self.key[1]
 
     @property
     def meter(self) -> str:
@@ -49,7 +40,23 @@ class StoredBucket:
 
 
 @dataclass(slots=True)
-class UsageItem:
+class StoredBucket(_UsageKeyed):
+    """One quarter-hour bucket as readers see it (rating, usage views, exports): a cell of a stored
+    :class:`UsageItem` (``query_buckets`` merges every overflow page into ``state``)."""
+
+    key: BucketKey
+    state: BucketState
+    markers: dict[str, str] = field(default_factory=dict)  # the item's stream batch markers
+    version: int | None = None                             # the item's version; None: not stored yet
+    pages: tuple[str, ...] = ()                            # sealed overflow pages not merged yet
+
+    @property
+    def start_s(self) -> int:
+        return self.key[1]
+
+
+@dataclass(slots=True)
+class UsageItem(_UsageKeyed):
     """One stored usage item, the unit the aggregator reads and writes (one write each):
     customer × meter × dimension group × hour, holding the hour's quarter-hour cells. An item
     written before hour items existed (``legacy``) holds one cell, the quarter-hour of its key.
@@ -68,18 +75,6 @@ class UsageItem:
     # (folded into ``cells`` by the rebuild's write; readers see cells + pending)
     pending: dict[int, BucketState] = field(default_factory=dict)
     rebuilt: str | None = None                             # id of the rebuild that last rewrote the item
-
-    @property
-    def customer(self) -> str:
-        return self.key[0]
-
-    @property
-    def meter(self) -> str:
-        return self.key[2]
-
-    @property
-    def group(self) -> str:
-        return self.key[3]
 
     def buckets(self) -> list[StoredBucket]:
         """The item's quarter-hour buckets, in time order (a cell's pending usage merged in)."""

@@ -14,7 +14,9 @@ Item layout (pk / sk):
   PENDING#<customer> / PENDING  gsi1: PENDING / <customer>   usage for a customer not created yet
   U#<customer> / <hour start:012d>|<meter>#<group>    usage item: the hour's four 15-minute cells
                                           (c: {"0".."3": cell}), batch markers (ap), version (v);
-                                          no GSI: 1 write per item and stream batch
+                                          while a usage rebuild runs, pending cells (pc) and the
+                                          rebuild that last rewrote it (rb); no GSI: 1 write per
+                                          item and stream batch
   U#<customer> / <bucket start:012d>#<meter>#<group>  legacy one-cell item (15 minutes), written
                                           before hour items; still read, never written by the aggregator
   UV#<customer> / <item sk>#<page id>     sealed page of a cell's per-event values or distinct
@@ -26,6 +28,8 @@ Item layout (pk / sk):
   DEADLETTER / <batch>#<key>  usage the aggregator could not apply (undecodable, unstorable)
   STREAMPOS / <shard id>      the aggregator's checkpoint per stream shard (the usage watermark; a
                               batch it covers is done: its one bookkeeping write)
+  REBUILD / <rebuild id>      a usage rebuild: meter, scope, mark, running (read by the aggregator once
+                              per batch; TTL 25 h after its mark once done)
 """
 
 from __future__ import annotations

@@ -181,9 +181,10 @@ class PrivacyService:
         a concurrent change."""
         group = pseudonyms.group(meter, item.group)
         self._store.read_item_pages([item])
+        visible = {b.start_s: b.state for b in item.buckets()}   # pending usage (a finished rebuild's) folded in
         cells = {at: BucketState(st.count, st.sum, st.max, st.min, st.latest, pseudonyms.uniques(st.uniques),
-                                 dict(st.values)) for at, st in item.cells.items()}
-        changed = sum(1 for at, st in cells.items() if group != item.group or st.uniques != item.cells[at].uniques)
+                                 dict(st.values)) for at, st in visible.items()}
+        changed = sum(1 for at, st in cells.items() if group != item.group or st.uniques != visible[at].uniques)
         if not changed:
             return 0
         key = (item.customer, item.key[1], item.meter, group)
@@ -195,7 +196,7 @@ class PrivacyService:
                 cells.setdefault(at, BucketState()).merge(st)
             markers.update(target.markers)
         base = target.version if target is not None else item.version if key == item.key else 0
-        new = UsageItem(key, cells, markers, (base or 0) + 1, legacy=item.legacy)  # its values paged out afresh
+        new = UsageItem(key, cells, markers, (base or 0) + 1, legacy=item.legacy, rebuilt=item.rebuilt)  # values paged afresh
         ok = self._store.rewrite_usage_item(item, new, target.version if target is not None else None)
         return changed if ok else None
 

@@ -139,6 +139,9 @@ class RebuildService:
         self._wait_until((rebuild.mark_ms + rebuild.margin_ms) / 1000, tell)
         meter = self._meter(rebuild.meter)
         rebuilt = self._scan(rebuild, meter, segments, report, tell)
+        if report.unstorable:   # nothing written: the record stays running (billing waits), the cause named
+            raise Conflict(f"usage beyond DynamoDB's 38-digit numbers in {', '.join(report.unstorable[:5])}: "
+                           f"the rebuild stays running (docs/decisions.md, 'Rebuilding usage')", field="meter")
         keys, legacy = self._items_in_scope(rebuild, set(rebuilt))
         changed: set[tuple[str, int]] = set()
         lock = threading.Lock()
