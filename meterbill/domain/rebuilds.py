@@ -44,6 +44,12 @@ class Rebuild:
                 "end_s": self.end_s, "mark_ms": self.mark_ms, "running": self.running, "margin_ms": self.margin_ms}
 
 
+def created_ms(rebuild_id: str) -> int:
+    """When a rebuild was created: its id is ``<creation epoch ms>-<random>``."""
+    head = rebuild_id.split("-", 1)[0]
+    return int(head) if head.isdigit() else 0
+
+
 def rebuild_from(doc: Mapping[str, Any]) -> Rebuild:
     return Rebuild(str(doc["id"]), str(doc["meter"]), doc.get("customer") or None, int(doc["start_s"]),
                    int(doc["end_s"]), int(doc["mark_ms"]), bool(doc["running"]), int(doc.get("margin_ms", MARGIN_S * 1000)))

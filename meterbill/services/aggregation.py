@@ -37,7 +37,7 @@ from meterbill.domain.instants import from_ms, iso, parse_instant, to_ms
 from meterbill.domain.meters import (BucketState, Meter, billed_from, bucket_start, group_key, group_problem,
                                      matches, problem_for)
 from meterbill.domain.periods import billing_period
-from meterbill.domain.rebuilds import Rebuild, governing, rebuild_from, route
+from meterbill.domain.rebuilds import OWNS_S, Rebuild, created_ms, governing, rebuild_from, route
 from meterbill.ports import (BillingStore, BucketKey, Checkpoint, Clock, StreamChange, StreamDecoder, UsageItem,
                              UsageWatermark, item_start)
 from meterbill.services.catalog import CatalogService
@@ -158,6 +158,11 @@ class Batch:
         return (ck is not None and len(parts) > 2 and ck.covers(parts[0])
                 and ck.applied_at < int(parts[2]) + GIVE_UP_S - CLOCK_MARGIN_S)
 
+    def unseen(self, rebuild_id: str) -> bool:
+        """A rebuild (id: creation ms-…) that still owns events but was not among those read."""
+        return rebuild_id not in {r.id for r in self.rebuilds} and \
+            created_ms(rebuild_id) > self.written_s * 1000 - OWNS_S * 1000
+
     def rebuild_of(self, key: BucketKey, cell_s: int) -> Rebuild | None:
         return governing(self.rebuilds, key[2], key[0], cell_s, int(self.written_s * 1000)) if self.rebuilds else None
 
@@ -275,6 +280,10 @@ class AggregationService:
                 return 0, len(items), 0
             by_cell: dict[tuple[str, int], list[Contribution]] = defaultdict(list)
             rebuilt = stored.rebuilt if stored else None
+            if rebuilt and marker.unseen(rebuilt):
+                # rewritten by a rebuild started after this batch read the rebuilds: what this batch
+                # would add may be the rebuild's; retry the batch, which then reads it
+                raise RuntimeError(f"usage item {key} was rebuilt by {rebuilt}, unknown to this batch; retrying")
             for it in todo:
                 at = bucket_start(it[1].ts_ms)
                 where = route(marker.rebuild_of(key, at), marker.accepted.get(it[0]), rebuilt)

@@ -6,8 +6,9 @@ without losing or double counting an event (docs/decisions.md, "Rebuilding usage
    accepted before the mark (the rebuild counts them) and puts those accepted at or after it into
    the item's pending cells until the rebuild has rewritten the item (domain/rebuilds.py).
 2. Wait until mark + margin: every event accepted before the mark is stored (its put was stamped
-   before the mark; an ingest request lives at most 30 s) and every aggregator batch that read the
-   meters before the record existed has finished (the aggregator's timeout is 30 s).
+   before the mark; an ingest request lives at most 30 s). An aggregator batch that read the
+   records before this one existed and meets an item this rebuild already rewrote fails and is
+   retried (``Batch.unseen``), so it never adds the rebuild's events again.
 3. Scan the events table (parallel segments, strongly consistent) for the meter's event type and
    compute each usage item's cells from the events accepted before the mark.
 4. Write each item in scope with a version-conditional put: cells := rebuilt ⊕ pending, pending

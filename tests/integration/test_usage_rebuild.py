@@ -174,3 +174,25 @@ def test_cli_rebuilds_and_prints_the_report(container: Any, clock: Any, drain: A
     assert usage(container, "acme", "tokens") == (2, 11)
     assert cli.main(["usage", "rebuild", "--meter", "nope", "--aws", "--margin-s", "0"]) == 1
     assert "meter 'nope' does not exist" in capsys.readouterr().err
+
+
+def test_a_batch_that_missed_the_rebuild_record_is_retried_instead_of_counting_twice(
+        container: Any, rebuild: Any, clock: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An aggregator batch that read the rebuild records just before a rebuild was created, and
+    writes after the rebuild rewrote the item: its event is the rebuild's, so it must not add it."""
+    from meterbill.local.stack import StreamPoller
+
+    standard_catalog(container)
+    send(container, ev("s1", tokens=7))                      # accepted before the rebuild, not aggregated yet
+    clock.advance(seconds=1)
+    assert rebuild.run(rebuild.start("tokens", margin_s=0)).events_counted == 1
+    records: list[Any] = []
+    StreamPoller(None, "t-events", lambda e, _c: records.extend(e["Records"]) or {"batchItemFailures": []}).drain()
+    real = container.billing_store.rebuilds
+    monkeypatch.setattr(container.billing_store, "rebuilds", lambda: [])   # read before the record existed
+    with pytest.raises(RuntimeError, match="unknown to this batch"):
+        container.aggregation.apply(records)
+    monkeypatch.setattr(container.billing_store, "rebuilds", real)
+    out = container.aggregation.apply(records)                # Lambda's retry reads the record: skipped
+    assert out.skipped_rebuild == 1
+    assert usage(container, "acme", "tokens") == (1, 7)
