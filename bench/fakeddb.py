@@ -38,7 +38,8 @@ class CannedDynamo:
     * BatchGetItem of ``U#`` buckets: none, or (``keep_buckets``) the ones put earlier.
     * BatchWriteItem: everything processed. PutItem / UpdateItem: ``{}`` (so every conditional
       event write succeeds: nothing stored yet).
-    * Query (meters on gsi1): the meter items given.
+    * Query (meters on gsi1): the meter items given; of ``STREAMPOS``: the shard checkpoints
+      written so far (UpdateItem); of ``REBUILD``: no usage rebuild.
 
     Counts calls per operation; with ``capture`` keeps every item written.
     """
@@ -53,6 +54,7 @@ class CannedDynamo:
         self.capture = capture
         self._keep = keep_buckets
         self._buckets: dict[tuple[str, str], dict[str, Any]] = {}
+        self._checkpoints: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
         self._query = self._encode({"Items": meter_items, "Count": len(meter_items),
                                     "ScannedCount": len(meter_items)})
@@ -92,15 +94,27 @@ class CannedDynamo:
         elif op == "BatchGetItem":
             body, headers = self._batch_get(json.loads(request.body)["RequestItems"])
         elif op == "Query":
-            body, headers = self._query
+            doc = json.loads(request.body)
+            partition = doc.get("ExpressionAttributeValues", {}).get(":p")
+            if partition in ({"S": "STREAMPOS"}, {"S": "REBUILD"}):   # checkpoints; usage rebuilds: none
+                with self._lock:
+                    found = list(self._checkpoints.values()) if partition == {"S": "STREAMPOS"} else []
+                body, headers = self._encode({"Items": found, "Count": len(found), "ScannedCount": len(found)})
+            else:
+                body, headers = self._query
         elif op == "DescribeTable":  # the usage watermark finds the events stream once
             body, headers = self._encode({"Table": {"TableName": EVENTS_TABLE, "LatestStreamArn": STREAM_ARN}})
         elif op == "DescribeStream":  # one open shard holding every sequence number
             body, headers = self._encode({"StreamDescription": {"StreamArn": STREAM_ARN, "Shards": [
                 {"ShardId": "shardId-00000001700000000000-bench", "SequenceNumberRange": {"StartingSequenceNumber": "0"}}]}})
         elif op in ("PutItem", "UpdateItem"):
+            doc = json.loads(request.body)
+            if op == "UpdateItem" and doc["Key"]["pk"]["S"] == "STREAMPOS":  # the shard checkpoint
+                with self._lock:
+                    self._checkpoints[doc["Key"]["sk"]["S"]] = {**doc["Key"], **{
+                        {":s": "seq", ":a": "applied_at", ":c": "created"}[k]: v
+                        for k, v in doc["ExpressionAttributeValues"].items()}}
             if self.capture or self._keep:
-                doc = json.loads(request.body)
                 item = doc.get("Item") if op == "PutItem" else None
                 with self._lock:
                     if item is not None and "pk" not in item:  # the events table (conditional put per event)
@@ -111,8 +125,6 @@ class CannedDynamo:
                             self._buckets[(item["pk"]["S"], item["sk"]["S"])] = item
                     else:
                         self.other_writes.append((op, doc))
-                        if item is not None and self._keep and item["pk"]["S"].startswith("AGGDONE#"):
-                            self._buckets[(item["pk"]["S"], item["sk"]["S"])] = item
             body, headers = self._empty
         else:
             raise AssertionError(f"the benchmark's canned DynamoDB does not answer {op}")
@@ -128,7 +140,7 @@ class CannedDynamo:
                 pk = key["pk"]["S"] if "pk" in key else ""
                 if pk.startswith("CUS#"):
                     item = self._profiles.get(pk[4:])
-                elif (pk.startswith("U#") or pk.startswith("AGGDONE#")) and self._keep:
+                elif pk.startswith("U#") and self._keep:
                     with self._lock:
                         item = self._buckets.get((pk, key["sk"]["S"]))
                 else:

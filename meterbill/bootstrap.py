@@ -34,6 +34,7 @@ from meterbill.services.credit_notes import CreditNoteService
 from meterbill.services.ingest import IngestService
 from meterbill.services.keys import KeyService
 from meterbill.services.privacy import PrivacyService
+from meterbill.services.rebuild import RebuildService
 from meterbill.services.usage import UsageService
 
 
@@ -59,6 +60,7 @@ class Container:
     renderer: InvoiceRenderer
     watermark: UsageWatermark
     privacy: PrivacyService
+    rebuild: RebuildService
 
 
 # One client serves every thread of a process, and urllib3 keeps at most `max_pool_connections`
@@ -124,6 +126,7 @@ def bootstrap(settings: Settings | None = None, *, client: Any = None, clock: Cl
         keys=KeyService(store, clock),
         renderer=InvoiceRenderer(settings), watermark=watermark,
         privacy=PrivacyService(store, EventScanner(client, settings.events_table), catalog, clock, watermark),
+        rebuild=RebuildService(store, EventScanner(client, settings.events_table), catalog, clock),
     )
 
 

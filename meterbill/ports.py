@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -12,26 +12,23 @@ from meterbill.domain.meters import BucketState
 
 Clock = Callable[[], datetime]
 BucketKey = tuple[str, int, str, str]  # (customer, bucket start epoch s, meter code, group key)
+ITEM_SECONDS = 3600  # a usage item holds one hour: four quarter-hour cells (docs/decisions.md)
 
 
-@dataclass(slots=True)
-class StoredBucket:
+def item_start(start_s: int) -> int:
+    """Start (epoch s) of the usage item (hour) holding the quarter-hour cell starting at ``start_s``."""
+    return start_s - start_s % ITEM_SECONDS
+
+
+class _UsageKeyed:
+    """Customer, meter and group of a usage key (customer, start, meter, group)."""
+
+    __slots__ = ()
     key: BucketKey
-    state: BucketState
-    markers: dict[str, str] = field(default_factory=dict)  # stream batch id -> "max seq|epoch s"
-    version: int | None = None                             # None: not stored yet
-    # ids of sealed overflow pages of per-event values (keep_values meters): the bucket's
-    # value multiset is ``state.values`` plus these pages. ``get_buckets`` (the write path)
-    # leaves them unread; ``query_buckets`` merges them into ``state.values`` (pages ``()``).
-    pages: tuple[str, ...] = ()
 
     @property
     def customer(self) -> str:
         return self.key[0]
-
-    @property
-    def start_s(self) -> int:
-        return self.key[1]
 
     @property
     def meter(self) -> str:
@@ -40,6 +37,62 @@ class StoredBucket:
     @property
     def group(self) -> str:
         return self.key[3]
+
+
+@dataclass(slots=True)
+class StoredBucket(_UsageKeyed):
+    """One quarter-hour bucket as readers see it (rating, usage views, exports): a cell of a stored
+    :class:`UsageItem` (``query_buckets`` merges every overflow page into ``state``)."""
+
+    key: BucketKey
+    state: BucketState
+    markers: dict[str, str] = field(default_factory=dict)  # the item's stream batch markers
+    version: int | None = None                             # the item's version; None: not stored yet
+    pages: tuple[str, ...] = ()                            # sealed overflow pages not merged yet
+
+    @property
+    def start_s(self) -> int:
+        return self.key[1]
+
+
+@dataclass(slots=True)
+class UsageItem(_UsageKeyed):
+    """One stored usage item, the unit the aggregator reads and writes (one write each):
+    customer × meter × dimension group × hour, holding the hour's quarter-hour cells. An item
+    written before hour items existed (``legacy``) holds one cell, the quarter-hour of its key.
+    Markers and version are per item (docs/decisions.md, "Fewer writes per event")."""
+
+    key: BucketKey                                         # (customer, hour start — legacy: its quarter-hour, meter, group)
+    cells: dict[int, BucketState] = field(default_factory=dict)       # cell start epoch s -> state
+    markers: dict[str, str] = field(default_factory=dict)  # stream batch id -> "max seq|written s|created s"
+    version: int | None = None                             # None: not stored yet
+    # per cell: ids of sealed overflow pages of per-event values (keep_values meters) or distinct
+    # values (unique_count): a cell's values are ``state.values`` / ``state.uniques`` plus these
+    # pages. ``get_usage_items`` (the write path) leaves them unread; ``read_item_pages`` merges them.
+    pages: dict[int, tuple[str, ...]] = field(default_factory=dict)
+    legacy: bool = False
+    # while a usage rebuild runs: usage accepted after its mark, for cells it has not rebuilt yet
+    # (folded into ``cells`` by the rebuild's write; readers see cells + pending)
+    pending: dict[int, BucketState] = field(default_factory=dict)
+    rebuilt: str | None = None                             # id of the rebuild that last rewrote the item
+
+    def buckets(self) -> list[StoredBucket]:
+        """The item's quarter-hour buckets, in time order (a cell's pending usage merged in)."""
+        c, _, m, g = self.key
+        out = []
+        for start in sorted(set(self.cells) | set(self.pending)):
+            state = self.cells.get(start, BucketState())
+            if start in self.pending:
+                state = merged(state, self.pending[start])
+            out.append(StoredBucket((c, start, m, g), state, self.markers, self.version, self.pages.get(start, ())))
+        return out
+
+
+def merged(a: BucketState, b: BucketState) -> BucketState:
+    """A new state: ``a`` then ``b`` (neither changed)."""
+    out = BucketState(a.count, a.sum, a.max, a.min, a.latest, set(a.uniques), dict(a.values))
+    out.merge(b)
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +105,7 @@ class StreamChange:
     old_digest: str | None = None
     created_s: float | None = None   # the record's ApproximateCreationDateTime (epoch s)
     problem: str | None = None       # kind "INVALID": the record could not be decoded (why)
+    accepted_ms: int | None = None   # when ingest accepted the event (the raw item's ``at``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,15 +123,30 @@ class UsageLag:
                 "reason": self.reason}
 
 
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """A stream shard's checkpoint: every record of the shard up to ``seq`` was applied by a
+    completed batch, or passed over after Lambda gave up on its batch (docs/decisions.md, "Fewer
+    writes per event"); ``applied_at`` is when it last moved (epoch s)."""
+
+    seq: str
+    applied_at: float
+
+    def covers(self, seq: str) -> bool:
+        return (len(seq), seq) <= (len(self.seq), self.seq)
+
+
 class UsageWatermark(Protocol):
     """How far aggregation has come through the events stream (adapters/dynamo_stream.py).
 
-    ``applied`` is called by the aggregator after a batch is applied in full; ``wait`` by a
-    billing run before it reads any usage: it returns None once every record created before the
-    call is applied, or the lag still left after ``max_wait_s``. ``lag`` is a cheap, cached look
-    for health checks (no waiting)."""
+    ``applied`` is called by the aggregator after a batch is applied in full; ``progress`` gives
+    the aggregator, per sequence number, the checkpoint of the shard holding it (None when the
+    shard or its checkpoint is unknown); ``wait`` by a billing run before it reads any usage: it
+    returns None once every record created before the call is applied, or the lag still left after
+    ``max_wait_s``. ``lag`` is a cheap, cached look for health checks (no waiting)."""
 
     def applied(self, first_seq: str, last_seq: str, last_created_s: float | None) -> None: ...
+    def progress(self, seqs: Iterable[str]) -> dict[str, Checkpoint | None]: ...
     def wait(self, max_wait_s: float | None = None) -> UsageLag | None: ...
     def check(self, cutoff_s: float) -> UsageLag | None: ...
     def lag(self) -> UsageLag | None: ...
@@ -139,12 +208,12 @@ class BillingStore(Protocol):
     def progressive_customers(self, limit: int, cursor: str | None) -> tuple[list[str], str | None]: ...
     def list_pending(self, limit: int, cursor: str | None) -> tuple[list[dict[str, Any]], str | None]: ...
     def first_usage_bucket(self, customer_id: str) -> int | None: ...
-    def batches_done(self, batch_ids: Iterable[str]) -> dict[str, str]: ...
     def dead_letter(self, batch_id: str, key: str, doc: Mapping[str, Any]) -> None: ...
     def list_dead_letters(self, limit: int, cursor: str | None) -> tuple[list[dict[str, Any]], str | None]: ...
-    def mark_batch_done(self, batch_id: str, last_seq: str, expires_at_s: int) -> None: ...
-    def get_buckets(self, keys: Sequence[BucketKey]) -> dict[BucketKey, StoredBucket]: ...
-    def put_bucket(self, bucket: StoredBucket, expected_version: int | None) -> bool: ...
+    def rebuilds(self) -> list[dict[str, Any]]: ...
+    def put_rebuild(self, doc: Mapping[str, Any], create: bool) -> None: ...
+    def get_usage_items(self, keys: Sequence[BucketKey], legacy: bool = ...) -> dict[BucketKey, UsageItem]: ...
+    def put_usage_item(self, item: UsageItem, expected_version: int | None) -> bool: ...
     def query_buckets(self, customer_id: str, start_s: int, end_s: int) -> list[StoredBucket]: ...
     def invoice_counter(self) -> int: ...
     def commit_invoice(self, invoice: Mapping[str, Any], customer_id: str, customer_version: int,
@@ -202,9 +271,9 @@ class PrivacyStore(BillingStore, Protocol):
     def all_credit_notes(self, invoice_id: str) -> list[dict[str, Any]]: ...
     def scrub_customer_copy(self, kind: str, doc_id: str, remove: Sequence[str],
                             marks: Mapping[str, Any]) -> bool: ...
-    def usage_buckets(self, customer_id: str) -> list[StoredBucket]: ...
-    def read_bucket_pages(self, buckets: list[StoredBucket]) -> None: ...
-    def rewrite_bucket(self, old: StoredBucket, new: StoredBucket, target_version: int | None) -> bool: ...
+    def usage_items(self, customer_id: str) -> list[UsageItem]: ...
+    def read_item_pages(self, items: Sequence[UsageItem], cells: set[tuple[BucketKey, int]] | None = ...) -> None: ...
+    def rewrite_usage_item(self, old: UsageItem, new: UsageItem, target_version: int | None) -> bool: ...
     def orphan_pages(self, customer_id: str) -> list[tuple[str, str]]: ...
     def delete_keys(self, keys: Sequence[tuple[str, str]]) -> None: ...
     def dead_letters_of(self, customer_id: str) -> list[dict[str, Any]]: ...
@@ -214,6 +283,24 @@ class PrivacyStore(BillingStore, Protocol):
     def get_erasure(self, customer_id: str) -> dict[str, Any] | None: ...
     def pending_erasures(self) -> list[dict[str, Any]]: ...
     def finish_erasure(self, customer_id: str, requested_at: str) -> None: ...
+
+
+class RebuildStore(BillingStore, Protocol):
+    """What a usage rebuild needs beyond the billing store (services/rebuild.py)."""
+
+    def usage_items_between(self, customer_id: str, start_s: int, end_s: int) -> list[UsageItem]: ...
+    def read_item_pages(self, items: Sequence[UsageItem], cells: set[tuple[BucketKey, int]] | None = ...) -> None: ...
+    def replace_usage_items(self, new: UsageItem, expected_version: int | None,
+                            remove: Sequence[UsageItem]) -> bool: ...
+    def get_erasure(self, customer_id: str) -> dict[str, Any] | None: ...
+    def pending_erasures(self) -> list[dict[str, Any]]: ...
+
+
+class RawEventScan(Protocol):
+    """The raw events of one type (and customer), read by a (parallel) Scan of the events table."""
+
+    def events_of_type(self, event_type: str, customer: str | None, segment: int = ..., segments: int = ...
+                       ) -> Iterator[tuple[list[tuple[Event, int]], int, int]]: ...
 
 
 class EventScan(Protocol):

@@ -155,3 +155,12 @@ def standard_catalog(container: Any) -> Any:
                             "started_at": "2026-10-01T00:00:00Z", "billing_anchor": "2026-10-01T00:00:00Z",
                             "payment_terms_days": 15})
     return c
+
+
+def usage_cell(ddb: Any, customer: str, start_s: int, meter: str, group: str = "") -> tuple[dict[str, Any], dict[str, Any]]:
+    """The stored usage item (raw DynamoDB JSON) holding the quarter-hour starting at ``start_s``,
+    and that quarter-hour's cell in it (item layout: meterbill/adapters/dynamo_billing.py)."""
+    hour = start_s - start_s % 3600
+    item = ddb.get_item(TableName="t-billing", Key={"pk": {"S": f"U#{customer}"},
+                                                    "sk": {"S": f"{hour:012d}|{meter}#{group}"}})["Item"]
+    return item, item["c"]["M"][str((start_s - hour) // 900)]["M"]

@@ -12,18 +12,27 @@ Item layout (pk / sk):
   ERASURE      / <customer>               an erasure whose raw events still await the sweep (its key)
   PROG#<customer> / PROG      gsi1: PROGRESSIVE / <customer>   billed by threshold (progressive billing)
   PENDING#<customer> / PENDING  gsi1: PENDING / <customer>   usage for a customer not created yet
-  U#<customer> / <bucket start:012d>#<meter>#<group>   usage bucket (no GSI: 1 write)
-  UV#<customer> / <bucket sk>#<page id>   sealed page of a bucket's per-event values or distinct
+  U#<customer> / <hour start:012d>|<meter>#<group>    usage item: the hour's four 15-minute cells
+                                          (c: {"0".."3": cell}), batch markers (ap), version (v);
+                                          while a usage rebuild runs, pending cells (pc) and the
+                                          rebuild that last rewrote it (rb); no GSI: 1 write per
+                                          item and stream batch
+  U#<customer> / <bucket start:012d>#<meter>#<group>  legacy one-cell item (15 minutes), written
+                                          before hour items; still read, never written by the aggregator
+  UV#<customer> / <item sk>#<page id>     sealed page of a cell's per-event values or distinct
                                           values (unique_count), immutable
   INV#<id>     / INVOICE      gsi1: CUSINV#<customer> / <period start>   gsi2: INVOICES / <number>
   COUNTER#invoice / COUNTER   gapless invoice sequence (COUNTER#credit_note: credit notes)
   CN#<id>      / CREDITNOTE   gsi1: CN#<invoice id> / <number>   gsi2: CREDITNOTES / <number>
   KEY#<sha256> / KEY          gsi1: KEYS / <public key id>   API key (hash only; revoked_at kept)
-  AGGDONE#<first seq> / DONE  a stream batch fully applied (TTL 2 days: streams keep 24 h)
   DEADLETTER / <batch>#<key>  usage the aggregator could not apply (undecodable, unstorable)
-  STREAMPOS / <shard id>      the aggregator's checkpoint per stream shard (the usage watermark)
+  STREAMPOS / <shard id>      the aggregator's checkpoint per stream shard (the usage watermark; a
+                              batch it covers is done: its one bookkeeping write)
+  REBUILD / <rebuild id>      a usage rebuild: meter, scope, mark, running (read by the aggregator once
+                              per batch; TTL 25 h after its mark once done)
   RUN#<id>     / RUN          gsi1: RUNS / <started_at>#<id>   a billing run: status, counters, dispatch cursor
   RUN#<id>     / OUT#<kind>#<customer>   one customer's outcome in that run (gsi1 while waiting/failed)
+  NUMBERING / <created_at>#<invoice id>   a committed invoice waiting for its gapless number
 """
 
 from __future__ import annotations

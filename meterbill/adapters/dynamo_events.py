@@ -118,7 +118,8 @@ def decode_stream(records: Sequence[Mapping[str, Any]]) -> list[StreamChange]:
         try:
             out.append(StreamChange(data["SequenceNumber"], rec["eventName"],
                                     image_to_event(new) if new else None,
-                                    old["h"]["S"] if old else None, created))
+                                    old["h"]["S"] if old else None, created,
+                                    accepted_ms=int(new["at"]["N"]) if new and "at" in new else None))
         except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
             # a record that can never be decoded must not block its shard: the aggregator
             # dead-letters it (deterministically, so a retried batch does the same)
@@ -189,6 +190,29 @@ class EventScanner:
             yield from ((item, image_to_event_dict(item)) for item in items)
             if not start:
                 return
+
+    def events_of_type(self, event_type: str, customer: str | None, segment: int = 0, segments: int = 1
+                       ) -> Iterator[tuple[list[tuple[Event, int]], int, int]]:
+        """Pages of one segment of a strongly consistent Scan for the events of one type (and
+        customer): (events with their accepted-at ms, items scanned, bytes read as DynamoDB bills
+        them: consumed capacity × 4 KB). A Scan reads every item, whatever the filter keeps."""
+        values = {":t": {"S": event_type}}
+        cond = "t = :t"
+        if customer is not None:
+            values[":c"] = {"S": customer}
+            cond += " AND c = :c"
+        kwargs: dict[str, Any] = {"TableName": self._table, "FilterExpression": cond, "ConsistentRead": True,
+                                  "ExpressionAttributeValues": values, "ReturnConsumedCapacity": "TOTAL"}
+        if segments > 1:
+            kwargs.update(Segment=segment, TotalSegments=segments)
+        while True:
+            resp = self._client.scan(**kwargs)
+            units = float(resp.get("ConsumedCapacity", {}).get("CapacityUnits", 0))
+            yield ([(image_to_event(i), int(i["at"]["N"]) if "at" in i else 0) for i in resp.get("Items", [])],
+                   int(resp.get("ScannedCount", 0)), int(units * 4096))
+            if "LastEvaluatedKey" not in resp:
+                return
+            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
 
     def replace_properties(self, item: Mapping[str, Any], properties: Mapping[str, Any]) -> bool:
         """Store ``properties`` in place of the event's, keeping its id, digest (``h``: a re-sent

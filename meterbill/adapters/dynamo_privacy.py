@@ -9,9 +9,8 @@ from botocore.exceptions import ClientError
 
 from meterbill.adapters.dynamo_codec import to_item
 from meterbill.adapters.dynamo_table import DynamoTable, conditional_failed
-from meterbill.adapters.dynamo_usage import (PAGE_MAX, VALUES_INLINE, bucket_from_doc, bucket_pk_sk,
-                                             bucket_to_doc, text_chunks, unique_chunks)
-from meterbill.ports import StoredBucket
+from meterbill.adapters.dynamo_usage import item_from_doc, item_pk_sk
+from meterbill.ports import UsageItem
 from meterbill.services.errors import Conflict
 
 
@@ -61,51 +60,29 @@ class PrivacyItems(DynamoTable):
             raise
         return True
 
-    def usage_buckets(self, customer_id: str) -> list[StoredBucket]:
-        """Every usage bucket of the customer, overflow pages not read (``pages`` as stored)."""
-        return [bucket_from_doc(d) for d in self._query_all({
+    def usage_items(self, customer_id: str) -> list[UsageItem]:
+        """Every usage item of the customer (hour items and legacy quarter-hour items), overflow
+        pages not read (``pages`` as stored)."""
+        return [item_from_doc(d) for d in self._query_all({
             "TableName": self._t, "KeyConditionExpression": "pk = :p",
             "ExpressionAttributeValues": {":p": {"S": f"U#{customer_id}"}}, "ConsistentRead": True})]
 
-    def read_bucket_pages(self, buckets: list[StoredBucket]) -> None:
-        """Merge every referenced overflow page into its bucket's state (pages become ``()``)."""
-        self._read_pages([b for b in buckets if b.pages])
-
-    def rewrite_bucket(self, old: StoredBucket, new: StoredBucket, target_version: int | None) -> bool:
-        """Replace bucket ``old`` (its pages read) by ``new``, in one step: under the same key a
+    def rewrite_usage_item(self, old: UsageItem, new: UsageItem, target_version: int | None) -> bool:
+        """Replace item ``old`` (its pages read) by ``new``, in one step: under the same key a
         conditional put; under another key (a pseudonymised dimension group) a transaction putting
         ``new`` (absent, or at ``target_version`` when merging into it) and deleting ``old`` at its
         version. False if either changed meanwhile (read again, retry). ``new``'s values beyond
-        VALUES_INLINE are paged out first, like put_bucket; ``old``'s pages are left for
+        VALUES_INLINE are paged out first, like put_usage_item; ``old``'s pages are left for
         orphan_pages."""
-        if old.key == new.key:
-            return self.put_bucket(new, old.version)
-        doc = bucket_to_doc(StoredBucket(new.key, new.state, new.markers, new.version, ()))
-        pages: list[str] = []
-        if len(doc.get("vs", "")) > VALUES_INLINE:
-            pages += [self._put_page(new.key, "v", chunk) for chunk in text_chunks(doc.pop("vs"), PAGE_MAX)]
-        if "u" in doc and sum(len(v.encode()) for v in doc["u"]) > VALUES_INLINE:
-            pages += [self._put_unique_page(new.key, chunk) for chunk in unique_chunks(doc.pop("u"), PAGE_MAX)]
-        if pages:
-            doc["vp"] = self._roll_up(new.key, pages)
-        put: dict[str, Any] = {"TableName": self._t, "Item": to_item(doc)}
-        if target_version is None:
-            put["ConditionExpression"] = "attribute_not_exists(pk)"
-        else:
-            put.update(ConditionExpression="v = :t", ExpressionAttributeValues={":t": {"N": str(target_version)}})
-        old_pk, old_sk = bucket_pk_sk(old.key)
-        try:
-            self._transact([{"Put": put}, {"Delete": {
-                "TableName": self._t, "Key": {"pk": {"S": old_pk}, "sk": {"S": old_sk}},
-                "ConditionExpression": "v = :v", "ExpressionAttributeValues": {":v": {"N": str(old.version)}}}}])
-        except Conflict:
-            return False
-        return True
+        if old.key == new.key and old.legacy == new.legacy:
+            return self.put_usage_item(new, old.version)
+        return self.replace_usage_items(new, target_version, [old])
 
     def orphan_pages(self, customer_id: str) -> list[tuple[str, str]]:
-        """Keys of the customer's overflow pages that no bucket references (any more)."""
+        """Keys of the customer's overflow pages that no usage item references (any more)."""
         referenced: set[str] = set()
-        todo = [(b.key, p) for b in self.usage_buckets(customer_id) for p in b.pages]
+        todo = [(item_pk_sk(i.key, i.legacy), p) for i in self.usage_items(customer_id)
+                for pages in i.pages.values() for p in pages]
         while todo:
             referenced |= {self._page_key(k, p)[1] for k, p in todo}
             rolled = [(k, p) for k, p in todo if p[0] == "r"]

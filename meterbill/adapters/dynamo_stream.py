@@ -26,14 +26,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from meterbill.adapters.dynamo_events import created_epoch_s
-from meterbill.ports import UsageLag
+from meterbill.ports import Checkpoint, UsageLag
 
 log = logging.getLogger(__name__)
 PK = "STREAMPOS"
@@ -116,20 +116,49 @@ class StreamWatermark:
 
     def shard_of(self, seq: str) -> str | None:
         """The shard holding the record with sequence number ``seq`` (None if it cannot be told)."""
-        n = int(seq)
+        return self.shards_of([seq])[seq]
+
+    def shards_of(self, seqs: Iterable[str]) -> dict[str, str | None]:
+        """``shard_of`` for many sequence numbers, refreshing the shard list at most once."""
+        out: dict[str, str | None] = {}
+        todo = sorted(set(seqs))
         for refresh in (False, True):
-            found = [s["ShardId"] for s in self._shards(refresh) if self._contains(s, n)]
-            if len(found) == 1:
-                return str(found[0])
-            if len(found) > 1:
-                confirmed = [s for s in found if self._reads_back(s, seq)]
-                return str(confirmed[0]) if len(confirmed) == 1 else None
-        return None
+            if not todo:
+                break
+            shards = self._shards(refresh)
+            left = []
+            for seq in todo:
+                n = int(seq)
+                found = [s["ShardId"] for s in shards if self._contains(s, n)]
+                if len(found) == 1:
+                    out[seq] = str(found[0])
+                elif len(found) > 1:
+                    confirmed = [s for s in found if self._reads_back(s, seq)]
+                    out[seq] = str(confirmed[0]) if len(confirmed) == 1 else None
+                else:
+                    left.append(seq)
+            todo = left
+        return {**out, **{seq: None for seq in todo}}
+
+    def progress(self, seqs: Iterable[str]) -> dict[str, Checkpoint | None]:
+        """Per sequence number, the checkpoint of the shard holding it (one consistent Query of
+        the checkpoints; the shard list is cached)."""
+        shards = self.shards_of(seqs)
+        if not shards:
+            return {}
+        ckpts = self.checkpoints()
+        out: dict[str, Checkpoint | None] = {}
+        for seq, shard in shards.items():
+            ck = ckpts.get(shard) if shard else None
+            out[seq] = Checkpoint(ck["seq"], ck["applied_at"]) if ck and ck["applied_at"] is not None else None
+        return out
 
     # -- the aggregator's side ------------------------------------------------------------
     def applied(self, first_seq: str, last_seq: str, last_created_s: float | None) -> None:
         """Record that every record of the shard up to ``last_seq`` is applied. Monotonic: an
-        older checkpoint never overwrites a newer one (a redelivered batch)."""
+        older checkpoint never overwrites a newer one (a redelivered batch). This is the batch's
+        one bookkeeping write: it also tells a redelivery of the batch that it is done, and lets
+        bucket writes drop the batch's markers (services/aggregation.py)."""
         shard = self.shard_of(first_seq)
         if shard is None:
             log.warning("stream batch %s..%s: shard not found; checkpoint not advanced (billing runs "
@@ -156,7 +185,8 @@ class StreamWatermark:
             resp = self._ddb.query(**kwargs)
             for item in resp.get("Items", []):
                 out[item["sk"]["S"]] = {"seq": item["seq"]["S"].lstrip("0") or "0",
-                                        "created": float(item["created"]["N"]) if "created" in item else None}
+                                        "created": float(item["created"]["N"]) if "created" in item else None,
+                                        "applied_at": float(item["applied_at"]["N"]) if "applied_at" in item else None}
             if "LastEvaluatedKey" not in resp:
                 return out
             kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
@@ -186,8 +216,24 @@ class StreamWatermark:
             iterator = resp.get("NextShardIterator")
         return None
 
+    def _running_rebuild(self) -> UsageLag | None:
+        """A usage rebuild in progress (its buckets are being re-derived): usage is not complete."""
+        resp = self._ddb.query(TableName=self._table, KeyConditionExpression="pk = :p", ConsistentRead=True,
+                               ExpressionAttributeValues={":p": {"S": "REBUILD"}})
+        running = [i for i in resp.get("Items", []) if i.get("running", {}).get("BOOL")]
+        if not running:
+            return None
+        first = min(running, key=lambda i: int(i["mark_ms"]["N"]))
+        mark_s = int(first["mark_ms"]["N"]) / 1000
+        return UsageLag(f"rebuild:{first['meter']['S']}:{first['sk']['S']}", _iso(mark_s),
+                        max(0.0, self._wall() - mark_s), "usage_rebuild")
+
     def check(self, cutoff_s: float) -> UsageLag | None:
-        """The first shard with an unapplied record created before ``cutoff_s`` (epoch s)."""
+        """A running usage rebuild, or the first shard with an unapplied record created before
+        ``cutoff_s`` (epoch s)."""
+        rebuilding = self._running_rebuild()
+        if rebuilding is not None:
+            return rebuilding
         ckpts = self.checkpoints()
         now = self._wall()
         for shard in self._shards(refresh=True):

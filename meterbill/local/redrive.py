@@ -3,8 +3,9 @@
 The mapping sends each such batch's shard range to its on-failure SQS queue (template.yaml,
 ``AggregatorDeadLetterQueue``). Within the stream's 24-hour retention, this reads each range back
 from the stream and applies it through the same aggregation service, starting at the batch's first
-record: the batch keeps its identity, so what the failed attempts applied is skipped (exactly
-once). A message is deleted only after its range is applied in full."""
+record: the batch keeps its identity, so what the failed attempts applied is skipped by the usage
+items' markers of the batch (exactly once; the shard's checkpoint has moved past the batch, so it is
+not consulted, and the markers of a given-up batch are kept: services/aggregation.py). A message is deleted only after its range is applied in full."""
 
 from __future__ import annotations
 
@@ -43,7 +44,7 @@ def redrive(container: Container, sqs: Any, streams: Any, queue_url: str, max_me
                                           info["startSequenceNumber"], info["endSequenceNumber"])
                 if not records or records[0]["dynamodb"]["SequenceNumber"] != info["startSequenceNumber"]:
                     raise RuntimeError("the batch's first record is no longer in the stream (over 24 h?)")
-                outcome = container.aggregation.apply(records)
+                outcome = container.aggregation.apply(records, redrive=True)
             except Exception:
                 log.exception("could not re-drive message %s; it stays in the queue", msg.get("MessageId"))
                 done["failed"] += 1

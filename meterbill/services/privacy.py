@@ -24,7 +24,7 @@ from typing import Any
 from meterbill.domain.instants import iso
 from meterbill.domain.meters import BucketState, Meter, group_values, quantity
 from meterbill.domain.pseudonyms import Pseudonyms, kept_values
-from meterbill.ports import Clock, EventScan, PrivacyStore, StoredBucket, UsageWatermark
+from meterbill.ports import Clock, EventScan, PrivacyStore, StoredBucket, UsageItem, UsageWatermark
 from meterbill.services.catalog import CatalogService
 from meterbill.services.errors import Conflict, NotFound
 
@@ -79,8 +79,9 @@ class PrivacyService:
 
     def _usage_summary(self, customer_id: str) -> dict[str, Any]:
         """Per meter and calendar month (UTC): buckets, events, the meter's value, per dimension group."""
-        buckets = self._store.usage_buckets(customer_id)
-        self._store.read_bucket_pages(buckets)
+        items = self._store.usage_items(customer_id)
+        self._store.read_item_pages(items)
+        buckets = [b for i in items for b in i.buckets()]
         meters = self._meters()
         cells: dict[str, dict[str, list[StoredBucket]]] = defaultdict(lambda: defaultdict(list))
         for b in buckets:
@@ -154,46 +155,50 @@ class PrivacyService:
         raise Conflict(f"customer '{customer_id}' kept changing; retry the erasure", field="id")
 
     def _erase_usage(self, customer_id: str, pseudonyms: Pseudonyms) -> int:
+        """Pseudonymise every usage item; returns how many quarter-hour buckets changed."""
         meters = self._meters()
         changed = 0
-        for bucket in self._store.usage_buckets(customer_id):
-            meter = meters.get(bucket.meter)
+        for item in self._store.usage_items(customer_id):
+            meter = meters.get(item.meter)
             if meter is None or not (meter.group_by or meter.aggregation == "unique_count"):
                 continue
             for _ in range(RETRIES):
-                done = self._rewrite(bucket, meter, pseudonyms)
+                done = self._rewrite(item, meter, pseudonyms)
                 if done is not None:
                     changed += done
                     break
-                fresh = self._store.get_buckets([bucket.key]).get(bucket.key)
+                fresh = self._store.get_usage_items([item.key], legacy=item.legacy).get(item.key)
                 if fresh is None:
                     break
-                bucket = fresh
+                item = fresh
             else:
                 raise Conflict(f"usage of customer '{customer_id}' kept changing; retry the erasure", field="id")
-        self._store.delete_keys(self._store.orphan_pages(customer_id))  # the replaced buckets' old pages
+        self._store.delete_keys(self._store.orphan_pages(customer_id))  # the replaced items' old pages
         return changed
 
-    def _rewrite(self, bucket: StoredBucket, meter: Meter, pseudonyms: Pseudonyms) -> int | None:
-        """1 if the bucket was rewritten, 0 if it holds no personal value, None on a concurrent change."""
-        group = pseudonyms.group(meter, bucket.group)
-        self._store.read_bucket_pages([bucket])
-        uniques = pseudonyms.uniques(bucket.state.uniques)
-        if group == bucket.group and uniques == bucket.state.uniques:
+    def _rewrite(self, item: UsageItem, meter: Meter, pseudonyms: Pseudonyms) -> int | None:
+        """The number of buckets (cells) rewritten (0: the item holds no personal value), or None on
+        a concurrent change."""
+        group = pseudonyms.group(meter, item.group)
+        self._store.read_item_pages([item])
+        visible = {b.start_s: b.state for b in item.buckets()}   # pending usage (a finished rebuild's) folded in
+        cells = {at: BucketState(st.count, st.sum, st.max, st.min, st.latest, pseudonyms.uniques(st.uniques),
+                                 dict(st.values)) for at, st in visible.items()}
+        changed = sum(1 for at, st in cells.items() if group != item.group or st.uniques != visible[at].uniques)
+        if not changed:
             return 0
-        state = BucketState(bucket.state.count, bucket.state.sum, bucket.state.max, bucket.state.min,
-                            bucket.state.latest, uniques, dict(bucket.state.values))
-        key = (bucket.customer, bucket.start_s, bucket.meter, group)
-        target = None if key == bucket.key else self._store.get_buckets([key]).get(key)
-        markers = dict(bucket.markers)
+        key = (item.customer, item.key[1], item.meter, group)
+        target = None if key == item.key else self._store.get_usage_items([key], legacy=item.legacy).get(key)
+        markers = dict(item.markers)
         if target is not None:  # later usage with this value, pseudonymised by an earlier erasure
-            self._store.read_bucket_pages([target])
-            state.merge(target.state)
+            self._store.read_item_pages([target])
+            for at, st in target.cells.items():
+                cells.setdefault(at, BucketState()).merge(st)
             markers.update(target.markers)
-        base = target.version if target is not None else bucket.version if key == bucket.key else 0
-        new = StoredBucket(key, state, markers, (base or 0) + 1)  # its values paged out afresh
-        ok = self._store.rewrite_bucket(bucket, new, target.version if target is not None else None)
-        return 1 if ok else None
+        base = target.version if target is not None else item.version if key == item.key else 0
+        new = UsageItem(key, cells, markers, (base or 0) + 1, legacy=item.legacy, rebuilt=item.rebuilt)  # values paged afresh
+        ok = self._store.rewrite_usage_item(item, new, target.version if target is not None else None)
+        return changed if ok else None
 
     def _erase_dead_letters(self, customer_id: str, pseudonyms: Pseudonyms) -> int:
         meters = self._meters()

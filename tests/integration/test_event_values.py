@@ -14,11 +14,11 @@ import pytest
 
 from meterbill.adapters import dynamo_usage
 from meterbill.domain.errors import InvalidField
-from tests.conftest import ev
+from tests.conftest import ev, usage_cell
 
 OCT = "2026-10-01T00:00:00Z"
 D = Decimal
-BUCKET = {"pk": {"S": "U#shop"}, "sk": {"S": "001791626400#payments#"}}  # 2026-10-10 10:00Z
+BUCKET = ("shop", 1791626400, "payments")  # 2026-10-10 10:00Z
 
 
 @pytest.fixture
@@ -107,13 +107,13 @@ def test_overflow_pages_keep_every_value(container: Any, shop: Any, ddb: Any,
     amounts = [f"{i}.25" for i in range(1, 61)] + ["7.25", "7.25", "200"]  # 61 distinct values, 63 events
     send(container, amounts)
     poller(container, batch_size=7).drain()
-    item = ddb.get_item(TableName="t-billing", Key=BUCKET)["Item"]
-    pages = [p["S"] for p in item["vp"]["L"]]
-    assert any(p[0] == "r" for p in pages) and len(item.get("vs", {"S": ""})["S"]) <= 30
-    assert int(item["n"]["N"]) == 63
+    _, cell = usage_cell(ddb, *BUCKET)
+    pages = [p["S"] for p in cell["vp"]["L"]]
+    assert any(p[0] == "r" for p in pages) and len(cell.get("vs", {"S": ""})["S"]) <= 30
+    assert int(cell["n"]["N"]) == 63
     # the write path reads only the inline part; reads for rating get every value
-    stored = container.billing_store.get_buckets([("shop", 1791626400, "payments", "")])
-    assert sum(stored[("shop", 1791626400, "payments", "")].state.values.values()) < 63
+    stored = container.billing_store.get_usage_items([("shop", 1791626400, "payments", "")])
+    assert sum(stored[("shop", 1791626400, "payments", "")].cells[1791626400].values.values()) < 63
     assert values(container) == Counter(D(a) for a in amounts)
     # fee = 2.9 % x v + 0.30, clamped to [0.50, 5.00]:
     #   1.25 .. 6.25 (6 events): below 0.50 (6.25 -> 0.48125)           -> 6 x 0.50 = 3.00
@@ -146,7 +146,7 @@ def test_crash_after_sealing_a_page_counts_nothing_twice(container: Any, shop: A
     ddb.meta.events.unregister("provide-client-params.dynamodb.PutItem", crash_on_bucket_write_after_a_page)
     assert state["failed"]
     assert values(container) == Counter(D(a) for a in amounts)
-    assert int(ddb.get_item(TableName="t-billing", Key=BUCKET)["Item"]["n"]["N"]) == 30
+    assert int(usage_cell(ddb, *BUCKET)[1]["n"]["N"]) == 30
 
 
 @pytest.mark.parametrize("key", ["per_event_min", "per_event_max"])
@@ -164,16 +164,17 @@ def test_a_page_sealed_twice_with_the_same_content_counts_twice(container: Any,
     """Page ids are content hashes: two seals of equal multisets share one item, and each
     reference counts."""
     from meterbill.domain.meters import BucketState
-    from meterbill.ports import StoredBucket
+    from meterbill.ports import UsageItem
 
     small_pages(monkeypatch)
-    store, key = container.billing_store, ("shop", 1791626400, "payments", "")
+    store, key, at = container.billing_store, ("shop", 1791626400, "payments", ""), 1791626400
     same = {D(f"{i}.5"): 1 for i in range(1, 11)}  # 10 values, 39 bytes encoded: sealed on every put
-    assert store.put_bucket(StoredBucket(key, BucketState(10, D(55), values=dict(same)), {}, 1), None)
-    first = store.get_buckets([key])[key]
-    assert first.state.values == {} and len(first.pages) == 1
-    assert store.put_bucket(StoredBucket(key, BucketState(20, D(110), values=dict(same)), {}, 2, first.pages), 1)
-    second = store.get_buckets([key])[key]
-    assert second.pages == first.pages * 2
+    assert store.put_usage_item(UsageItem(key, {at: BucketState(10, D(55), values=dict(same))}, {}, 1), None)
+    first = store.get_usage_items([key])[key]
+    assert first.cells[at].values == {} and len(first.pages[at]) == 1
+    assert store.put_usage_item(UsageItem(key, {at: BucketState(20, D(110), values=dict(same))}, {}, 2,
+                                          first.pages), 1)
+    second = store.get_usage_items([key])[key]
+    assert second.pages[at] == first.pages[at] * 2
     [read] = store.query_buckets("shop", 1791626400, 1791627300)
     assert read.state.values == {v: 2 for v in same} and read.pages == ()

@@ -120,7 +120,7 @@ def test_a_batch_lambda_gave_up_on_is_redriven_exactly_once(container: Any, ddb:
     assert len(records) == 20
 
     writes = []
-    real_put = container.billing_store.put_bucket
+    real_put = container.billing_store.put_usage_item
 
     def fail_after_five(bucket: Any, expected: Any) -> bool:   # the attempts die part-way, as in an outage
         if len(writes) >= 5:
@@ -128,13 +128,13 @@ def test_a_batch_lambda_gave_up_on_is_redriven_exactly_once(container: Any, ddb:
         writes.append(bucket.key)
         return real_put(bucket, expected)
 
-    container.billing_store.put_bucket = fail_after_five
+    container.billing_store.put_usage_item = fail_after_five
     for _ in range(3):    # Lambda's retries, all failing
         try:
             container.aggregation.apply(records)
         except RuntimeError:
             pass
-    container.billing_store.put_bucket = real_put
+    container.billing_store.put_usage_item = real_put
     assert 0 < len(writes) < 40          # something, not everything, was applied
 
     sqs = boto3.client("sqs", region_name="us-east-1")

@@ -24,6 +24,7 @@ from infra.template import (
     table_specs,
     ttl_attributes,
 )
+from meterbill.services import aggregation
 
 REPO_ROOT = TEMPLATE_PATH.parent
 FUNCTIONS_DIR = REPO_ROOT / "functions"
@@ -121,8 +122,9 @@ def test_translated_stream_mapping(translated: dict) -> None:
     # A poison record never blocks the shard (the aggregator dead-letters it); a batch that still
     # fails is retried for hours, inside the stream's 24 h, then its range goes to an alarmed queue.
     # No bisection: batch boundaries are the identity that keeps a retry exactly-once.
-    assert props["MaximumRetryAttempts"] == 10000
-    assert 3600 <= props["MaximumRecordAgeInSeconds"] <= 12 * 3600
+    # Lambda gives up only by age, at the age the aggregator's marker pruning assumes (GIVE_UP_S).
+    assert props["MaximumRetryAttempts"] == -1
+    assert props["MaximumRecordAgeInSeconds"] == aggregation.GIVE_UP_S <= 12 * 3600
     assert props["BisectBatchOnFunctionError"] is False
     assert props["DestinationConfig"]["OnFailure"]["Destination"] == {
         "Fn::GetAtt": ["AggregatorDeadLetterQueue", "Arn"]}

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ev, standard_catalog
+from tests.conftest import ev, standard_catalog, usage_cell
 
 NOV, DEC = "2026-11-01T00:00:00Z", "2026-12-01T00:00:00Z"
 
@@ -290,10 +290,9 @@ def test_unique_count_bucket_with_12k_distinct_values_is_written_and_counted_exa
     # another bucket: five users already seen (counted once) and one new
     send(container, drain, *[ev(f"b{i}", customer="uc", type_="login", ts="2026-10-11T08:00:00Z", user=u)
                              for i, u in enumerate(users[:5] + users[-1:])])
-    item = ddb.get_item(TableName="t-billing", Key={"pk": {"S": "U#uc"},
-                                                      "sk": {"S": "001791626400#users#"}})["Item"]  # 10-10 10:00Z
-    assert int(item["n"]["N"]) == 12_000 and item["vp"]["L"]  # written, values paged out of the item
-    assert sum(len(v) for v in item.get("u", {"SS": []})["SS"]) <= 16_384
+    _, cell = usage_cell(ddb, "uc", 1791626400, "users")  # 10-10 10:00Z
+    assert int(cell["n"]["N"]) == 12_000 and cell["vp"]["L"]  # written, values paged out of the item
+    assert sum(len(v) for v in cell.get("u", {"SS": []})["SS"]) <= 16_384
     close(container, NOV)
     inv = invoice_for(container, "uc", "2026-10-01T00:00:00Z")
     assert (line(inv, "users")["quantity"], line(inv, "users")["amount"]) == ("12001", "120.01")
@@ -325,7 +324,7 @@ def test_unique_values_paged_past_the_page_of_ids_count_once(container: Any, dra
         return {"batchItemFailures": []}
 
     StreamPoller(None, "t-events", aggregate, batch_size=7).drain()
-    [bucket] = container.billing_store.get_buckets([("uc", 1791626400, "users", "")]).values()
-    assert any(p[0] == "r" for p in bucket.pages)
+    [item] = container.billing_store.get_usage_items([("uc", 1791626400, "users", "")]).values()
+    assert any(p[0] == "r" for p in item.pages[1791626400])
     close(container, NOV)
     assert line(invoice_for(container, "uc", "2026-10-01T00:00:00Z"), "users")["quantity"] == "40"
