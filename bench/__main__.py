@@ -12,7 +12,8 @@ from datetime import datetime, timezone
 
 from bench import use_fake_aws
 
-ORDER = ("ingest", "writes", "aggregation", "rating", "rating_mixed", "render", "http", "concurrency")
+ORDER = ("ingest", "writes", "aggregation", "rating", "rating_mixed", "render", "http", "concurrency",
+         "cold_start", "close_cost", "load")
 
 
 def main(argv: list[str]) -> int:

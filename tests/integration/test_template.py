@@ -103,7 +103,7 @@ def translated() -> dict:
 def test_sam_translates(translated: dict) -> None:
     resources = translated["Resources"]
     assert not any(r["Type"].startswith("AWS::Serverless::") for r in resources.values())
-    for name in ("ApiFunction", "AggregatorFunction", "ClosePeriodsFunction"):
+    for name in ("ApiFunction", "IngestFunction", "AggregatorFunction", "ClosePeriodsFunction"):
         assert resources[name]["Type"] == "AWS::Lambda::Function"
     assert resources["HttpApi"]["Type"] == "AWS::ApiGatewayV2::Api"
 
@@ -247,7 +247,7 @@ def test_log_groups_can_be_encrypted_with_a_kms_key(template: dict) -> None:
     assert param["Default"] == ""
     assert template["Conditions"]["HasLogsKmsKey"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "LogsKmsKeyArn"}, ""]}]}
     groups = _resources_of_type(template, "AWS::Logs::LogGroup")
-    assert len(groups) == 4  # three functions and the API's access log
+    assert len(groups) == 5  # four functions and the API's access log
     for name, group in groups.items():
         assert group["Properties"]["KmsKeyId"] == {
             "Fn::If": ["HasLogsKmsKey", {"Ref": "LogsKmsKeyArn"}, {"Ref": "AWS::NoValue"}]}, name
@@ -285,7 +285,7 @@ def _defines_handler(path: Path) -> bool:
     return False
 
 
-@pytest.mark.parametrize("function", ["ApiFunction", "AggregatorFunction", "ClosePeriodsFunction"])
+@pytest.mark.parametrize("function", ["ApiFunction", "IngestFunction", "AggregatorFunction", "ClosePeriodsFunction"])
 def test_handler_resolves(function: str, template: dict, aws_env: None,
                           monkeypatch: pytest.MonkeyPatch) -> None:
     handler = function_handlers(template)[function]
@@ -326,7 +326,7 @@ def test_every_function_module_is_deployed(template: dict) -> None:
 
 def test_functions_name_their_tables(template: dict) -> None:
     environments = function_environment(template)
-    assert set(environments) == {"ApiFunction", "AggregatorFunction", "ClosePeriodsFunction"}
+    assert set(environments) == {"ApiFunction", "IngestFunction", "AggregatorFunction", "ClosePeriodsFunction"}
     for function, env in environments.items():
         for logical_id, env_name in TABLE_ENV.items():
             assert env.get(env_name) == {"Ref": logical_id}, f"{function}: {env_name} = {env.get(env_name)!r}"
@@ -481,7 +481,7 @@ def test_create_tables_rejects_unknown_table(template: dict, aws_env: None) -> N
 
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
-@pytest.mark.parametrize("function", ["ApiFunction", "AggregatorFunction", "ClosePeriodsFunction"])
+@pytest.mark.parametrize("function", ["ApiFunction", "IngestFunction", "AggregatorFunction", "ClosePeriodsFunction"])
 def test_sam_build_targets(function: str, tmp_path: Path) -> None:
     """Each SAM makefile target installs the project from the repo root into ARTIFACTS_DIR."""
     makefile = tmp_path / "Makefile"
