@@ -10,16 +10,13 @@ from __future__ import annotations
 
 import csv
 import os
-import secrets
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 from bench import FAKE_AWS, report
-from bench import workload as w
 from bench.concurrency import _ready
-from bench.http import _free_port, _start, _stop
+from bench.http import local_stack
 
 REPO = Path(__file__).resolve().parent.parent
 USERS = 20
@@ -28,17 +25,9 @@ BATCH = int(os.environ.get("METERBILL_LOAD_BATCH", "100"))
 
 
 def run() -> None:
-    port, moto_port = _free_port(), _free_port()
-    key = "mb_bench_" + secrets.token_urlsafe(24)
-    with tempfile.TemporaryDirectory(prefix="meterbill-load-") as workdir:
-        log_path = Path(workdir) / "stack.log"
-        with open(log_path, "wb") as log:
-            proc = _start(port, moto_port, key, workdir, log)
-            try:
-                who = _ready(port, key, proc, log_path)  # meter, plan, 50 customers; route warmed up
-                stats = _locust(port, key, who, Path(workdir))
-            finally:
-                _stop(proc, (port, moto_port))
+    with local_stack() as (port, key, proc, log_path):
+        who = _ready(port, key, proc, log_path)  # meter, plan, 50 customers; the route warmed up
+        stats = _locust(port, key, who, log_path.parent)
     _report(stats)
 
 

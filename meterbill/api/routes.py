@@ -15,7 +15,6 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 
 from meterbill.api import documents, events
-from meterbill.api.admission import PUBLIC, required_scope  # noqa: F401 - the access policy, re-exported
 from meterbill.api.guards import PathParameter
 from meterbill.api.schemas import (INSTANT, BillingRunIn, CreditNoteIn, CustomerIn, DiscountIn, GrantIn, InvoiceActionIn, MeterIn,
                                    PlanIn, SimulationIn, TaxRateIn, dump)
