@@ -12,8 +12,8 @@ from datetime import datetime, timezone
 
 from bench import use_fake_aws
 
-ORDER = ("ingest", "writes", "aggregation", "rating", "rating_mixed", "render", "http", "concurrency", "numbering",
-         "close_run")
+ORDER = ("ingest", "writes", "aggregation", "rating", "rating_mixed", "render", "http", "concurrency",
+         "cold_start", "close_cost", "numbering", "close_run", "load")
 
 
 def main(argv: list[str]) -> int:

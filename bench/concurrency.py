@@ -9,9 +9,7 @@ poller aggregates in the background meanwhile, as under `make run`. Measures our
 
 from __future__ import annotations
 
-import secrets
 import statistics
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -19,7 +17,7 @@ from typing import Any
 
 from bench import report
 from bench import workload as w
-from bench.http import _Client, _events, _free_port, _start, _stop, wait_healthy
+from bench.http import _Client, _events, local_stack, wait_healthy
 
 LEVELS = (1, 8, 32)
 BATCH = 1000
@@ -28,18 +26,10 @@ SMALL = {1: 100, 8: 200, 32: 320}         # 1-event requests per level
 
 
 def run() -> None:
-    port, moto_port = _free_port(), _free_port()
-    key = "mb_bench_" + secrets.token_urlsafe(24)
-    with tempfile.TemporaryDirectory(prefix="meterbill-bench-") as workdir:
-        log_path = Path(workdir) / "stack.log"
-        with open(log_path, "wb") as log:
-            proc = _start(port, moto_port, key, workdir, log)
-            try:
-                who = _ready(port, key, proc, log_path)
-                for clients in LEVELS:
-                    _level(port, key, who, clients)
-            finally:
-                _stop(proc, (port, moto_port))
+    with local_stack() as (port, key, proc, log_path):
+        who = _ready(port, key, proc, log_path)
+        for clients in LEVELS:
+            _level(port, key, who, clients)
 
 
 def _ready(port: int, key: str, proc: Any, log_path: Path) -> list[str]:

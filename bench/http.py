@@ -18,6 +18,8 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -156,19 +158,29 @@ def _stop(proc: subprocess.Popen[bytes], ports: tuple[int, ...]) -> None:
         print(f"warning: something still listens on port(s) {left} after the HTTP bench", file=sys.stderr)
 
 
-def run() -> None:
+@contextmanager
+def local_stack() -> Iterator[tuple[int, str, subprocess.Popen[bytes], Path]]:
+    """`meterbill run` on free ports in a scratch directory, with a fresh admin key; yields (HTTP
+    port, key, process, log path) and stops everything it started afterwards."""
     port, moto_port = _free_port(), _free_port()
     key = "mb_bench_" + secrets.token_urlsafe(24)
     with tempfile.TemporaryDirectory(prefix="meterbill-bench-") as workdir:
         log_path = Path(workdir) / "stack.log"
         with open(log_path, "wb") as log:
             proc = _start(port, moto_port, key, workdir, log)
-            client = _Client(port, key)
             try:
-                _measure(proc, client, log_path)
+                yield port, key, proc, log_path
             finally:
-                client.close()
                 _stop(proc, (port, moto_port))
+
+
+def run() -> None:
+    with local_stack() as (port, key, proc, log_path):
+        client = _Client(port, key)
+        try:
+            _measure(proc, client, log_path)
+        finally:
+            client.close()
 
 
 def wait_healthy(proc: subprocess.Popen[bytes], client: Any, log_path: Path) -> None:

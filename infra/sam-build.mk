@@ -1,7 +1,7 @@
 # SAM build targets for `BuildMethod: makefile` (included by the root Makefile).
 #
 # `sam build` runs `make build-<LogicalId>` with ARTIFACTS_DIR set to the
-# function's artifact directory. All the functions ship the same code (the
+# function's artifact directory. All functions ship the same code (the
 # whole project plus its runtime dependencies), so they share one recipe.
 #
 # Lambda runs python3.12 on arm64 (see template.yaml Globals), which is usually
@@ -17,7 +17,7 @@ SAM_PYTHON ?= python3
 SAM_PIP_TARGET_FLAGS ?= --platform manylinux2014_aarch64 --implementation cp \
 	--python-version 3.12 --only-binary=:all:
 
-SAM_FUNCTIONS := ApiFunction AggregatorFunction ClosePeriodsFunction CloseWorkerFunction
+SAM_FUNCTIONS := ApiFunction IngestFunction AggregatorFunction ClosePeriodsFunction CloseWorkerFunction
 
 .PHONY: $(addprefix build-,$(SAM_FUNCTIONS))
 

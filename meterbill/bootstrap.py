@@ -1,4 +1,8 @@
-"""Composition root: the one place where real adapters are built and wired into services."""
+"""Composition root: the one place where real adapters are built and wired into services.
+
+Only what the ingest path needs is imported at the top: the ingest function's cold start
+(``ingest_container``, docs/performance.md, issue 9). Everything else is imported when the
+full container is built (``bootstrap``)."""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 from aws_lambda_powertools import Logger
@@ -18,24 +22,25 @@ from botocore.config import Config
 from meterbill.adapters import dynamo_events
 from meterbill.adapters.dynamo_billing import DynamoBillingStore
 from meterbill.adapters.dynamo_codec import install_pass_through
-from meterbill.adapters.dynamo_events import DynamoEventStore, EventScanner, decode_stream
-from meterbill.adapters.dynamo_stream import StreamWatermark
-from meterbill.adapters.sqs_queue import SqsWorkQueue
+from meterbill.adapters.dynamo_events import DynamoEventStore
 from meterbill.config import Settings
-from meterbill.ports import Clock, UsageWatermark
-from meterbill.rendering import InvoiceRenderer
+from meterbill.ports import Clock
 from meterbill.services import aggregation
-from meterbill.services.accounts import AccountService
-from meterbill.services.aggregation import AggregationService
-from meterbill.services.billing import BillingService
-from meterbill.services.billing_runs import BillingRunService
 from meterbill.services.catalog import CatalogService
-from meterbill.services.credit_notes import CreditNoteService
 from meterbill.services.ingest import IngestService
 from meterbill.services.keys import KeyService
-from meterbill.services.privacy import PrivacyService
-from meterbill.services.rebuild import RebuildService
-from meterbill.services.usage import UsageService
+
+if TYPE_CHECKING:
+    from meterbill.ports import UsageWatermark
+    from meterbill.rendering import InvoiceRenderer
+    from meterbill.services.accounts import AccountService
+    from meterbill.services.aggregation import AggregationService
+    from meterbill.services.billing import BillingService
+    from meterbill.services.billing_runs import BillingRunService
+    from meterbill.services.credit_notes import CreditNoteService
+    from meterbill.services.privacy import PrivacyService
+    from meterbill.services.rebuild import RebuildService
+    from meterbill.services.usage import UsageService
 
 
 def utc_now() -> datetime:
@@ -43,20 +48,27 @@ def utc_now() -> datetime:
 
 
 @dataclass(frozen=True)
-class Container:
+class IngestContainer:
+    """What POST /v1/events needs: the API key check and the ingest service (the lean ingest
+    function builds only this: one DynamoDB client, no streams client, no renderer)."""
+
     settings: Settings
     clock: Clock
     events_store: DynamoEventStore
     billing_store: DynamoBillingStore
     catalog: CatalogService
     ingest: IngestService
+    keys: KeyService
+
+
+@dataclass(frozen=True)
+class Container(IngestContainer):
     aggregation: AggregationService
     billing: BillingService
     billing_runs: BillingRunService
     accounts: AccountService
     credit_notes: CreditNoteService
     usage: UsageService
-    keys: KeyService
     renderer: InvoiceRenderer
     watermark: UsageWatermark
     privacy: PrivacyService
@@ -99,16 +111,38 @@ def sqs_client(settings: Settings) -> Any:
                                           endpoint_url=settings.dynamodb_endpoint, config=config)
 
 
-def bootstrap(settings: Settings | None = None, *, client: Any = None, clock: Clock | None = None,
-              cache_ttl_s: float = 10.0) -> Container:
+def ingest_bootstrap(settings: Settings | None = None, *, client: Any = None, clock: Clock | None = None,
+                     cache_ttl_s: float = 10.0) -> IngestContainer:
     settings = settings or Settings.from_env()
     client = client or dynamodb_client(settings)
     clock = clock or utc_now
-    watermark = StreamWatermark(streams_client(settings), client, settings.events_table, settings.billing_table,
-                                settle_s=settings.stream_settle_s, max_wait_s=settings.usage_wait_s)
     events = DynamoEventStore(client, settings.events_table)
     store = DynamoBillingStore(client, settings.billing_table)
     catalog = CatalogService(store, clock, cache_ttl_s=cache_ttl_s)
+    return IngestContainer(settings=settings, clock=clock, events_store=events, billing_store=store, catalog=catalog,
+                           ingest=IngestService(events, catalog, clock, store), keys=KeyService(store, clock))
+
+
+def bootstrap(settings: Settings | None = None, *, client: Any = None, clock: Clock | None = None,
+              cache_ttl_s: float = 10.0) -> Container:
+    from meterbill.adapters.dynamo_events import EventScanner, decode_stream
+    from meterbill.adapters.dynamo_stream import StreamWatermark
+    from meterbill.adapters.sqs_queue import SqsWorkQueue
+    from meterbill.rendering import InvoiceRenderer
+    from meterbill.services.accounts import AccountService
+    from meterbill.services.billing import BillingService
+    from meterbill.services.billing_runs import BillingRunService
+    from meterbill.services.credit_notes import CreditNoteService
+    from meterbill.services.privacy import PrivacyService
+    from meterbill.services.rebuild import RebuildService
+    from meterbill.services.usage import UsageService
+
+    settings = settings or Settings.from_env()
+    client = client or dynamodb_client(settings)
+    base = ingest_bootstrap(settings, client=client, clock=clock, cache_ttl_s=cache_ttl_s)
+    clock, store, catalog = base.clock, base.billing_store, base.catalog
+    watermark = StreamWatermark(streams_client(settings), client, settings.events_table, settings.billing_table,
+                                settle_s=settings.stream_settle_s, max_wait_s=settings.usage_wait_s)
     credit_notes = CreditNoteService(store, clock, settings.credit_note_prefix)
     billing = BillingService(store, catalog, clock, credit_notes, settings.invoice_prefix, settings.grace_hours,
                              settings.seller_country, watermark)
@@ -117,13 +151,11 @@ def bootstrap(settings: Settings | None = None, *, client: Any = None, clock: Cl
                              max_wait_attempts=settings.close_wait_attempts,
                              max_receives=settings.close_max_receives)
     return Container(
-        settings=settings, clock=clock, events_store=events, billing_store=store, catalog=catalog,
-        ingest=IngestService(events, catalog, clock, store),
-        aggregation=AggregationService(store, catalog, clock, decode_stream, watermark),
+        **vars(base),
+        aggregation=aggregation.AggregationService(store, catalog, clock, decode_stream, watermark),
         billing=billing, billing_runs=runs,
         accounts=AccountService(store, catalog, clock), credit_notes=credit_notes,
         usage=UsageService(store, catalog, clock),
-        keys=KeyService(store, clock),
         renderer=InvoiceRenderer(settings), watermark=watermark,
         privacy=PrivacyService(store, EventScanner(client, settings.events_table), catalog, clock, watermark),
         rebuild=RebuildService(store, EventScanner(client, settings.events_table), catalog, clock),
@@ -134,6 +166,12 @@ def bootstrap(settings: Settings | None = None, *, client: Any = None, clock: Cl
 def default_container() -> Container:
     """Built once per cold start (Lambda) or process (local server)."""
     return bootstrap()
+
+
+@functools.cache
+def ingest_container() -> IngestContainer:
+    """The ingest function's: built once per cold start."""
+    return ingest_bootstrap()
 
 
 # -- logging --------------------------------------------------------------------------------------

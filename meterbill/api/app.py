@@ -12,7 +12,8 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValida
 
 from meterbill import __version__
 from meterbill.api import errors, guards, openapi
-from meterbill.api.routes import PATH_PARAMETERS, QUERY_PARAMETERS, required_scope, router
+from meterbill.api.admission import admit
+from meterbill.api.routes import PATH_PARAMETERS, QUERY_PARAMETERS, router
 from meterbill.bootstrap import Container
 
 R = TypeVar("R", bound=ApiGatewayResolver)
@@ -26,24 +27,17 @@ def build_app(resolver_cls: type[R], provider: Callable[[], Container]) -> R:
         return next_middleware(app)
 
     app.use(middlewares=[inject])
-    # Authenticate before anything else looks at the request. Powertools always runs request
-    # validation first, so the check wraps that middleware: an unauthenticated caller gets 401,
-    # never a schema error describing the body it should have sent. Then the HTTP layer's own
-    # checks (guards.py): path parameters decoded and checked, the body's size, media type,
-    # encoding, nesting and JSON syntax.
+    # Authenticate, then the HTTP layer's own checks (admission.admit, shared with the lean ingest
+    # function). Powertools always runs request validation first, so the check wraps that
+    # middleware: an unauthenticated caller gets 401, never a schema error describing the body it
+    # should have sent.
     validate = app._request_validation_middleware
 
     def authenticate_then_validate(app: Any, next_middleware: Callable[..., Response]) -> Response:
-        event = app.current_event
-        method = event.http_method.upper()
-        scope = required_scope(method, event.path)
-        if scope is not None:
-            provider().keys.authorize(event.headers.get("authorization"), scope)
         route = app.context.get("_route")
-        if route is not None:
-            guards.check_path(app.context.get("_route_args") or {}, PATH_PARAMETERS)
-            guards.check_query(event.resolved_query_string_parameters, QUERY_PARAMETERS)
-            guards.check_body(event, guards.body_rule(method, route.path, bool(route.dependant.body_params)))
+        has_body = bool(route and route.dependant.body_params)
+        admit(app.current_event, lambda: provider().keys, route and route.path, has_body,
+              app.context.get("_route_args") or {}, PATH_PARAMETERS, lambda: QUERY_PARAMETERS)
         return validate(app, next_middleware)
 
     app._request_validation_middleware = authenticate_then_validate

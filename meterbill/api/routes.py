@@ -5,19 +5,16 @@ The same Router is served by API Gateway (Lambda) and by HttpResolverLocal (uvic
 from __future__ import annotations
 
 import logging
-import os
 import re
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 from urllib.parse import unquote
 
-from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
-from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 
-from meterbill.api import documents
+from meterbill.api import documents, events
 from meterbill.api.guards import PathParameter
 from meterbill.api.schemas import (INSTANT, BillingRunIn, CreditNoteIn, CustomerIn, DiscountIn, GrantIn, InvoiceActionIn, MeterIn,
                                    PlanIn, SimulationIn, TaxRateIn, dump)
@@ -33,32 +30,11 @@ from meterbill.services.errors import InvalidField, NotFound
 
 log = logging.getLogger(__name__)
 router = Router()
-# A namespace of its own when the environment gives none (the template and `meterbill run` do): Powertools
-# publishes every 100th value of a metric, and without a namespace that raised inside the 100th ingest
-# request, after its events were stored (a 500 for a request that had succeeded).
-metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "meterbill")
 HIDDEN = {"pk", "sk", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk", "next_close", "closing_through"}
 
 
 def container() -> Container:
     return router.context["container"]
-
-
-PUBLIC = frozenset({"/v1/health", "/v1/docs", "/v1/openapi.json"})
-
-
-def required_scope(method: str, path: str) -> str | None:
-    """The one access policy. Anything not listed needs admin (default deny)."""
-    if path in PUBLIC:
-        return None
-    if method == "POST" and path == "/v1/events":
-        return "ingest"
-    parts = [s for s in path.lower().split("/") if s]
-    if parts[1:2] == ["api-keys"] or (parts[1:2] == ["customers"] and parts[3:] == ["export"]):
-        return "admin"  # keys, and everything about a person at once, are admin-only, to read as well
-    if method in ("GET", "HEAD"):
-        return "read"
-    return "admin"
 
 
 def _check_index(value: str, name: str) -> None:
@@ -300,14 +276,7 @@ def customer_credits(customer_id: str) -> dict[str, Any]:
                          "An id is taken by its first payload: the same payload again is a duplicate, "
                          "another payload an id_conflict.")
 def post_events() -> tuple[dict[str, Any], int]:
-    event = router.current_event
-    result = container().ingest.ingest(event.decoded_body, event.headers.get("content-type"))
-    body = result.as_dict()
-    metrics.add_metric("EventsAccepted", MetricUnit.Count, result.accepted)
-    metrics.add_metric("EventsDuplicate", MetricUnit.Count, result.duplicates)
-    metrics.add_metric("EventsRejected", MetricUnit.Count, len(result.errors))
-    ok = result.accepted + result.duplicates
-    return body, (200 if not result.errors else 207 if ok else 422)
+    return events.answer(container().ingest, router.current_event)
 
 
 @router.get("/v1/events/<event_id>")

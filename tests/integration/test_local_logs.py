@@ -100,7 +100,7 @@ def test_bounded_traceback_keeps_the_exception_and_innermost_frames() -> None:
 
 
 def test_every_lambda_entry_point_uses_the_bounded_formatter() -> None:
-    from functions import aggregator, api, close_periods
+    from functions import aggregator, api, close_periods, ingest
 
-    for module in (aggregator, api, close_periods):
+    for module in (aggregator, api, close_periods, ingest):
         assert isinstance(module.logger.registered_formatter, BoundedFormatter), module.__name__

@@ -29,7 +29,7 @@ from meterbill.services import aggregation
 REPO_ROOT = TEMPLATE_PATH.parent
 FUNCTIONS_DIR = REPO_ROOT / "functions"
 REGION = "us-east-1"
-FUNCTIONS = ["ApiFunction", "AggregatorFunction", "ClosePeriodsFunction", "CloseWorkerFunction"]
+FUNCTIONS = ["ApiFunction", "IngestFunction", "AggregatorFunction", "ClosePeriodsFunction", "CloseWorkerFunction"]
 
 
 @pytest.fixture(scope="module")
