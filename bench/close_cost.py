@@ -43,8 +43,13 @@ CLOSES, WARMUP = 20, 3
 LATENCY_MS = {"GetItem": 5.0, "Query": 5.0, "BatchGetItem": 5.0, "PutItem": 5.0, "UpdateItem": 5.0,
               "DeleteItem": 5.0, "TransactWriteItems": 10.0}
 SQS_BATCH_MS = 10.0          # one SendMessageBatch (10 messages), assumed like a DynamoDB write
-SEQUENCER_PER_CALL = 99      # invoices numbered per TransactWriteItems by the single sequencer
-SEQUENCER_CALL_MS = 10.0
+# The sequencer (BillingService.number_invoices): a pass numbers NUMBER_BATCH invoices with a Query of
+# the queue, a GetItem of the counter and one TransactWriteItems of 1 + 2 x NUMBER_BATCH items (a large
+# transaction: assumed 25 ms). Passes run beside the workers; counted here as if after them.
+SEQUENCER_PASS_MS = 5.0 + 5.0 + 25.0
+# What the close worker adds per message around close_customer (BillingRunService.handle): the run
+# and the customer's previous outcome read, the outcome and counters written in one transaction.
+WORKER_CALLS = {"GetItem": 2, "TransactWriteItems": 1}
 DEFAULT_CONCURRENCY = 50     # when template.yaml has no CloseWorkerConcurrency parameter yet
 LAMBDA_FULL_VCPU_MB = 1769   # Lambda gives a function one full vCPU at 1,769 MB, a share below that
 CUSTOMERS = 100_000
@@ -176,7 +181,7 @@ def _record() -> tuple[dict[tuple[str, str], list[tuple[int, dict[str, str], byt
     from infra.template import create_tables
     from meterbill.bootstrap import bootstrap
     from meterbill.config import Settings
-    from meterbill.ports import StoredBucket
+    from meterbill.ports import UsageItem
     from meterbill.services.billing import RunSummary
 
     with mock_aws():
@@ -194,11 +199,14 @@ def _record() -> tuple[dict[tuple[str, str], list[tuple[int, dict[str, str], byt
             "address": {"line1": "1 Main St", "city": "Springfield", "country": "US"}})
         first, last = int(MONTH_START.timestamp()), int(MONTH_END.timestamp())
         buckets = 0
-        for meter in AGGREGATION:
+        for meter in AGGREGATION:  # as the aggregator stores them: one item per hour, its quarter-hour cells
+            cells: dict[int, dict[int, Any]] = {}
             for k, start_s in enumerate(range(first, last, BUCKET_S)):
-                assert container.billing_store.put_bucket(
-                    StoredBucket((CUSTOMER, start_s, meter, ""), _bucket_state(meter, k), version=1), None)
+                cells.setdefault(start_s - start_s % 3600, {})[start_s] = _bucket_state(meter, k)
                 buckets += 1
+            for hour, states in cells.items():
+                assert container.billing_store.put_usage_item(
+                    UsageItem((CUSTOMER, hour, meter, ""), states, {}, 1), None)
         # September is already invoiced: October is the period this close finalizes
         summary = RunSummary(as_of=MONTH_START.isoformat())
         container.billing.close_customer(CUSTOMER, MONTH_START, summary)
@@ -280,21 +288,25 @@ def run() -> None:
 
     concurrency, source, memory = _template_figures()
     cpu_factor = max(1.0, LAMBDA_FULL_VCPU_MB / memory)
-    ddb_ms = sum(n * LATENCY_MS[op] for op, n in per_close.items())
+    ddb_ms = sum(n * LATENCY_MS[op] for op, n in per_close.items()) + \
+        sum(n * LATENCY_MS[op] for op, n in WORKER_CALLS.items())
     per_customer_ms = cpu_ms * cpu_factor + ddb_ms
     workers_min = CUSTOMERS * per_customer_ms / concurrency / 60_000
     dispatch_min = CUSTOMERS / 10 * SQS_BATCH_MS / 60_000
-    sequencer_min = CUSTOMERS / SEQUENCER_PER_CALL * SEQUENCER_CALL_MS / 60_000
+    from meterbill.services.billing import NUMBER_BATCH
+
+    sequencer_min = CUSTOMERS / NUMBER_BATCH * SEQUENCER_PASS_MS / 60_000
     total = workers_min + dispatch_min + sequencer_min
     latencies = ", ".join(f"{op} {ms:g} ms" for op, ms in LATENCY_MS.items() if op in replay.calls)
     report("close_100k_workers_minutes", workers_min, "minutes",
            note=f"100,000 x ({cpu_ms:.1f} ms CPU x {cpu_factor:.2f} (Lambda at {memory} MB: "
-                f"{min(1.0, memory / LAMBDA_FULL_VCPU_MB):.2f} vCPU) + {ddb_ms:.0f} ms DynamoDB: {calls:.1f} calls at "
+                f"{min(1.0, memory / LAMBDA_FULL_VCPU_MB):.2f} vCPU) + {ddb_ms:.0f} ms DynamoDB: {calls:.1f} calls + the worker's 3 at "
                 f"{latencies}) / {concurrency} workers ({source})")
     report("close_100k_dispatch_minutes", dispatch_min, "minutes",
            note=f"100,000 / 10 per SendMessageBatch x {SQS_BATCH_MS:g} ms, one dispatcher")
     report("close_100k_sequencer_minutes", sequencer_min, "minutes",
-           note=f"100,000 / {SEQUENCER_PER_CALL} per TransactWriteItems x {SEQUENCER_CALL_MS:g} ms, sequential")
+           note=f"100,000 / {NUMBER_BATCH} invoices per numbering pass x {SEQUENCER_PASS_MS:g} ms "
+                "(Query + GetItem + TransactWriteItems), sequential")
     report("close_100k_projected_minutes", total, "minutes", "< 15",
            note=f"workers {workers_min:.2f} + dispatcher {dispatch_min:.2f} + sequencer {sequencer_min:.2f}; "
                 f"per customer {per_customer_ms:.0f} ms on Lambda")

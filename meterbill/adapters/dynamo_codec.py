@@ -49,7 +49,36 @@ def to_item(doc: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def from_item(item: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: _de.deserialize(v) for k, v in item.items()}
+    return {k: from_av(v) for k, v in item.items()}
+
+
+def from_av(av: Mapping[str, Any]) -> Any:
+    """boto3's ``TypeDeserializer.deserialize``, faster for the types our items hold (a close
+    decodes thousands of usage items); the same results (numbers through DynamoDB's decimal
+    context, so a number DynamoDB could not hold is refused the same way); binary and anything
+    unusual go to boto3's."""
+    if len(av) == 1:
+        ((tag, value),) = av.items()
+        if tag == "S":
+            return value
+        if tag == "N":
+            return _number(value)
+        if tag == "M":
+            return {k: from_av(v) for k, v in value.items()}
+        if tag == "L":
+            return [from_av(v) for v in value]
+        if tag == "BOOL":
+            return value
+        if tag == "NULL":
+            return None
+        if tag == "SS":
+            return set(value)
+        if tag == "NS":
+            return set(map(_number, value))
+    return _de.deserialize(av)
+
+
+_number = _de._deserialize_n  # DYNAMODB_CONTEXT.create_decimal, as boto3 does
 
 
 def encode_cursor(key: Mapping[str, Any] | None) -> str | None:
@@ -125,8 +154,44 @@ class PassThroughSerializer:
         return request
 
 
+# Responses decoded straight from their JSON body: DynamoDB's wire format (S, N as text, M, L, BOOL,
+# NULL, SS, NS) is what botocore's shape walk would return for them, at a fraction of the cost —
+# a close reads thousands of usage items (docs/performance.md, close cost). Binary values would
+# differ (botocore base64-decodes them): no item of ours holds one, and a response that contains
+# one ("B"/"BS" anywhere) takes botocore's path.
+FAST_OUTPUTS = frozenset({"QueryOutput", "ScanOutput"})
+
+
+class PassThroughParser:
+    """Wrap botocore's response parser: successful Query / Scan responses are ``json.loads`` of the
+    body plus the response metadata botocore adds; everything else (errors, other operations)
+    unchanged. ``tests/integration/test_fast_serializer.py`` proves the results are identical."""
+
+    def __init__(self, inner: Any, outputs: frozenset[str] = FAST_OUTPUTS) -> None:
+        self._inner = inner
+        self._outputs = outputs
+
+    def parse(self, response: Mapping[str, Any], shape: Any) -> Any:
+        if response.get("status_code") != 200 or shape is None or shape.name not in self._outputs:
+            return self._inner.parse(response, shape)
+        body = response["body"]
+        if b'"B"' in body or b'"BS"' in body:
+            return self._inner.parse(response, shape)
+        parsed = json.loads(body)
+        headers = response["headers"]
+        parsed["ResponseMetadata"] = {"RequestId": headers.get("x-amzn-requestid", ""), "HTTPStatusCode": 200,
+                                      "HTTPHeaders": dict(headers), "RetryAttempts": 0}
+        return parsed
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
 def install_pass_through(client: Any, put_tables: tuple[str, ...] = ()) -> Any:
-    """Wrap a boto3 DynamoDB client's serializer (botocore's ``_serializer`` attribute)."""
+    """Wrap a boto3 DynamoDB client's serializer and response parser (botocore's ``_serializer``
+    and ``_response_parser`` attributes)."""
     if not isinstance(client._serializer, PassThroughSerializer):
         client._serializer = PassThroughSerializer(client._serializer, put_tables=frozenset(put_tables))
+    if not isinstance(client._response_parser, PassThroughParser):
+        client._response_parser = PassThroughParser(client._response_parser)
     return client

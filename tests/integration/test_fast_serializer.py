@@ -56,3 +56,32 @@ def test_installed_client_round_trips_on_moto(ddb: Any) -> None:
         e.id: e.digest for e in events[:3]}
     got = store.get("e7")
     assert got is not None and got["properties"]["price"] == Decimal("0.1000000000000000055511151231257827")
+
+
+def test_query_and_scan_results_identical_to_botocore(ddb: Any) -> None:
+    """The pass-through parser returns what botocore's shape walk returns (minus nothing but the
+    time it takes), and from_item what boto3's TypeDeserializer does."""
+    from boto3.dynamodb.types import TypeDeserializer
+
+    from meterbill.adapters.dynamo_codec import from_item
+
+    items = [{"pk": {"S": "U#c"}, "sk": {"S": f"{i:03d}"}, "n": {"N": str(i)}, "s": {"N": "12345678901234567890.0001"},
+              "neg": {"N": "-0.5"}, "big": {"N": "1E+100"}, "m": {"M": {"a": {"N": "1"}, "b": {"L": [{"S": "x"}, {"NULL": True}]}}},
+              "ok": {"BOOL": i % 2 == 0}, "ss": {"SS": ["a", "b"]}, "ns": {"NS": ["1", "2.5"]}, "u": {"S": "ünï \"q\""}}
+             for i in range(30)]
+    for item in items:
+        ddb.put_item(TableName="t-billing", Item=item)
+    plain = boto3.client("dynamodb", region_name="us-east-1")
+    fast = install_pass_through(boto3.client("dynamodb", region_name="us-east-1"))
+    query = {"TableName": "t-billing", "KeyConditionExpression": "pk = :p",
+             "ExpressionAttributeValues": {":p": {"S": "U#c"}}, "Limit": 7}
+    for op, params in (("query", query), ("scan", {"TableName": "t-billing", "Limit": 11})):
+        a, b = getattr(fast, op)(**params), getattr(plain, op)(**params)
+        meta_a, meta_b = a.pop("ResponseMetadata"), b.pop("ResponseMetadata")
+        assert a == b and a["Items"]
+        assert meta_a["HTTPStatusCode"] == meta_b["HTTPStatusCode"] == 200
+        assert meta_a["RequestId"] and meta_b["RequestId"]  # each request its own
+        de = TypeDeserializer()
+        assert [from_item(i) for i in a["Items"]] == [{k: de.deserialize(v) for k, v in i.items()} for i in b["Items"]]
+    with __import__("pytest").raises(fast.exceptions.ResourceNotFoundException):  # errors: botocore's path
+        fast.query(**{**query, "TableName": "no-such-table"})
