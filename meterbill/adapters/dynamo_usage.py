@@ -316,4 +316,5 @@ class UsageItems(DynamoTable):
         items = self.usage_items_between(customer_id, start_s, end_s)
         inside = {(i.key, at) for i in items for at in i.cells if start_s <= at < end_s}
         self.read_item_pages([i for i in items if i.pages], inside)
-        return [b for i in items for b in i.buckets() if start_s <= b.start_s < end_s]
+        return sorted((b for i in items for b in i.buckets() if start_s <= b.start_s < end_s),
+                      key=lambda b: (b.start_s, b.meter, b.group))   # time order, as quarter-hour items sorted
