@@ -187,11 +187,25 @@ class PassThroughParser:
         return getattr(self._inner, name)
 
 
+class PassThroughParserFactory:
+    """botocore's endpoint asks its parser factory for a parser on every response."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def create_parser(self, protocol: str) -> Any:
+        return PassThroughParser(self._inner.create_parser(protocol))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
 def install_pass_through(client: Any, put_tables: tuple[str, ...] = ()) -> Any:
-    """Wrap a boto3 DynamoDB client's serializer and response parser (botocore's ``_serializer``
-    and ``_response_parser`` attributes)."""
+    """Wrap a boto3 DynamoDB client's serializer (botocore's ``_serializer`` attribute) and its
+    endpoint's response parser factory (``_endpoint._response_parser_factory``)."""
     if not isinstance(client._serializer, PassThroughSerializer):
         client._serializer = PassThroughSerializer(client._serializer, put_tables=frozenset(put_tables))
-    if not isinstance(client._response_parser, PassThroughParser):
-        client._response_parser = PassThroughParser(client._response_parser)
+    endpoint = client._endpoint
+    if not isinstance(endpoint._response_parser_factory, PassThroughParserFactory):
+        endpoint._response_parser_factory = PassThroughParserFactory(endpoint._response_parser_factory)
     return client

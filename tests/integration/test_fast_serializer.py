@@ -85,3 +85,24 @@ def test_query_and_scan_results_identical_to_botocore(ddb: Any) -> None:
         assert [from_item(i) for i in a["Items"]] == [{k: de.deserialize(v) for k, v in i.items()} for i in b["Items"]]
     with __import__("pytest").raises(fast.exceptions.ResourceNotFoundException):  # errors: botocore's path
         fast.query(**{**query, "TableName": "no-such-table"})
+
+
+def test_the_pass_through_parser_is_the_one_botocore_uses(ddb: Any, monkeypatch: Any) -> None:
+    from botocore import parsers
+
+    from meterbill.adapters.dynamo_codec import PassThroughParser
+
+    fast = install_pass_through(boto3.client("dynamodb", region_name="us-east-1"))
+    walked: list[str] = []
+    handle = parsers.BaseJSONParser._handle_structure
+
+    def counting(self: Any, shape: Any, value: Any) -> Any:
+        walked.append(shape.name)
+        return handle(self, shape, value)
+
+    monkeypatch.setattr(parsers.BaseJSONParser, "_handle_structure", counting)
+    fast.query(TableName="t-billing", KeyConditionExpression="pk = :p", ExpressionAttributeValues={":p": {"S": "x"}})
+    assert "QueryOutput" not in walked                    # not botocore's shape walk
+    fast.get_item(TableName="t-billing", Key={"pk": {"S": "x"}, "sk": {"S": "y"}})
+    assert "GetItemOutput" in walked                      # other operations: unchanged
+    assert isinstance(fast._endpoint._response_parser_factory.create_parser("json"), PassThroughParser)
