@@ -44,9 +44,10 @@ def clock() -> FakeClock:
 def aws() -> Iterator[None]:
     from moto import mock_aws
 
-    from meterbill.local.moto_server import number_stream_records_one_at_a_time
+    from meterbill.local.moto_server import number_stream_records_one_at_a_time, serialize_dynamodb_writes
 
     number_stream_records_one_at_a_time()   # ingest writes concurrently: unique stream sequence numbers
+    serialize_dynamodb_writes()             # a failed transaction's rollback never undoes another thread's write
     with mock_aws():
         yield
 

@@ -33,8 +33,35 @@ def number_stream_records_one_at_a_time() -> None:
     StreamShard.add = add_one_at_a_time  # type: ignore[method-assign]
 
 
+def serialize_dynamodb_writes() -> None:
+    """Patch moto, in this process: its DynamoDB writes one at a time (once; again is a no-op).
+
+    moto's ``transact_write_items`` snapshots every table it touches (a deep copy) and, when a
+    condition fails, puts the snapshot back in place of the table: a write another thread made
+    meanwhile (the close queue's workers commit invoices and record outcomes in parallel) would be
+    silently undone. Real DynamoDB isolates transactions per item; one lock over moto's writes
+    gives the same result for the local stack and the tests."""
+    from moto.dynamodb.models import DynamoDBBackend
+
+    if getattr(DynamoDBBackend.transact_write_items, "serialized", False):
+        return
+    lock = threading.RLock()   # transact_write_items calls put_item / update_item / delete_item
+    for name in ("put_item", "update_item", "delete_item", "transact_write_items", "batch_write_item"):
+        method = getattr(DynamoDBBackend, name, None)
+        if method is None:
+            continue
+
+        def serialized(self: Any, *args: Any, __method: Any = method, **kwargs: Any) -> Any:
+            with lock:
+                return __method(self, *args, **kwargs)
+
+        serialized.serialized = True  # type: ignore[attr-defined]
+        setattr(DynamoDBBackend, name, serialized)
+
+
 if __name__ == "__main__":
     from moto.server import main
 
     number_stream_records_one_at_a_time()
+    serialize_dynamodb_writes()
     main()
