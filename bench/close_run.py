@@ -5,9 +5,9 @@ period, ``POST /v1/billing-runs`` (202), then ``GET`` until the run is finished.
 close_local_run_customers_per_s = N / wall time from the POST to ``finished`` (dispatch with its
 usage-watermark wait, SendMessageBatch, the workers' closes and outcome transactions). Customers
 are created first, over the API with 8 clients, untimed. Scale with BENCH_CLOSE_CUSTOMERS
-(default 200) and BENCH_CLOSE_WORKERS (the stack's worker threads, default 4, as `meterbill run`).
+(default 50) and BENCH_CLOSE_WORKERS (the stack's worker threads, default 4, as `meterbill run`).
 
-Why 200 and not the issue's 10,000: moto 5.2.1's TransactWriteItems deep-copies the whole table
+Why 50 and not the issue's 10,000: moto 5.2.1's TransactWriteItems deep-copies the whole table
 once per item of the transaction (its rollback), so every invoice commit and every outcome record
 costs O(table size): a run is O(N^2) on moto (about 1 s per customer at 200 customers here, and
 the moto process grows by megabytes per customer). docs/performance.md has the figures. Measures
@@ -28,7 +28,7 @@ from pathlib import Path
 from bench import report
 from bench.http import _Client, _free_port, _start, _stop, wait_healthy
 
-CUSTOMERS = int(os.environ.get("BENCH_CLOSE_CUSTOMERS", "200"))
+CUSTOMERS = int(os.environ.get("BENCH_CLOSE_CUSTOMERS", "50"))
 WORKERS = int(os.environ.get("BENCH_CLOSE_WORKERS", "4"))
 SEEDERS = 8
 

@@ -34,6 +34,17 @@ def _outcome_sk(kind: str, customer: str) -> str:
     return f"OUT#{kind}#{customer}"
 
 
+def _condition_failed(exc: ClientError) -> bool:
+    """A transaction cancelled because a condition did not hold (the outcome is already recorded),
+    not because another transaction held the same item (TransactionConflict: transient)."""
+    if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+        return conditional_failed(exc)
+    reasons = exc.response.get("CancellationReasons") or []
+    if reasons:
+        return any(r.get("Code") == "ConditionalCheckFailed" for r in reasons)
+    return "ConditionalCheckFailed" in str(exc.response.get("Error", {}).get("Message", ""))
+
+
 def _doc(item: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in item.items() if k not in ("pk", "sk", "gsi1pk", "gsi1sk")}
 
@@ -137,9 +148,9 @@ class RunItems(DynamoTable):
         try:
             self._c.transact_write_items(TransactItems=ops)
         except ClientError as exc:
-            if conditional_failed(exc):
+            if _condition_failed(exc):
                 return False
-            raise
+            raise   # TransactionConflict (another worker's transaction on the run item), throttling: retry
         return True
 
     def finish_run(self, run_id: str, counters: Mapping[str, int], finished_at: str) -> bool:

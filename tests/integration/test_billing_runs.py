@@ -337,3 +337,52 @@ def test_runs_are_listed_newest_first_a_page_at_a_time(api: Any, container: Any,
     rest = api.ok("GET", "/v1/billing-runs", params={"limit": 2, "cursor": first["next_cursor"]})
     assert [r["id"] for r in rest["data"]] == ids[:1]
     assert api.get("/v1/billing-runs", params={"cursor": "bm9wZQ"}).status_code == 400
+
+
+def test_a_transaction_conflict_on_the_run_is_retried_not_taken_for_a_recorded_outcome(
+        container: Any, close_queue_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every outcome's transaction adds to the run's counters: parallel workers conflict on that
+    item (TransactionConflict). That is transient: the message must come back, never be dropped as
+    if its outcome were already recorded."""
+    from botocore.exceptions import ClientError
+
+    customers(container, 1)
+    run = container.billing_runs.scheduled(NOV)
+    [message] = queued_messages(close_queue_url)
+    client = container.billing_store._c
+    real = client.transact_write_items
+
+    def conflicting(**kwargs: Any) -> Any:
+        if any("Key" in op.get("Update", {}) and op["Update"]["Key"]["sk"]["S"] == "RUN"
+               for op in kwargs["TransactItems"]):
+            raise ClientError({"Error": {"Code": "TransactionCanceledException", "Message": "Transaction cancelled"},
+                               "CancellationReasons": [{"Code": "None"}, {"Code": "TransactionConflict"}]},
+                              "TransactWriteItems")
+        return real(**kwargs)
+
+    monkeypatch.setattr(client, "transact_write_items", conflicting)
+    with pytest.raises(ClientError):
+        container.billing_runs.handle(message)
+    assert container.billing_runs.view(run["id"])["closed"] == 0
+    monkeypatch.setattr(client, "transact_write_items", real)
+    assert container.billing_runs.handle(message, receive_count=2) == "closed"    # the redelivery
+    view = container.billing_runs.view(run["id"])
+    assert (view["status"], view["closed"]) == ("finished", 1) and invoice_numbers(container) == ["T-000001"]
+
+
+def test_parallel_workers_lose_and_duplicate_nothing(container: Any, close_queue_url: str) -> None:
+    """Four workers on one queue at once (as `meterbill run` and Lambda run them)."""
+    import threading
+
+    ids = customers(container, 24)
+    run = container.billing_runs.scheduled(NOV)
+    worker = QueueWorker(sqs(), close_queue_url, lambda e, c: process(e, c, container.billing_runs))
+    threads = [threading.Thread(target=worker.drain) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    worker.drain()
+    view = container.billing_runs.view(run["id"])
+    assert (view["status"], view["queued"], view["closed"], view["failed"]) == ("finished", 24, 24, 0)
+    assert_each_invoiced_once(container, ids)
