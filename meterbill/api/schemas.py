@@ -199,8 +199,17 @@ class TaxRateIn(Strict):
 
 class SimulationIn(Strict):
     plan: PlanIn = Field(description="the candidate plan (not stored)")
-    customers: list[str] | None = Field(default=None, max_length=100, description="default: the first 100 customers")
+    customers: list[str] | None = Field(default=None, max_length=100, json_schema_extra={"uniqueItems": True},
+                                        description="default: the first 100 customers; each at most once")
     periods: int = Field(default=3, ge=1, le=24, description="how many of each customer's last invoiced periods")
+
+    @field_validator("customers")
+    @classmethod
+    def _each_once(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and len(set(value)) != len(value):
+            twice = next(c for c in value if value.count(c) > 1)
+            raise ValueError(f"lists '{twice}' more than once")
+        return value
 
 
 # The terms that go together, as the domain checks them (adjustments.parse_discount).

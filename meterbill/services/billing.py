@@ -187,6 +187,8 @@ class BillingService:
             customer_ids = [c["id"] for c in self._store.list_customers(100, None)[0]]
         if len(customer_ids) > 100:
             raise InvalidField("customers", "at most 100 customers per simulation")
+        if len(set(customer_ids)) != len(customer_ids):
+            raise InvalidField("customers", "lists a customer more than once")
         rows, old_sum, new_sum = [], Decimal(0), Decimal(0)
         for cid in customer_ids:
             customer = self._store.get_customer(cid)

@@ -723,6 +723,8 @@ def test_simulation_reprices_past_periods_without_storing(catalog: Api, drain: A
     eur = dict(candidate, currency="EUR")
     assert error(catalog.post("/v1/simulations", {"plan": eur}), 400)["field"] == "plan.currency"
     assert catalog.post("/v1/simulations", {"plan": candidate}, key="read").status_code == 403
+    twice = error(catalog.post("/v1/simulations", {"plan": candidate, "customers": ["acme", "acme"]}), 400)
+    assert twice["field"] == "customers" and "'acme' more than once" in twice["message"]
 
 
 # -- the usage behind an invoice line ------------------------------------------------------
