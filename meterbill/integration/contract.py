@@ -143,6 +143,22 @@ class InvoiceSink(Protocol):
 
 
 @runtime_checkable
+class Notifier(Protocol):
+    """Optional: a sink that can put a notice in front of people (HubSpot: a task on the company)
+    when a payment fails or an invoice becomes overdue, and for each dunning reminder.
+
+    ``notice``: ``{"kind": "payment_failed" | "overdue" | "reminder", "step": <int, reminders>,
+    "message": <text>}``. The same ``idempotency_key`` never makes a second notice (look-up first).
+    Returns the notice's ref (None when the sink has nothing to do for this kind). A plugin without
+    ``notify`` is still a valid sink: the registry checks the method only where it is defined."""
+
+    name: ClassVar[str]
+
+    def notify(self, invoice: Document, invoice_ref: ExternalRef, notice: Document,
+               idempotency_key: str) -> ExternalRef | None: ...
+
+
+@runtime_checkable
 class PaymentSource(Protocol):
     """A system that collects payments and tells meterbill about them (Stripe)."""
 
