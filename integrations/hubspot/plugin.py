@@ -270,7 +270,8 @@ class HubSpotIntegration:
         existing = self._associated("companies", company_id, object_type)
         for chunk in _chunks(existing):
             read = self._api("batch").read(object_type, BatchReadInputSimplePublicObjectId(
-                properties=[body_property], inputs=[SimplePublicObjectId(id=i) for i in chunk]),
+                properties=[body_property], properties_with_history=[],
+                inputs=[SimplePublicObjectId(id=i) for i in chunk]),
                 _request_timeout=TIMEOUT)
             for obj in read.results or []:
                 if marker in str(_props(obj).get(body_property) or ""):

@@ -192,6 +192,9 @@ class XeroIntegration:
                                                                                  name, email or "-")),
                                         _request_timeout=TIMEOUT)
             return ExternalRef(found.contact_id, customer_id)
+        return self._create_contact(customer_id, name, email)
+
+    def _create_contact(self, customer_id: str, name: str, email: str | None) -> ExternalRef:
         contact = Contact(name=name, contact_number=customer_id, email_address=email)
         created = self._create("contact", lambda k: self.api.create_contacts(
             self.tenant, Contacts(contacts=[contact]), idempotency_key=k,
