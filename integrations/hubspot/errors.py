@@ -13,8 +13,8 @@ from typing import Any
 
 import urllib3
 
-from meterbill.integration.contract import Classification, Permanent, Retryable, Unknown
-from meterbill.integration.errors import ConfigError, CreateFailed, PermanentFailure, retry_after_seconds
+from meterbill.integration.contract import Classification, Unknown, classify_own, classify_status, no_answer
+from meterbill.integration.errors import retry_after_seconds, unwrap
 
 
 def is_api_error(exc: BaseException) -> bool:
@@ -37,26 +37,13 @@ def _describe(exc: Any) -> str:
 
 
 def classify(exc: BaseException) -> Classification:
-    created = isinstance(exc, CreateFailed)
-    if isinstance(exc, CreateFailed):
-        exc = exc.cause
-    if isinstance(exc, PermanentFailure):
-        return Permanent(f"{exc.flag}: {exc}")
-    if isinstance(exc, ConfigError):
-        return Permanent(str(exc))
+    exc, created = unwrap(exc)
+    own = classify_own(exc)
+    if own is not None:
+        return own
     if isinstance(exc, urllib3.exceptions.HTTPError):       # timeout, reset, refused
-        what = f"{type(exc).__name__}: the HubSpot call did not complete"
-        return Unknown(what) if created else Retryable(what)
+        return no_answer("HubSpot", exc, created=created)
     if not is_api_error(exc):
         return Unknown(f"unexpected {type(exc).__name__}: {exc}")
-    status: int = getattr(exc, "status")
-    what = _describe(exc)
-    if status == 429:
-        return Retryable(what, retry_after_seconds(_header(exc, "retry-after")))
-    if status in (401, 403):
-        return Permanent(f"configuration: HubSpot refused the access token or its scopes: {what}")
-    if status >= 500 or status == 0:
-        return Unknown(what) if created else Retryable(what, retry_after_seconds(_header(exc, "retry-after")))
-    if 400 <= status < 500:
-        return Permanent(what)
-    return Unknown(what)
+    return classify_status("HubSpot", getattr(exc, "status"), _describe(exc), created=created,
+                           retry_after=retry_after_seconds(_header(exc, "retry-after")))

@@ -42,7 +42,7 @@ from hubspot.discovery.discovery_base import DiscoveryBase
 from urllib3.util.retry import Retry
 
 from integrations.hubspot import errors, mapping
-from meterbill.integration.contract import Classification, ExternalRef, Permanent, Problem, Retryable, Unknown
+from meterbill.integration.contract import Classification, ExternalRef, Problem, redacted
 from meterbill.integration.errors import ConfigError, CreateFailed, PermanentFailure
 from meterbill.integration.settings import IntegrationSettings
 
@@ -209,12 +209,7 @@ class HubSpotIntegration:
         return self._activity("tasks", TASK_TO_COMPANY, company, idempotency_key, props, "hs_task_body", when)
 
     def classify(self, exc: BaseException) -> Classification:
-        found = errors.classify(exc)
-        if isinstance(found, Retryable):
-            return Retryable(self._settings.redact(found.reason), found.after_s)
-        if isinstance(found, Permanent):
-            return Permanent(self._settings.redact(found.reason))
-        return Unknown(self._settings.redact(found.reason))
+        return redacted(errors.classify(exc), self._settings)
 
     # -- helpers ---------------------------------------------------------------------------------------
 

@@ -14,8 +14,8 @@ import json
 import urllib3
 from xero_python.exceptions import ApiException, OAuth2Error
 
-from meterbill.integration.contract import Classification, Permanent, Retryable, Unknown
-from meterbill.integration.errors import ConfigError, CreateFailed, PermanentFailure, retry_after_seconds
+from meterbill.integration.contract import Classification, Permanent, Unknown, classify_own, classify_status, no_answer
+from meterbill.integration.errors import retry_after_seconds, unwrap
 
 
 def _header(exc: ApiException, name: str) -> str | None:
@@ -49,29 +49,15 @@ def _describe(exc: ApiException) -> str:
 
 
 def classify(exc: BaseException) -> Classification:
-    created = isinstance(exc, CreateFailed)
-    if isinstance(exc, CreateFailed):
-        exc = exc.cause
-    if isinstance(exc, PermanentFailure):
-        return Permanent(f"{exc.flag}: {exc}")
-    if isinstance(exc, ConfigError):
-        return Permanent(str(exc))
+    exc, created = unwrap(exc)
+    own = classify_own(exc)
+    if own is not None:
+        return own
     if isinstance(exc, OAuth2Error):
         return Permanent(f"configuration: Xero refused the OAuth2 credentials: {type(exc).__name__}")
     if isinstance(exc, urllib3.exceptions.HTTPError):       # timeout, reset, refused
-        what = f"{type(exc).__name__}: the Xero call did not complete"
-        return Unknown(what) if created else Retryable(what)
+        return no_answer("Xero", exc, created=created)
     if not isinstance(exc, ApiException):
         return Unknown(f"unexpected {type(exc).__name__}: {exc}")
-    what, status = _describe(exc), exc.status or 0
-    if status == 429:
-        return Retryable(what, retry_after_seconds(_header(exc, "retry-after")))
-    if status in (401, 403):
-        return Permanent(f"configuration: Xero refused the token or the tenant: {what}")
-    if status >= 500 or status == 0:
-        return Unknown(what) if created else Retryable(what, retry_after_seconds(_header(exc, "retry-after")))
-    if status == 404:
-        return Permanent(f"not found in this Xero organisation: {what}")
-    if 400 <= status < 500:
-        return Permanent(what)
-    return Unknown(what)
+    return classify_status("Xero", exc.status or 0, _describe(exc), created=created,
+                           retry_after=retry_after_seconds(_header(exc, "retry-after")))

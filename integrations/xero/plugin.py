@@ -49,7 +49,7 @@ from xero_python.api_client import ApiClient, Configuration
 from xero_python.api_client.oauth2 import OAuth2Token
 
 from integrations.xero import errors, mapping
-from meterbill.integration.contract import Classification, ExternalRef, Permanent, Problem, Retryable, Unknown
+from meterbill.integration.contract import Classification, ExternalRef, Problem, redacted
 from meterbill.integration.errors import ConfigError, CreateFailed, PermanentFailure
 from meterbill.integration.keys import derive, idempotency_key
 from meterbill.integration.settings import IntegrationSettings
@@ -363,12 +363,7 @@ class XeroIntegration:
         return ref[:255]
 
     def classify(self, exc: BaseException) -> Classification:
-        found = errors.classify(exc)
-        if isinstance(found, Retryable):
-            return Retryable(self._settings.redact(found.reason), found.after_s)
-        if isinstance(found, Permanent):
-            return Permanent(self._settings.redact(found.reason))
-        return Unknown(self._settings.redact(found.reason))
+        return redacted(errors.classify(exc), self._settings)
 
     # -- helpers ---------------------------------------------------------------------------------------
 

@@ -58,3 +58,10 @@ def retry_after_seconds(value: str | None) -> float | None:
     except ValueError:
         return None
     return seconds if seconds is not None and 0 <= seconds <= 86_400 else None
+
+
+def unwrap(exc: BaseException) -> tuple[BaseException, bool]:
+    """(the vendor's error, whether the failed call was a create): ``CreateFailed`` unwrapped."""
+    if isinstance(exc, CreateFailed):
+        return exc.cause, True
+    return exc, False
