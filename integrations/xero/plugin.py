@@ -264,7 +264,8 @@ class XeroIntegration:
                 f"(tax {tax}) {invoice['currency']}: left as a draft"))
 
     def _authorise(self, invoice_id: str, key: str) -> ExternalRef:
-        done = self.api.update_invoice(self.tenant, invoice_id, Invoices(invoices=[Invoice(status="AUTHORISED")]),
+        update = Invoice(invoice_id=invoice_id, status="AUTHORISED")
+        done = self.api.update_invoice(self.tenant, invoice_id, Invoices(invoices=[update]),
                                        unitdp=mapping.UNIT_DP, idempotency_key=xero_key(key), _request_timeout=TIMEOUT)
         return self._ref(done.invoices[0])
 
@@ -279,7 +280,8 @@ class XeroIntegration:
             raise PermanentFailure("paid_in_xero", f"Xero invoice {invoice_ref.id} has payments or credits: "
                                                    "credit it, not void")
         target = "DELETED" if status in ("DRAFT", "SUBMITTED") else "VOIDED"
-        done = self.api.update_invoice(self.tenant, invoice_ref.id, Invoices(invoices=[Invoice(status=target)]),
+        update = Invoice(invoice_id=invoice_ref.id, status=target)
+        done = self.api.update_invoice(self.tenant, invoice_ref.id, Invoices(invoices=[update]),
                                        idempotency_key=xero_key(derive(idempotency_key, "void")),
                                        _request_timeout=TIMEOUT)
         return self._ref(done.invoices[0])
