@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
+from meterbill.integration.errors import ConfigError, PermanentFailure
 from meterbill.integration.settings import IntegrationSettings
 
 Document = Mapping[str, Any]
@@ -68,6 +69,48 @@ class Unknown:
 
 
 Classification = Retryable | Permanent | Unknown
+
+
+def classify_own(exc: BaseException) -> Classification | None:
+    """What the integration layer's own errors mean (None: a vendor's error, the plugin decides)."""
+    if isinstance(exc, PermanentFailure):
+        return Permanent(f"{exc.flag}: {exc}")
+    if isinstance(exc, ConfigError):
+        return Permanent(str(exc))
+    return None
+
+
+def classify_status(vendor: str, status: int, what: str, *, created: bool,
+                    retry_after: float | None = None) -> Classification:
+    """An HTTP status from a vendor API: 429 → Retryable (``retry_after``); 401/403 → Permanent
+    (configuration); 5xx (or 0: no answer) → Unknown after a create, else Retryable; other 4xx →
+    Permanent. ``what`` describes the error (no secret)."""
+    if status == 429:
+        return Retryable(what, retry_after)
+    if status in (401, 403):
+        return Permanent(f"configuration: {vendor} refused the credentials or their scopes: {what}")
+    if status >= 500 or status == 0:
+        return Unknown(what) if created else Retryable(what, retry_after)
+    if status == 404:
+        return Permanent(f"not found at {vendor}: {what}")
+    if 400 <= status < 500:
+        return Permanent(what)
+    return Unknown(what)
+
+
+def no_answer(vendor: str, exc: BaseException, *, created: bool) -> Classification:
+    """A call that got no answer (timeout, reset, refused): Unknown after a create, else Retryable."""
+    what = f"{type(exc).__name__}: the {vendor} call did not complete"
+    return Unknown(what) if created else Retryable(what)
+
+
+def redacted(found: Classification, settings: IntegrationSettings) -> Classification:
+    """``found`` with every secret value of ``settings`` masked in its reason."""
+    if isinstance(found, Retryable):
+        return Retryable(settings.redact(found.reason), found.after_s)
+    if isinstance(found, Permanent):
+        return Permanent(settings.redact(found.reason))
+    return Unknown(settings.redact(found.reason))
 
 
 # -- payments flowing back ---------------------------------------------------------------------------
@@ -140,6 +183,22 @@ class InvoiceSink(Protocol):
     def record_payment(self, invoice: Document, payment: Document, invoice_ref: ExternalRef,
                        idempotency_key: str) -> ExternalRef: ...
     def classify(self, exc: BaseException) -> Classification: ...
+
+
+@runtime_checkable
+class Notifier(Protocol):
+    """Optional: a sink that can put a notice in front of people (HubSpot: a task on the company)
+    when a payment fails or an invoice becomes overdue, and for each dunning reminder.
+
+    ``notice``: ``{"kind": "payment_failed" | "overdue" | "reminder", "step": <int, reminders>,
+    "message": <text>}``. The same ``idempotency_key`` never makes a second notice (look-up first).
+    Returns the notice's ref (None when the sink has nothing to do for this kind). A plugin without
+    ``notify`` is still a valid sink: the registry checks the method only where it is defined."""
+
+    name: ClassVar[str]
+
+    def notify(self, invoice: Document, invoice_ref: ExternalRef, notice: Document,
+               idempotency_key: str) -> ExternalRef | None: ...
 
 
 @runtime_checkable

@@ -35,3 +35,33 @@ class PermanentFailure(IntegrationError):
     def __init__(self, flag: str, message: str) -> None:
         self.flag = flag
         super().__init__(message)
+
+
+class CreateFailed(IntegrationError):
+    """A call that creates something at the vendor failed; ``cause`` (also ``__cause__``) is the
+    SDK's error. A timeout or 5xx here may have created the object, so ``classify`` answers
+    ``Unknown`` (look up before creating again) where the same error on a read is ``Retryable``.
+    Vendor modules raise it around their creates (the Stripe module keeps its own, older one)."""
+
+    def __init__(self, vendor: str, what: str, cause: BaseException) -> None:
+        self.vendor = vendor
+        self.what = what
+        self.cause = cause
+        super().__init__(f"creating the {vendor} {what} failed: {type(cause).__name__}")
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """A ``Retry-After`` header given in seconds (``"30"``, ``"1.5"``), or None when absent, not a
+    number, negative or longer than a day (an HTTP date is not used by these vendors)."""
+    try:
+        seconds = float(value) if value is not None else None
+    except ValueError:
+        return None
+    return seconds if seconds is not None and 0 <= seconds <= 86_400 else None
+
+
+def unwrap(exc: BaseException) -> tuple[BaseException, bool]:
+    """(the vendor's error, whether the failed call was a create): ``CreateFailed`` unwrapped."""
+    if isinstance(exc, CreateFailed):
+        return exc.cause, True
+    return exc, False

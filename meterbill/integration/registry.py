@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from meterbill.integration.contract import InvoiceSink, PaymentSource
+from meterbill.integration.contract import InvoiceSink, Notifier, PaymentSource
 from meterbill.integration.errors import ConfigError, PluginError
 from meterbill.integration.settings import IntegrationSettings
 
@@ -37,6 +37,7 @@ def _protocol_methods(protocol: type) -> dict[str, inspect.Signature]:
 
 SINK_METHODS = _protocol_methods(InvoiceSink)
 SOURCE_METHODS = _protocol_methods(PaymentSource)
+NOTIFIER_METHODS = _protocol_methods(Notifier)           # optional: checked where defined
 
 
 def _check_method(plugin: type, method: str, expected: inspect.Signature) -> str | None:
@@ -78,6 +79,8 @@ def contract_problems(plugin: object) -> list[str]:
     problems += [p for m, sig in SINK_METHODS.items() if (p := _check_method(plugin, m, sig))]
     if any(inspect.getattr_static(plugin, m, _MISSING) is not _MISSING for m in SOURCE_METHODS):
         problems += [p for m, sig in SOURCE_METHODS.items() if (p := _check_method(plugin, m, sig))]
+    problems += [p for m, sig in NOTIFIER_METHODS.items()
+                 if inspect.getattr_static(plugin, m, _MISSING) is not _MISSING and (p := _check_method(plugin, m, sig))]
     return problems
 
 
@@ -86,6 +89,7 @@ class Plugin:
     name: str
     factory: Callable[[IntegrationSettings], Any]
     payment_source: bool
+    notifier: bool = False
 
 
 class Registry:
@@ -103,7 +107,8 @@ class Registry:
         found = self._plugins.get(name)
         if found is not None and found.factory is not plugin:
             raise PluginError(f"integration {name!r} is already registered by {found.factory.__qualname__}")
-        self._plugins[name] = Plugin(name, plugin, all(hasattr(plugin, m) for m in SOURCE_METHODS))
+        self._plugins[name] = Plugin(name, plugin, all(hasattr(plugin, m) for m in SOURCE_METHODS),
+                                     all(hasattr(plugin, m) for m in NOTIFIER_METHODS))
         return plugin
 
     def load_entry_points(self, entry_points: Iterable[importlib.metadata.EntryPoint] | None = None) -> list[str]:

@@ -17,8 +17,10 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
+import urllib3
 
 ROOT = Path(__file__).resolve().parents[2]
 SPECS = Path(os.environ.get("METERBILL_SPECS_DIR") or ROOT.parent / "shared" / "specs")
@@ -100,6 +102,38 @@ def stripe_prism() -> Iterator[Prism]:
     prism = start_prism(SPECS / "stripe" / "stripe-billing.prism.json")
     yield prism
     stop_prism(prism)
+
+
+@pytest.fixture(scope="session")
+def hubspot_prism() -> Iterator[Prism]:
+    prism = start_prism(SPECS / "hubspot" / "hubspot-crm-merged.json")
+    yield prism
+    stop_prism(prism)
+
+
+@pytest.fixture(scope="session")
+def xero_prism() -> Iterator[Prism]:
+    """Xero's Prism starts in ~12 s and grows to ~650 MB after a few invoice calls: once per session."""
+    prism = start_prism(SPECS / "xero" / "xero_accounting.prism.yaml")
+    yield prism
+    stop_prism(prism)
+
+
+class RecordingPool(urllib3.PoolManager):
+    """A real urllib3 pool for the OpenAPI-generated SDKs (HubSpot, Xero), keeping each response's
+    method, URL, status and ``sl-violations`` header."""
+
+    def __init__(self) -> None:
+        super().__init__(retries=False)
+        self.seen: list[tuple[str, str, int, str | None]] = []
+
+    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        response = super().request(method, url, *args, **kwargs)
+        self.seen.append((method.upper(), url, response.status, response.headers.get("sl-violations")))
+        return response
+
+    def refused(self) -> list[tuple[str, str, int, list[dict[str, object]]]]:
+        return [(m, u, s, request_violations(v)) for m, u, s, v in self.seen if s >= 400 or request_violations(v)]
 
 
 def request_violations(header: str | None) -> list[dict[str, object]]:
