@@ -65,9 +65,8 @@ class BillingRunService:
         self._wait_retry_s = wait_retry_s
         self._max_wait_attempts = max_wait_attempts
         self._max_receives = max_receives
-        # Called once when a run finishes: by default a last numbering pass (each worker batch
-        # numbers what it committed; this catches a pass that failed).
-        self.on_run_finished = on_run_finished or (lambda run: self.number_invoices())
+        # Called once when a run finishes (its invoices are numbered by then). Nothing to do yet.
+        self.on_run_finished = on_run_finished or (lambda run: None)
         self._lags: dict[str, tuple[float, UsageLag | None]] = {}
 
     # -- starting a run -------------------------------------------------------------------
@@ -229,12 +228,17 @@ class BillingRunService:
         run = self._store.get_run(run_id)
         if run is None or not _task_done(run):
             return
+        # A finished run's invoices are numbered (final): number what is waiting before saying so.
+        self._number_quietly()
         if self._store.finish_run(run_id, {c: int(run[c]) for c in COUNTERS}, iso(self._clock())):
             self.on_run_finished(run)
 
     def number_invoices(self) -> int:
         """The sequencer after a batch of closes (docs/decisions.md, "Invoice numbers at scale").
         Never fails the batch: what it could not number stays queued for the next pass."""
+        return self._number_quietly()
+
+    def _number_quietly(self) -> int:
         try:
             return self._billing.number_invoices()
         except Exception:  # noqa: BLE001 - the closes are committed; any later pass numbers them

@@ -386,3 +386,19 @@ def test_parallel_workers_lose_and_duplicate_nothing(container: Any, close_queue
     view = container.billing_runs.view(run["id"])
     assert (view["status"], view["queued"], view["closed"], view["failed"]) == ("finished", 24, 24, 0)
     assert_each_invoiced_once(container, ids)
+
+
+def test_a_finished_run_has_numbered_every_invoice_it_committed(container: Any, close_queue_url: str,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Workers number after each batch; should those passes not have run (a worker died after its
+    commits), the run still numbers what waits before it says it has finished."""
+    ids = customers(container, 5)
+    monkeypatch.setattr(container.billing_runs, "number_invoices", lambda: 0)   # no batch-level pass
+    run = container.billing_runs.scheduled(NOV)
+    worker = QueueWorker(sqs(), close_queue_url, lambda e, c: process(e, c, container.billing_runs))
+    worker.drain()
+    view = container.billing_runs.view(run["id"])
+    assert (view["status"], view["closed"]) == ("finished", 5)
+    statuses = {i["status"] for cid in ids for i in container.billing_store.list_invoices(cid, 10, None)[0]}
+    assert statuses == {"final"}
+    assert_each_invoiced_once(container, ids)
