@@ -46,7 +46,7 @@ def serialize_dynamodb_writes() -> None:
     if getattr(DynamoDBBackend.transact_write_items, "serialized", False):
         return
     lock = threading.RLock()   # transact_write_items calls put_item / update_item / delete_item
-    for name in ("put_item", "update_item", "delete_item", "transact_write_items", "batch_write_item"):
+    for name in ("put_item", "update_item", "delete_item", "transact_write_items"):
         method = getattr(DynamoDBBackend, name, None)
         if method is None:
             continue
