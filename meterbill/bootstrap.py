@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -21,7 +22,10 @@ from meterbill.adapters.dynamo_codec import install_pass_through
 from meterbill.adapters.dynamo_events import DynamoEventStore, EventScanner, decode_stream
 from meterbill.adapters.dynamo_stream import StreamWatermark
 from meterbill.adapters.sqs_queue import SqsWorkQueue
-from meterbill.config import Settings
+from meterbill.adapters.secrets import ParameterStoreSettings, SecretsManagerSettings
+from meterbill.config import Settings, sync_queue_env
+from meterbill.integration.registry import REGISTRY
+from meterbill.integration.settings import IntegrationSettings, settings_from_env
 from meterbill.ports import Clock, UsageWatermark
 from meterbill.rendering import InvoiceRenderer
 from meterbill.services import aggregation
@@ -34,6 +38,7 @@ from meterbill.services.credit_notes import CreditNoteService
 from meterbill.services.ingest import IngestService
 from meterbill.services.keys import KeyService
 from meterbill.services.privacy import PrivacyService
+from meterbill.services.sync import SyncService
 from meterbill.services.usage import UsageService
 
 
@@ -59,6 +64,7 @@ class Container:
     renderer: InvoiceRenderer
     watermark: UsageWatermark
     privacy: PrivacyService
+    sync: SyncService
 
 
 # One client serves every thread of a process, and urllib3 keeps at most `max_pool_connections`
@@ -97,8 +103,34 @@ def sqs_client(settings: Settings) -> Any:
                                           endpoint_url=settings.dynamodb_endpoint, config=config)
 
 
+def integration_settings(settings: Settings) -> Any:
+    """vendor -> IntegrationSettings, from where this deployment keeps them."""
+    if settings.integration_settings == "ssm":
+        ssm = boto3.session.Session().client("ssm", region_name=settings.region)
+        return ParameterStoreSettings(ssm).load
+    if settings.integration_settings == "secretsmanager":
+        sm = boto3.session.Session().client("secretsmanager", region_name=settings.region)
+        return SecretsManagerSettings(sm).load
+    return lambda vendor: settings_from_env(vendor, os.environ)
+
+
+def plugin_factory(load: Any, plugins: Mapping[str, Any] | None = None) -> Any:
+    """name -> the built, validated plugin (once per process; its settings read once). ``plugins``
+    gives ready ones (tests' fakes)."""
+    built: dict[str, Any] = dict(plugins or {})
+
+    def plugin(name: str) -> Any:
+        if name not in built:
+            if name not in REGISTRY.names():   # registering the same class again is a no-op
+                REGISTRY.load_entry_points()
+            settings: IntegrationSettings = load(name)
+            built[name] = REGISTRY.build(name, settings)
+        return built[name]
+    return plugin
+
+
 def bootstrap(settings: Settings | None = None, *, client: Any = None, clock: Clock | None = None,
-              cache_ttl_s: float = 10.0) -> Container:
+              cache_ttl_s: float = 10.0, plugins: Mapping[str, Any] | None = None) -> Container:
     settings = settings or Settings.from_env()
     client = client or dynamodb_client(settings)
     clock = clock or utc_now
@@ -114,6 +146,10 @@ def bootstrap(settings: Settings | None = None, *, client: Any = None, clock: Cl
     runs = BillingRunService(store, billing, queue, clock, watermark, wait_retry_s=int(settings.close_wait_retry_s),
                              max_wait_attempts=settings.close_wait_attempts,
                              max_receives=settings.close_max_receives)
+    sqs = sqs_client(settings)
+    sync_queues = {name: SqsWorkQueue(sqs, url, env_name=sync_queue_env(name)) for name, url in settings.sync_queue_urls}
+    sync = SyncService(store, clock, settings.integrations,
+                       plugin_factory(integration_settings(settings), plugins), sync_queues)
     return Container(
         settings=settings, clock=clock, events_store=events, billing_store=store, catalog=catalog,
         ingest=IngestService(events, catalog, clock, store),
@@ -124,6 +160,7 @@ def bootstrap(settings: Settings | None = None, *, client: Any = None, clock: Cl
         keys=KeyService(store, clock),
         renderer=InvoiceRenderer(settings), watermark=watermark,
         privacy=PrivacyService(store, EventScanner(client, settings.events_table), catalog, clock, watermark),
+        sync=sync,
     )
 
 
