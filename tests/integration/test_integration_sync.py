@@ -285,3 +285,39 @@ def test_a_payment_before_the_push_waits_for_it(app: Any, pipeline: Any, books: 
     assert app.sync.dispatch("books", message(inv)) == "synced"
     assert app.sync.dispatch("books", msg) == "synced"
     assert [c[0] for c in books.calls] == ["push_invoice", "void_invoice"]
+
+
+def test_meterbill_sync_failed_redrives_from_the_command_line(app: Any, pipeline: Any, fake: FakeStripe,
+                                                              monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
+    from meterbill import cli
+
+    inv = closed_invoice(app, pipeline)
+    fake.fail("POST", "/v1/customers", "400")
+    pipeline.run()
+    monkeypatch.setattr("meterbill.bootstrap.bootstrap", lambda: app)
+    monkeypatch.setattr("meterbill.local.stack.read_state", lambda: {})
+    assert cli.main(["sync", "--failed"]) == 0
+    assert capsys.readouterr().out == f"{inv['id']}: queued stripe: 1, books: 0\n"
+    pipeline.run()
+    assert app.sync.sync_state(inv["id"])["stripe"]["status"] == "synced" and len(fake.invoices) == 1
+
+
+def test_sync_over_http(app: Any, pipeline: Any, fake: FakeStripe) -> None:
+    from aws_lambda_powertools.event_handler import HttpResolverLocal
+
+    from meterbill.api.app import build_app
+    from tests.integration.test_api import SECRETS, Api
+
+    inv = closed_invoice(app, pipeline)
+    pipeline.run()
+    for scope, secret in SECRETS.items():
+        app.keys.create([scope], name=f"test {scope}", secret=secret)
+    api = Api(build_app(HttpResolverLocal, lambda: app), app)
+    shown = api.ok("GET", f"/v1/invoices/{inv['id']}", key="read")
+    assert shown["integrations"]["stripe"]["status"] == "synced"
+    assert shown["integrations"]["books"]["external_id"] == "bk-1"
+    assert shown["payment_url"].startswith("https://")
+    queued = api.post(f"/v1/invoices/{inv['id']}/sync?integration=stripe")
+    assert queued.status_code == 202 and queued.json() == {"invoice": inv["id"], "queued": {"stripe": 0}}  # synced
+    refused = api.post(f"/v1/invoices/{inv['id']}/sync?integration=xero")
+    assert refused.status_code == 400 and refused.json()["error"]["field"] == "integration"
