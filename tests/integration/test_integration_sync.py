@@ -102,23 +102,17 @@ def app(ddb: Any, clock: FakeClock, close_queue_url: str, sync_queues: dict[str,
 def pipeline(app: Any, sync_queues: dict[str, str]) -> Any:
     """The deployed path, Lambda-style: the events stream → aggregator, the billing table's stream
     → the fan-out function's handler, each sync queue → the dispatch function's handler."""
-    from functions import dispatch, outbox_fanout
-    from meterbill.local.stack import QueueWorker, StreamPoller
+    from functions import outbox_fanout
+    from meterbill.local.stack import StreamPoller, sync_workers
 
     def aggregate(event: dict[str, Any], _ctx: Any) -> dict[str, Any]:
         app.aggregation.apply(event["Records"])
         return {"batchItemFailures": []}
 
-    sqs = boto3.client("sqs", region_name="us-east-1")
-
-    def worker(name: str, url: str) -> QueueWorker:
-        return QueueWorker(sqs, url, lambda e, c: dispatch.process(e, c, app.sync, name),
-                           function_name=f"{name}_dispatch")
-
     class Pipeline:
         events = StreamPoller(None, "t-events", aggregate)
         outbox = StreamPoller(None, "t-billing", lambda e, c: outbox_fanout.process(e, c, app.sync))
-        workers = {name: worker(name, url) for name, url in sync_queues.items()}
+        workers = {w._name.removesuffix("_dispatch"): w for w in sync_workers(None, app)}
 
         def run(self) -> None:
             self.outbox.drain()
