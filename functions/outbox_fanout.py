@@ -1,5 +1,5 @@
 """Lambda entry point: the billing table's stream, filtered to outbox records (template.yaml
-``FilterCriteria``: INSERTs whose ``pk`` begins with ``OUTBOX#``) -> one message per invoice on
+``FilterCriteria``: records whose ``pk`` begins with ``OUTBOX#``; INSERTs are picked here) -> one message per invoice on
 each enabled integration's sync queue (docs/integrations.md, "Delivery").
 
 Partial batch failures (Powertools BatchProcessor, DynamoDB stream records): a record whose send
