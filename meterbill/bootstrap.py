@@ -40,6 +40,7 @@ from meterbill.services.keys import KeyService
 from meterbill.services.privacy import PrivacyService
 from meterbill.services.sync import SyncService
 from meterbill.services.usage import UsageService
+from meterbill.services.webhooks import WebhookService
 
 
 def utc_now() -> datetime:
@@ -65,6 +66,7 @@ class Container:
     watermark: UsageWatermark
     privacy: PrivacyService
     sync: SyncService
+    webhooks: WebhookService
 
 
 # One client serves every thread of a process, and urllib3 keeps at most `max_pool_connections`
@@ -148,8 +150,8 @@ def bootstrap(settings: Settings | None = None, *, client: Any = None, clock: Cl
                              max_receives=settings.close_max_receives)
     sqs = sqs_client(settings)
     sync_queues = {name: SqsWorkQueue(sqs, url, env_name=sync_queue_env(name)) for name, url in settings.sync_queue_urls}
-    sync = SyncService(store, clock, settings.integrations,
-                       plugin_factory(integration_settings(settings), plugins), sync_queues)
+    plugin = plugin_factory(integration_settings(settings), plugins)
+    sync = SyncService(store, clock, settings.integrations, plugin, sync_queues)
     return Container(
         settings=settings, clock=clock, events_store=events, billing_store=store, catalog=catalog,
         ingest=IngestService(events, catalog, clock, store),
@@ -160,7 +162,7 @@ def bootstrap(settings: Settings | None = None, *, client: Any = None, clock: Cl
         keys=KeyService(store, clock),
         renderer=InvoiceRenderer(settings), watermark=watermark,
         privacy=PrivacyService(store, EventScanner(client, settings.events_table), catalog, clock, watermark),
-        sync=sync,
+        sync=sync, webhooks=WebhookService(store, clock, settings.integrations, plugin),
     )
 
 

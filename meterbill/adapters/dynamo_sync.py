@@ -132,3 +132,28 @@ class SyncItems(DynamoTable):
         except ClientError as exc:
             if not conditional_failed(exc):
                 raise
+
+    # -- inbound webhooks: de-duplicated by the vendor's event id ---------------------------------
+    def webhook_seen(self, integration: str, event_id: str) -> bool:
+        return self._get(f"WEBHOOK#{integration}#{event_id}", "WEBHOOK") is not None
+
+    def remember_webhook(self, integration: str, event_id: str, doc: Mapping[str, Any]) -> bool:
+        """Record an applied event (conditional put; TTL ``expires_at`` ≥ 35 days, longer than the
+        vendor retries). False if it was already recorded."""
+        try:
+            self._c.put_item(TableName=self._t, Item=to_item({**doc, "pk": f"WEBHOOK#{integration}#{event_id}",
+                                                              "sk": "WEBHOOK"}),
+                             ConditionExpression="attribute_not_exists(pk)")
+        except ClientError as exc:
+            if conditional_failed(exc):
+                return False
+            raise
+        return True
+
+    def set_payment_status(self, invoice_id: str, status: str, at: str) -> None:
+        """The collecting system's view of the invoice (payment_failed, action_required…)."""
+        self._c.update_item(
+            TableName=self._t, Key={"pk": {"S": f"INV#{invoice_id}"}, "sk": {"S": "INVOICE"}},
+            UpdateExpression="SET payment_status = :s, payment_status_at = :at",
+            ConditionExpression="attribute_exists(pk)",
+            ExpressionAttributeValues=to_item({":s": status, ":at": at}))

@@ -315,3 +315,72 @@ def test_sync_over_http(app: Any, pipeline: Any, fake: FakeStripe) -> None:
     assert queued.status_code == 202 and queued.json() == {"invoice": inv["id"], "queued": {"stripe": 0}}  # synced
     refused = api.post(f"/v1/invoices/{inv['id']}/sync?integration=xero")
     assert refused.status_code == 400 and refused.json()["error"]["field"] == "integration"
+
+
+# -- Stripe webhooks: signed exactly as Stripe signs them, through the API Gateway event shape ----
+
+def webhook(app: Any, body: bytes, signature: str | None = None, base64_encoded: bool = True) -> dict[str, Any]:
+    import base64
+
+    from functions.stripe_webhook import process
+    from tests.integration.stripe_support import sign
+
+    event = {"version": "2.0", "routeKey": "POST /v1/webhooks/stripe", "rawPath": "/v1/webhooks/stripe",
+             "headers": {"content-type": "application/json", "stripe-signature": signature or sign(body)},
+             "body": base64.b64encode(body).decode() if base64_encoded else body.decode(),
+             "isBase64Encoded": base64_encoded}
+    return process(event, app.webhooks)
+
+
+def stripe_event(fake: FakeStripe, inv: dict[str, Any], type_: str, event_id: str) -> bytes:
+    from tests.integration.stripe_support import event
+
+    [stripe_inv] = fake.invoices.values()
+    return event(type_, fake._invoice_view(stripe_inv), event_id=event_id)
+
+
+def test_stripe_paid_webhook_pays_the_invoice_and_reaches_the_other_integration(
+        app: Any, pipeline: Any, fake: FakeStripe, books: Books) -> None:
+    inv = closed_invoice(app, pipeline)
+    pipeline.run()
+    fake.pay(next(iter(fake.invoices)))
+    resp = webhook(app, stripe_event(fake, inv, "invoice.paid", "evt_paid"))
+    assert resp["statusCode"] == 200, resp
+    paid = app.billing_store.get_invoice(inv["id"])
+    assert (paid["status"], paid["paid_source"]) == ("paid", "stripe")
+    pipeline.run()   # outbox paid -> record_payment: books hears of it; Stripe is not paid twice
+    assert [c[0] for c in books.calls] == ["push_invoice", "record_payment"]
+    assert not [w for w in fake.writes() if w[1].endswith("/pay")]
+    # the same event again: applied once
+    again = webhook(app, stripe_event(fake, inv, "invoice.paid", "evt_paid"))
+    assert again["statusCode"] == 200 and '"duplicate": true' in again["body"]
+
+
+def test_a_late_payment_failed_never_unpays(app: Any, pipeline: Any, fake: FakeStripe) -> None:
+    inv = closed_invoice(app, pipeline)
+    pipeline.run()
+    fake.pay(next(iter(fake.invoices)))
+    assert webhook(app, stripe_event(fake, inv, "invoice.paid", "evt_2"))["statusCode"] == 200
+    late = webhook(app, stripe_event(fake, inv, "invoice.payment_failed", "evt_1"))   # out of order
+    assert late["statusCode"] == 200 and '"unchanged"' in late["body"]
+    assert app.billing_store.get_invoice(inv["id"])["status"] == "paid"
+
+
+def test_a_bad_signature_is_400_and_changes_nothing(app: Any, pipeline: Any, fake: FakeStripe) -> None:
+    from tests.integration.stripe_support import sign
+
+    inv = closed_invoice(app, pipeline)
+    pipeline.run()
+    body = stripe_event(fake, inv, "invoice.paid", "evt_x")
+    resp = webhook(app, body, signature=sign(body, secret="whsec_wrong"))
+    assert resp["statusCode"] == 400 and '"field": "signature"' in resp["body"]
+    assert app.billing_store.get_invoice(inv["id"])["status"] == "final"
+    assert not app.billing_store.webhook_seen("stripe", "evt_x")
+
+
+def test_unknown_event_types_are_2xx_and_ignored(app: Any, pipeline: Any, fake: FakeStripe) -> None:
+    from tests.integration.stripe_support import event
+
+    resp = webhook(app, event("customer.created", {"id": "cus_1", "object": "customer"}, event_id="evt_c"),
+                   base64_encoded=False)
+    assert resp["statusCode"] == 200 and "ignored" in resp["body"]

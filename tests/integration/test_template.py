@@ -29,7 +29,7 @@ REPO_ROOT = TEMPLATE_PATH.parent
 FUNCTIONS_DIR = REPO_ROOT / "functions"
 REGION = "us-east-1"
 FUNCTIONS = ["ApiFunction", "AggregatorFunction", "ClosePeriodsFunction", "CloseWorkerFunction",
-             "OutboxFanoutFunction", "StripeDispatchFunction"]
+             "OutboxFanoutFunction", "StripeDispatchFunction", "StripeWebhookFunction"]
 
 
 @pytest.fixture(scope="module")
