@@ -14,10 +14,9 @@ import os
 from typing import Any
 
 from aws_lambda_powertools import Metrics
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from meterbill.bootstrap import default_container, lambda_logger
+from meterbill.bootstrap import default_container, lambda_logger, partial_batch
 
 logger = lambda_logger()
 metrics = Metrics()
@@ -27,10 +26,7 @@ def process(event: dict[str, Any], context: Any, sync: Any, integration: str) ->
     def record_handler(record: SQSRecord) -> str:
         return str(sync.dispatch(integration, json.loads(record.body), receipt=record.receipt_handle))
 
-    return process_partial_response(event=event, record_handler=record_handler,
-                                    processor=BatchProcessor(event_type=EventType.SQS,
-                                                             raise_on_entire_batch_failure=False),
-                                    context=context)
+    return partial_batch(event, context, record_handler)
 
 
 @logger.inject_lambda_context(log_event=False)

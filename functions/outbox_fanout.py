@@ -12,10 +12,9 @@ from __future__ import annotations
 from typing import Any
 
 from aws_lambda_powertools import Metrics
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 
-from meterbill.bootstrap import default_container, lambda_logger
+from meterbill.bootstrap import default_container, lambda_logger, partial_batch
 
 logger = lambda_logger()
 metrics = Metrics()
@@ -30,10 +29,7 @@ def process(event: dict[str, Any], context: Any, sync: Any) -> dict[str, Any]:
             return 0   # the filter lets only outbox inserts through; anything else is not ours
         return int(sync.fan_out(image))
 
-    return process_partial_response(event=event, record_handler=record_handler,
-                                    processor=BatchProcessor(event_type=EventType.DynamoDBStreams,
-                                                             raise_on_entire_batch_failure=False),
-                                    context=context)
+    return partial_batch(event, context, record_handler, stream=True)
 
 
 @logger.inject_lambda_context(log_event=False)

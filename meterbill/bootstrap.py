@@ -249,6 +249,17 @@ def lambda_logger(service: str | None = None, handler: logging.Handler | None = 
     return Logger(service=service, logger_formatter=BoundedFormatter(), logger_handler=handler)
 
 
+def partial_batch(event: dict[str, Any], context: Any, record_handler: Any, stream: bool = False) -> dict[str, Any]:
+    """Powertools' batch processing with ``batchItemFailures`` for an SQS batch (or a DynamoDB
+    stream batch): only the records that raised come back. A batch whose every record failed is
+    reported as such, not raised (the same redelivery, without an invocation error)."""
+    from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+
+    kind = EventType.DynamoDBStreams if stream else EventType.SQS
+    return process_partial_response(event=event, record_handler=record_handler, context=context,
+                                    processor=BatchProcessor(event_type=kind, raise_on_entire_batch_failure=False))
+
+
 def label_thread(function_name: str) -> None:
     """Log lines of this thread, and of the threads that copy its context, name ``function_name``
     (the local stack's HTTP server: "api")."""
