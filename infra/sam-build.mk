@@ -17,7 +17,8 @@ SAM_PYTHON ?= python3
 SAM_PIP_TARGET_FLAGS ?= --platform manylinux2014_aarch64 --implementation cp \
 	--python-version 3.12 --only-binary=:all:
 
-SAM_FUNCTIONS := ApiFunction IngestFunction AggregatorFunction ClosePeriodsFunction CloseWorkerFunction
+SAM_FUNCTIONS := ApiFunction IngestFunction AggregatorFunction ClosePeriodsFunction CloseWorkerFunction \
+	OutboxFanoutFunction StripeDispatchFunction StripeWebhookFunction
 
 .PHONY: $(addprefix build-,$(SAM_FUNCTIONS))
 

@@ -24,6 +24,7 @@ TABLE_ENV: dict[str, str] = {
 # Template logical id of each queue the code sends to -> environment variable carrying its URL.
 QUEUE_ENV: dict[str, str] = {
     "CloseQueue": "METERBILL_CLOSE_QUEUE_URL",
+    "StripeSyncQueue": "METERBILL_SYNC_QUEUE_STRIPE",
 }
 
 _DYNAMODB_TABLE = "AWS::DynamoDB::Table"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -40,7 +41,9 @@ if TYPE_CHECKING:
     from meterbill.services.credit_notes import CreditNoteService
     from meterbill.services.privacy import PrivacyService
     from meterbill.services.rebuild import RebuildService
+    from meterbill.services.sync import SyncService
     from meterbill.services.usage import UsageService
+    from meterbill.services.webhooks import WebhookService
 
 
 def utc_now() -> datetime:
@@ -73,6 +76,8 @@ class Container(IngestContainer):
     watermark: UsageWatermark
     privacy: PrivacyService
     rebuild: RebuildService
+    sync: SyncService
+    webhooks: WebhookService
 
 
 # One client serves every thread of a process, and urllib3 keeps at most `max_pool_connections`
@@ -111,6 +116,37 @@ def sqs_client(settings: Settings) -> Any:
                                           endpoint_url=settings.dynamodb_endpoint, config=config)
 
 
+def integration_settings(settings: Settings) -> Any:
+    """vendor -> IntegrationSettings, from where this deployment keeps them."""
+    from meterbill.adapters.secrets import ParameterStoreSettings, SecretsManagerSettings
+    from meterbill.integration.settings import settings_from_env
+
+    if settings.integration_settings == "ssm":
+        ssm = boto3.session.Session().client("ssm", region_name=settings.region)
+        return ParameterStoreSettings(ssm).load
+    if settings.integration_settings == "secretsmanager":
+        sm = boto3.session.Session().client("secretsmanager", region_name=settings.region)
+        return SecretsManagerSettings(sm).load
+    return lambda vendor: settings_from_env(vendor, os.environ)
+
+
+def plugin_factory(load: Any, plugins: Mapping[str, Any] | None = None) -> Any:
+    """name -> the built, validated plugin (once per process; its settings read once). ``plugins``
+    gives ready ones (tests' fakes)."""
+    from meterbill.integration.registry import REGISTRY
+
+    built: dict[str, Any] = dict(plugins or {})
+
+    def plugin(name: str) -> Any:
+        if name not in built:
+            if name not in REGISTRY.names():   # registering the same class again is a no-op
+                REGISTRY.load_entry_points()
+            settings = load(name)
+            built[name] = REGISTRY.build(name, settings)
+        return built[name]
+    return plugin
+
+
 def ingest_bootstrap(settings: Settings | None = None, *, client: Any = None, clock: Clock | None = None,
                      cache_ttl_s: float = 10.0) -> IngestContainer:
     settings = settings or Settings.from_env()
@@ -124,7 +160,7 @@ def ingest_bootstrap(settings: Settings | None = None, *, client: Any = None, cl
 
 
 def bootstrap(settings: Settings | None = None, *, client: Any = None, clock: Clock | None = None,
-              cache_ttl_s: float = 10.0) -> Container:
+              cache_ttl_s: float = 10.0, plugins: Mapping[str, Any] | None = None) -> Container:
     from meterbill.adapters.dynamo_events import EventScanner, decode_stream
     from meterbill.adapters.dynamo_stream import StreamWatermark
     from meterbill.adapters.sqs_queue import SqsWorkQueue
@@ -134,8 +170,11 @@ def bootstrap(settings: Settings | None = None, *, client: Any = None, clock: Cl
     from meterbill.services.billing_runs import BillingRunService
     from meterbill.services.credit_notes import CreditNoteService
     from meterbill.services.privacy import PrivacyService
+    from meterbill.config import sync_queue_env
     from meterbill.services.rebuild import RebuildService
+    from meterbill.services.sync import SyncService
     from meterbill.services.usage import UsageService
+    from meterbill.services.webhooks import WebhookService
 
     settings = settings or Settings.from_env()
     client = client or dynamodb_client(settings)
@@ -150,6 +189,10 @@ def bootstrap(settings: Settings | None = None, *, client: Any = None, clock: Cl
     runs = BillingRunService(store, billing, queue, clock, watermark, wait_retry_s=int(settings.close_wait_retry_s),
                              max_wait_attempts=settings.close_wait_attempts,
                              max_receives=settings.close_max_receives)
+    sqs = sqs_client(settings)
+    sync_queues = {name: SqsWorkQueue(sqs, url, env_name=sync_queue_env(name)) for name, url in settings.sync_queue_urls}
+    plugin = plugin_factory(integration_settings(settings), plugins)
+    sync = SyncService(store, clock, settings.integrations, plugin, sync_queues)
     return Container(
         **vars(base),
         aggregation=aggregation.AggregationService(store, catalog, clock, decode_stream, watermark),
@@ -159,6 +202,7 @@ def bootstrap(settings: Settings | None = None, *, client: Any = None, clock: Cl
         renderer=InvoiceRenderer(settings), watermark=watermark,
         privacy=PrivacyService(store, EventScanner(client, settings.events_table), catalog, clock, watermark),
         rebuild=RebuildService(store, EventScanner(client, settings.events_table), catalog, clock),
+        sync=sync, webhooks=WebhookService(store, clock, settings.integrations, plugin),
     )
 
 
@@ -249,6 +293,17 @@ def lambda_logger(service: str | None = None, handler: logging.Handler | None = 
     shares the first one's handler and formatter; module loggers under ``meterbill`` reach it too
     when the service is named ``meterbill`` (template.yaml, and the local stack)."""
     return Logger(service=service, logger_formatter=BoundedFormatter(), logger_handler=handler)
+
+
+def partial_batch(event: dict[str, Any], context: Any, record_handler: Any, stream: bool = False) -> dict[str, Any]:
+    """Powertools' batch processing with ``batchItemFailures`` for an SQS batch (or a DynamoDB
+    stream batch): only the records that raised come back. A batch whose every record failed is
+    reported as such, not raised (the same redelivery, without an invocation error)."""
+    from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+
+    kind = EventType.DynamoDBStreams if stream else EventType.SQS
+    return process_partial_response(event=event, record_handler=record_handler, context=context,
+                                    processor=BatchProcessor(event_type=kind, raise_on_entire_batch_failure=False))
 
 
 def label_thread(function_name: str) -> None:

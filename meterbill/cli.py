@@ -91,6 +91,30 @@ def _privacy_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sync(args: argparse.Namespace) -> int:
+    """Re-drive invoices' syncs to the integrations: every invoice with a failed sync record
+    (--failed), or one invoice (--invoice). The dispatcher looks up before it creates: a re-drive
+    never makes a second external invoice."""
+    from meterbill.local import stack
+
+    state = stack.read_state()
+    if not os.environ.get("METERBILL_DYNAMODB_ENDPOINT") and state.get("dynamodb_endpoint") and not args.aws:
+        stack.prepare_environment(state["dynamodb_endpoint"])  # the running local stack
+        stack.create_queues(state["dynamodb_endpoint"])        # its queues' URLs (CreateQueue returns them)
+    from meterbill.bootstrap import bootstrap
+
+    if not args.failed and not args.invoice:
+        raise SystemExit("meterbill sync: say --failed (every failed sync) or --invoice ID")
+    sync = bootstrap().sync
+    results = sync.redrive_failed(args.invoice) if args.failed else [sync.redrive(args.invoice, args.integration)]
+    for result in results:
+        queued = ", ".join(f"{name}: {n}" for name, n in result["queued"].items()) or "no integration enabled"
+        print(f"{result['invoice']}: queued {queued}")
+    if not results:
+        print("no failed syncs")
+    return 0
+
+
 def _redrive(args: argparse.Namespace) -> int:
     import boto3
 
@@ -206,6 +230,11 @@ def main(argv: list[str] | None = None) -> int:
     again.add_argument("--queue-url", required=True)
     again.add_argument("--max-messages", type=int, default=100)
     again.add_argument("--endpoint-url", help="SQS endpoint (tests, local stand-ins)")
+    resync = sub.add_parser("sync", help="send invoices to the integrations again (failed ones, or one invoice)")
+    resync.add_argument("--failed", action="store_true", help="every invoice with a failed sync (with --invoice: that one)")
+    resync.add_argument("--invoice", metavar="ID", help="one invoice")
+    resync.add_argument("--integration", help="only this integration (with --invoice)")
+    resync.add_argument("--aws", action="store_true", help="use AWS (ignore the local stack)")
     privacy = sub.add_parser("privacy", help="data privacy: the raw-event sweep of erasures and exports")
     privacy_sub = privacy.add_subparsers(dest="privacy_command", required=True)
     sweep = privacy_sub.add_parser("sweep", help="one Scan of the events table: pseudonymise the raw events of "
@@ -222,6 +251,8 @@ def main(argv: list[str] | None = None) -> int:
         return _redrive(args)
     if args.command == "privacy":
         return _privacy_sweep(args)
+    if args.command == "sync":
+        return _sync(args)
     if args.command == "run":
         from meterbill.local.runner import run
 

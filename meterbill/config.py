@@ -7,6 +7,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from meterbill.integration.settings import enabled_integrations
+
 _HEX_COLOUR = re.compile(r"#?([0-9a-fA-F]{6}|[0-9a-fA-F]{3})", re.ASCII)
 
 
@@ -17,6 +19,21 @@ def accent_colour(value: str, name: str = "METERBILL_BRAND_ACCENT") -> str:
         raise ValueError(f"{name}={value!r} is not a hex colour such as '#1f4e79'")
     digits = match.group(1).lower()
     return "#" + (digits if len(digits) == 6 else "".join(c * 2 for c in digits))
+
+
+SETTINGS_SOURCES = ("env", "ssm", "secretsmanager")
+
+
+def sync_queue_env(integration: str) -> str:
+    """The environment variable carrying an integration's sync queue URL."""
+    return f"METERBILL_SYNC_QUEUE_{integration.upper()}"
+
+
+def _settings_source(value: str | None) -> str:
+    source = (value or "env").strip().lower()
+    if source not in SETTINGS_SOURCES:
+        raise ValueError(f"METERBILL_INTEGRATION_SETTINGS must be one of {', '.join(SETTINGS_SOURCES)}, not {value!r}")
+    return source
 
 
 def _multiline(value: str | None) -> str:
@@ -65,6 +82,12 @@ class Settings:
     close_wait_retry_s: float = 60.0
     close_wait_attempts: int = 5
     close_max_receives: int = 10
+    # Integrations (docs/integrations.md): which run here, each one's sync queue
+    # (METERBILL_SYNC_QUEUE_<NAME>), and where their settings come from: ``env`` (locally,
+    # METERBILL_<VENDOR>_<SETTING>), ``ssm`` (/meterbill/<vendor>/…) or ``secretsmanager``.
+    integrations: tuple[str, ...] = ()
+    sync_queue_urls: tuple[tuple[str, str], ...] = ()
+    integration_settings: str = "env"
     # Invoice documents (HTML/PDF): the seller's branding and payment instructions.
     brand_name: str = ""
     brand_address: str = ""                # multi-line
@@ -92,6 +115,9 @@ class Settings:
             close_wait_attempts=int(_seconds(env, "METERBILL_CLOSE_WAIT_ATTEMPTS", cls.close_wait_attempts, 100)),
             close_max_receives=int(_seconds(env, "METERBILL_CLOSE_MAX_RECEIVES", cls.close_max_receives, 1000)),
             seller_country=(env.get("METERBILL_SELLER_COUNTRY") or "").strip().upper() or None,
+            integrations=enabled_integrations(env),
+            sync_queue_urls=tuple((name, env.get(sync_queue_env(name), "")) for name in enabled_integrations(env)),
+            integration_settings=_settings_source(env.get("METERBILL_INTEGRATION_SETTINGS")),
             brand_name=env.get("METERBILL_BRAND_NAME", "").strip(),
             brand_address=_multiline(env.get("METERBILL_BRAND_ADDRESS")),
             brand_logo=env.get("METERBILL_BRAND_LOGO", "").strip() or None,

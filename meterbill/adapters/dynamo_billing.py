@@ -41,8 +41,9 @@ from meterbill.adapters.dynamo_invoices import InvoiceItems
 from meterbill.adapters.dynamo_keys import KeyItems
 from meterbill.adapters.dynamo_privacy import PrivacyItems
 from meterbill.adapters.dynamo_runs import RunItems
+from meterbill.adapters.dynamo_sync import SyncItems
 from meterbill.adapters.dynamo_usage import UsageItems
 
 
-class DynamoBillingStore(CatalogItems, UsageItems, InvoiceItems, KeyItems, PrivacyItems, RunItems):
+class DynamoBillingStore(CatalogItems, UsageItems, InvoiceItems, KeyItems, PrivacyItems, RunItems, SyncItems):
     """The billing store port (``ports.BillingStore``), one aggregate per module over one table."""

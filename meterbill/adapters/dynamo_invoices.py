@@ -4,6 +4,7 @@ number sequences, committed with the changes they make in one transaction."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -14,6 +15,19 @@ from meterbill.ports import ItemChange
 from meterbill.services.errors import Conflict
 
 NUMBERING = "NUMBERING"   # committed invoices waiting for their gapless number, by commit time
+OUTBOX_TTL_S = 35 * 86_400  # the fan-out reads the stream within seconds; the item is kept to audit
+
+
+def outbox_put(table: str, outbox_id: str, action: str, invoices: Sequence[str], at: str,
+               **extra: Any) -> dict[str, Any]:
+    """The outbox record of one transition, put in the transaction that makes it: the billing
+    table's stream (filtered to ``pk`` prefix ``OUTBOX#``) carries it to the fan-out function,
+    which queues one message per invoice for every enabled integration (docs/integrations.md).
+    Its id is deterministic (the transition it records): a retried transaction writes the same."""
+    expires = int(datetime.fromisoformat(at.replace("Z", "+00:00")).timestamp()) + OUTBOX_TTL_S
+    item = {"pk": f"OUTBOX#{outbox_id}", "sk": "OUTBOX", "id": outbox_id, "action": action,
+            "invoices": list(invoices), "at": at, "expires_at": expires, **extra}
+    return {"Put": {"TableName": table, "Item": to_item(item)}}
 
 
 class InvoiceItems(DynamoTable):
@@ -63,8 +77,10 @@ class InvoiceItems(DynamoTable):
     def number_invoices(self, first_seq: int, numbered: Sequence[tuple[str, str, str]], at: str) -> None:
         """One transaction: take numbers ``first_seq``.. of the gapless sequence and give them to
         ``numbered`` — (queue key, invoice id, number text) in order — making each invoice final
-        and listing it by number. Conflict if the counter moved (another numbering pass) or an
-        invoice is no longer waiting (its queue entry is then dropped)."""
+        and listing it by number, and one outbox record listing them all (``push``: 1 + 2 per
+        invoice + 1 items, so at most 49 invoices fit the 100-item transaction). Conflict if the
+        counter moved (another numbering pass) or an invoice is no longer waiting (its queue entry
+        is then dropped)."""
         ops: list[dict[str, Any]] = [{"Update": self._counter_update("invoice", first_seq + len(numbered) - 1,
                                                                      first_seq - 1)}]
         for i, (queued, inv_id, number) in enumerate(numbered):
@@ -76,6 +92,7 @@ class InvoiceItems(DynamoTable):
                 "ExpressionAttributeValues": to_item({":n": number, ":final": "final", ":finalizing": "finalizing",
                                                       ":o": f"{first_seq + i:012d}", ":at": at})}})
             ops.append({"Delete": {"TableName": self._t, "Key": {"pk": {"S": NUMBERING}, "sk": {"S": queued}}}})
+        ops.append(outbox_put(self._t, f"push#{first_seq:012d}", "push", [inv for _, inv, _ in numbered], at))
         try:
             self._c.transact_write_items(TransactItems=ops)
         except ClientError as exc:
@@ -83,7 +100,7 @@ class InvoiceItems(DynamoTable):
                 raise
             reasons = exc.response.get("CancellationReasons") or []
             stale = [numbered[(i - 1) // 2][0] for i, r in enumerate(reasons)
-                     if i and i % 2 and r.get("Code") == "ConditionalCheckFailed"]
+                     if 0 < i <= 2 * len(numbered) and i % 2 and r.get("Code") == "ConditionalCheckFailed"]
             for queued in stale:  # not a finalizing invoice (numbered already, or gone): nothing to number
                 self._c.delete_item(TableName=self._t, Key={"pk": {"S": NUMBERING}, "sk": {"S": queued}})
             raise Conflict("the invoice counter moved (another numbering pass); retry") from exc
@@ -115,7 +132,9 @@ class InvoiceItems(DynamoTable):
         self._transact([
             {"Put": {"TableName": self._t, "Item": to_item(item), "ConditionExpression": "attribute_not_exists(pk)"}},
             {"Update": self._counter_update("credit_note", number_seq)},
-            *(change_op(self._t, ch) for ch in changes)])
+            *(change_op(self._t, ch) for ch in changes),
+            outbox_put(self._t, f"credit_note#{note['id']}", "credit_note", [note["invoice_id"]],
+                       note["created_at"], credit_note=note["id"])])
 
     def get_credit_note(self, note_id: str) -> dict[str, Any] | None:
         return self._get(f"CN#{note_id}", "CREDITNOTE")
@@ -150,27 +169,33 @@ class InvoiceItems(DynamoTable):
             raise
 
     def set_invoice_status(self, invoice_id: str, allowed_from: Iterable[str], status: str,
-                           changes: Mapping[str, Any]) -> dict[str, Any]:
-        """Move an invoice to ``status`` only if it is in one of ``allowed_from`` (atomic)."""
+                           changes: Mapping[str, Any], outbox_at: str | None = None) -> dict[str, Any]:
+        """Move an invoice to ``status`` only if it is in one of ``allowed_from`` (atomic). With
+        ``outbox_at``, an outbox record of the transition (action = ``status``: ``paid``,
+        ``void``) is written in the same transaction, so the integrations hear of it."""
         allowed = sorted(allowed_from)
         values = {f":f{i}": v for i, v in enumerate(allowed)}
         names = {"#st": "status", **{f"#c{i}": k for i, k in enumerate(changes)}}
         sets = ", ".join(["#st = :to", *(f"#c{i} = :c{i}" for i in range(len(changes)))])
+        update = {
+            "TableName": self._t, "Key": {"pk": {"S": f"INV#{invoice_id}"}, "sk": {"S": "INVOICE"}},
+            "UpdateExpression": f"SET {sets}",
+            "ConditionExpression": f"attribute_exists(pk) AND #st IN ({', '.join(values)})",
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": to_item({**values, ":to": status,
+                                                  **{f":c{i}": v for i, v in enumerate(changes.values())}})}
         try:
-            resp = self._c.update_item(
-                TableName=self._t, Key={"pk": {"S": f"INV#{invoice_id}"}, "sk": {"S": "INVOICE"}},
-                UpdateExpression=f"SET {sets}",
-                ConditionExpression=f"attribute_exists(pk) AND #st IN ({', '.join(values)})",
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=to_item({**values, ":to": status,
-                                                   **{f":c{i}": v for i, v in enumerate(changes.values())}}),
-                ReturnValues="ALL_NEW")
+            if outbox_at is None:
+                resp = self._c.update_item(**update, ReturnValues="ALL_NEW")
+                return from_item(resp["Attributes"])
+            self._c.transact_write_items(TransactItems=[
+                {"Update": update}, outbox_put(self._t, f"{status}#{invoice_id}", status, [invoice_id], outbox_at)])
         except ClientError as exc:
             if conditional_failed(exc):
                 raise Conflict(f"invoice {invoice_id} is not in a state that allows this "
                                f"(allowed from: {', '.join(allowed)})", field="status") from exc
             raise
-        return from_item(resp["Attributes"])
+        return self.get_invoice(invoice_id) or {}
 
     def get_invoice(self, invoice_id: str) -> dict[str, Any] | None:
         return self._get(f"INV#{invoice_id}", "INVOICE")

@@ -15,17 +15,19 @@ MAX_ATTEMPTS = 8
 
 
 class SqsWorkQueue:
-    def __init__(self, client: Any, url: str, sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(self, client: Any, url: str, sleep: Callable[[float], None] = time.sleep,
+                 env_name: str = "METERBILL_CLOSE_QUEUE_URL") -> None:
         self._c = client
         self._url = url
         self._sleep = sleep
+        self._env_name = env_name
 
     def send(self, messages: Sequence[Mapping[str, Any]]) -> None:
         """Every message, 10 per ``SendMessageBatch``; entries SQS could not take are sent again
         (with backoff). Raises once entries are still refused after MAX_ATTEMPTS: the caller has
         recorded nothing for them, so its retry sends them again."""
         if messages and not self._url:
-            raise RuntimeError("no close queue configured: set METERBILL_CLOSE_QUEUE_URL")
+            raise RuntimeError(f"no queue configured: set {self._env_name}")
         for i in range(0, len(messages), BATCH):
             entries = [{"Id": str(n), "MessageBody": json.dumps(m, separators=(",", ":"))}
                        for n, m in enumerate(messages[i:i + BATCH])]

@@ -63,6 +63,7 @@ SUCCESS: dict[str, tuple[int, str | None]] = {
     "GET /v1/invoices/{invoice_id}.pdf": (200, None), "GET /v1/invoices/{invoice_id}.html": (200, None),
     "GET /v1/invoices/{invoice_id}/lines/{index}/usage": (200, "LineUsage"),
     "POST /v1/invoices/{invoice_id}/{action}": (200, "Invoice"),
+    "POST /v1/invoices/{invoice_id}/sync": (202, "SyncQueued"),
     "POST /v1/credit-notes": (201, "CreditNote"), "GET /v1/credit-notes": (200, "CreditNotePage"),
     "GET /v1/credit-notes/{note_id}": (200, "CreditNote"),
     "GET /v1/credit-notes/{note_id}.pdf": (200, None), "GET /v1/credit-notes/{note_id}.html": (200, None),

@@ -123,6 +123,7 @@ def page(items: list[dict[str, Any]], cursor: str | None) -> dict[str, Any]:
 
 Limit = Annotated[int, Query(ge=1, le=100)]
 Cursor = Annotated[str | None, Query()]
+IntegrationName = Annotated[str | None, Query(pattern=r"^[a-z][a-z0-9_]{0,31}$", description="e.g. stripe")]
 
 
 @router.get("/v1/health")
@@ -372,9 +373,14 @@ def get_invoice_html(invoice_id: str):  # type: ignore[no-untyped-def]
     return html_response(doc, container().renderer.html(doc))
 
 
-@router.get("/v1/invoices/<invoice_id>")
+@router.get("/v1/invoices/<invoice_id>",
+            description="The invoice, with `integrations`: each enabled integration's sync state of it "
+                        "(status pending | in_flight | synced | failed | unknown, external id, number, URL, "
+                        "error, attempts, updated_at; later actions — void, paid, credit note — under `actions`).")
 def get_invoice(invoice_id: str) -> dict[str, Any]:
-    return invoice_doc(invoice_id)
+    doc = invoice_doc(invoice_id)
+    doc["integrations"] = plain(container().sync.sync_state(invoice_id))
+    return doc
 
 
 # Three path segments after the id: neither GET .../<invoice_id>(.pdf|.html) nor POST .../<invoice_id>/<action>
@@ -393,6 +399,15 @@ def invoice_line_usage(invoice_id: str, index: str, limit: Annotated[int, Query(
 def list_invoices(customer: Cursor = None, limit: Limit = 50, cursor: Cursor = None) -> dict[str, Any]:
     items, nxt = container().billing_store.list_invoices(customer, limit, cursor)
     return page([public_view(i) for i in items], nxt)
+
+
+# Registered before POST /v1/invoices/<invoice_id>/<action>, which would take "sync" as an action.
+@router.post("/v1/invoices/<invoice_id>/sync",
+             description="Send the invoice to the integrations again (all enabled, or `integration=`): a failed "
+                         "sync is reopened; a synced one is left alone (the dispatcher looks up before it "
+                         "creates, so nothing is pushed twice). 202: queued.")
+def sync_invoice(invoice_id: str, integration: IntegrationName = None) -> tuple[dict[str, Any], int]:
+    return plain(container().sync.redrive(invoice_id, integration)), 202
 
 
 @router.post("/v1/invoices/<invoice_id>/<action>",

@@ -81,6 +81,9 @@ def run() -> None:
         poller = stack.StreamPoller(endpoint, container.settings.events_table, aggregator.handler)
 
         queue = stack.close_queue_worker(endpoint, queue_url)
+        # the integrations (METERBILL_INTEGRATIONS): outbox stream -> fan-out -> each sync queue -> dispatch
+        outbox = stack.outbox_poller(endpoint, container.settings.billing_table)
+        syncs = stack.sync_workers(endpoint, container)
 
         def close_tick() -> None:
             poller.drain()  # what Lambda's stream mapping would have applied by now
@@ -93,6 +96,11 @@ def run() -> None:
         # the close queue's event source mapping: workers long-poll and invoke the close worker's handler
         threads += [threading.Thread(target=_loop, args=(stop, 0, lambda: queue.poll_once(wait_s=1), "close worker"),
                                      name=f"close-worker-{i}", daemon=True) for i in range(close_workers)]
+        if container.settings.integrations:
+            threads.append(threading.Thread(target=_loop, args=(stop, 0.5, outbox.drain, "outbox fan-out"), daemon=True))
+        threads += [threading.Thread(target=_loop, args=(stop, 0, (lambda w: lambda: w.poll_once(wait_s=1))(w),
+                                                         "sync dispatch"), name=f"dispatch-{i}", daemon=True)
+                    for i, w in enumerate(syncs)]
         if close_every > 0:
             threads.append(threading.Thread(target=_loop, args=(stop, close_every, close_tick, "close"), daemon=True))
         for t in threads:

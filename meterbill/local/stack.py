@@ -290,6 +290,25 @@ def close_queue_worker(endpoint: str | None, url: str) -> QueueWorker:
     return QueueWorker(sqs_client(endpoint), url, close_worker.handler)
 
 
+def outbox_poller(endpoint: str | None, billing_table: str) -> StreamPoller:
+    """The billing table's stream, driven like Lambda's mapping, into the deployed fan-out handler
+    (functions/outbox_fanout.py; it skips what the template's FilterCriteria would not pass)."""
+    from functions import outbox_fanout
+
+    return StreamPoller(endpoint, billing_table, outbox_fanout.handler)
+
+
+def sync_workers(endpoint: str | None, container: Any) -> list[QueueWorker]:
+    """One worker per enabled integration's sync queue, invoking the dispatch function's code for
+    that integration (on AWS one function per queue, METERBILL_INTEGRATION naming it)."""
+    from functions import dispatch
+
+    client = sqs_client(endpoint)
+    return [QueueWorker(client, url, (lambda n: lambda event, ctx: dispatch.process(event, ctx, container.sync, n))(name),
+                        function_name=f"{name}_dispatch")
+            for name, url in container.settings.sync_queue_urls if url]
+
+
 class QueueWorker:
     """Consumes an SQS queue like Lambda's event source mapping with ReportBatchItemFailures:
     receives a batch (long poll), invokes the handler with the SQS event Lambda would pass, and

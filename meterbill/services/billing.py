@@ -175,7 +175,9 @@ class BillingService:
         changes: dict[str, Any] = {f"{status}_at": when}
         if reference:
             changes[f"{status}_reference"] = reference
-        return self._store.set_invoice_status(invoice_id, allowed, status, changes)
+        # paid and void reach the integrations (outbox); uncollectible is a collection matter
+        outbox = when if status in ("paid", "void") else None
+        return self._store.set_invoice_status(invoice_id, allowed, status, changes, outbox_at=outbox)
 
     def simulate(self, plan_raw: dict[str, Any], customer_ids: list[str] | None, periods: int = 3) -> dict[str, Any]:
         """Re-rate customers' last ``periods`` invoiced periods under a candidate plan, with the

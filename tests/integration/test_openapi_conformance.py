@@ -80,6 +80,8 @@ RULES_THE_SCHEMA_CANNOT_STATE: list[tuple[str, str, str]] = [
     ("PUT /v1/customers/{customer_id}", r"price_overrides(\..+)?", "invalid_field"),
     # ... a plan change takes effect after the invoiced periods, periods start from started_at
     ("PUT /v1/customers/{customer_id}", "plan_effective_at|started_at|billing_anchor", "invalid_field"),
+    # the deployment's configuration: integrations enabled here (METERBILL_INTEGRATIONS)
+    ("POST /v1/invoices/{invoice_id}/sync", "integration", "invalid_field"),
     # the host's time zone database
     ("PUT /v1/customers/{customer_id}", "timezone", "invalid_field"),
     ("POST /v1/simulations", "plan.currency", "invalid_field"),
