@@ -38,9 +38,13 @@ class SlowDynamo(BaseHTTPRequestHandler):
         pass
 
 
+class Server(ThreadingHTTPServer):
+    request_queue_size = 256  # socketserver's default backlog of 5 resets connections when all arrive at once
+
+
 @pytest.fixture
 def slow_endpoint() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), SlowDynamo)
+    server = Server(("127.0.0.1", 0), SlowDynamo)
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
