@@ -49,11 +49,31 @@ def lambda_env(variables: dict[str, Any], parameters: dict[str, Any]) -> dict[st
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(REPO), **FAKE_AWS,
            "METERBILL_DYNAMODB_ENDPOINT": "http://127.0.0.1:9"}  # never AWS; nothing is sent anyway
     for name, value in variables.items():
-        if isinstance(value, dict) and "Ref" in value:
-            ref = value["Ref"]
-            value = TABLE_NAMES.get(ref) or (parameters.get(ref) or {}).get("Default", "")
-        env[name] = str(value)
+        resolved = _resolve(value, parameters)
+        if resolved is not None:
+            env[name] = str(resolved)
     return env
+
+
+def _resolve(value: Any, parameters: dict[str, Any]) -> Any:
+    """The few intrinsics the template's environments use, as a default deployment resolves them:
+    Ref (tables, parameter defaults, other resources as a placeholder), Fn::If (every condition is
+    false by default: integrations are disabled), Fn::Join; AWS::NoValue drops the value."""
+    if not isinstance(value, dict):
+        return value
+    if "Ref" in value:
+        ref = value["Ref"]
+        if ref == "AWS::NoValue":
+            return None
+        if ref in TABLE_NAMES:
+            return TABLE_NAMES[ref]
+        return (parameters.get(ref) or {}).get("Default", f"https://example.invalid/{ref}")
+    if "Fn::If" in value:
+        return _resolve(value["Fn::If"][2], parameters)
+    if "Fn::Join" in value:
+        sep, items = value["Fn::Join"]
+        return sep.join(str(r) for r in (_resolve(i, parameters) for i in items) if r is not None)
+    return ""
 
 
 def measure(handler: str, env: dict[str, str]) -> dict[str, Any]:
