@@ -34,7 +34,9 @@ from moto.dynamodb.models.table import StreamShard
 
 # Every DynamoDB write of this process (re-entrant: a transaction calls put/update/delete).
 WRITE_LOCK = threading.RLock()
-_WRITES = ("put_item", "update_item", "delete_item")
+# ... and every read that iterates a table's items (moto's dicts change size under a concurrent write:
+# "dictionary changed size during iteration")
+_WRITES = ("put_item", "update_item", "delete_item", "query", "scan")
 
 
 def patch_moto() -> None:
