@@ -14,8 +14,9 @@
 METERBILL_ROOT := $(abspath $(dir $(lastword $(MAKEFILE_LIST)))..)
 
 SAM_PYTHON ?= python3
+SAM_RUNTIME_VERSION ?= 3.12
 SAM_PIP_TARGET_FLAGS ?= --platform manylinux2014_aarch64 --implementation cp \
-	--python-version 3.12 --only-binary=:all:
+	--python-version $(SAM_RUNTIME_VERSION) --only-binary=:all:
 
 SAM_FUNCTIONS := ApiFunction IngestFunction AggregatorFunction ClosePeriodsFunction CloseWorkerFunction \
 	OutboxFanoutFunction StripeDispatchFunction StripeWebhookFunction
@@ -26,3 +27,19 @@ $(addprefix build-,$(SAM_FUNCTIONS)):
 	$(if $(ARTIFACTS_DIR),,$(error ARTIFACTS_DIR is not set; run this target via `sam build`))
 	cd "$(METERBILL_ROOT)" && $(SAM_PYTHON) -m pip install --no-compile \
 		--disable-pip-version-check $(SAM_PIP_TARGET_FLAGS) -t "$(ARTIFACTS_DIR)" .
+	$(MAKE) -f "$(METERBILL_ROOT)/infra/sam-build.mk" compile-artifacts ARTIFACTS_DIR="$(ARTIFACTS_DIR)"
+
+# Bytecode compiled at build time: /var/task is read-only on Lambda, so without .pyc files every
+# cold start compiles every module from source (docs/performance.md, cold start). The .pyc must be
+# the runtime's (cpython-312), so only an interpreter of that version compiles them (e.g.
+# `sam build --use-container`); another build host skips it with a warning. Hash-based and
+# unchecked: the deployment zip keeps mtimes at 2-second resolution, which would invalidate
+# timestamp-based .pyc and send Lambda back to compiling.
+.PHONY: compile-artifacts
+compile-artifacts:
+	$(if $(ARTIFACTS_DIR),,$(error ARTIFACTS_DIR is not set))
+	@if $(SAM_PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != tuple(map(int, "$(SAM_RUNTIME_VERSION)".split("."))))'; then \
+		$(SAM_PYTHON) -m compileall -q -j 0 --invalidation-mode unchecked-hash "$(ARTIFACTS_DIR)"; \
+	else \
+		echo "warning: $(SAM_PYTHON) is not Python $(SAM_RUNTIME_VERSION): no .pyc compiled (Lambda compiles at each cold start; use sam build --use-container)" >&2; \
+	fi

@@ -8,6 +8,7 @@ import copy
 import importlib
 import shutil
 import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -526,3 +527,34 @@ def test_sam_build_targets(function: str, tmp_path: Path) -> None:
     assert f'cd "{REPO_ROOT}"' in recipe
     assert "pip install --no-compile" in recipe
     assert f'-t "{artifacts}" .' in recipe
+    assert "compile-artifacts" in recipe
+
+
+def _compile_artifacts(tmp_path: Path, runtime: str) -> subprocess.CompletedProcess[str]:
+    artifacts = tmp_path / "artifacts"
+    (artifacts / "pkg").mkdir(parents=True)
+    (artifacts / "pkg" / "mod.py").write_text("VALUE = 1\n", encoding="utf-8")
+    return subprocess.run(
+        ["make", "-s", "-f", str(REPO_ROOT / "infra" / "sam-build.mk"), "compile-artifacts",
+         f"ARTIFACTS_DIR={artifacts}", f"SAM_PYTHON={sys.executable}", f"SAM_RUNTIME_VERSION={runtime}"],
+        cwd=tmp_path, capture_output=True, text=True, check=False)
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+def test_sam_build_compiles_bytecode_for_the_runtime(tmp_path: Path) -> None:
+    """Built with the runtime's interpreter, every module gets an unchecked hash-based .pyc
+    (zip mtimes cannot invalidate it), so a cold start on read-only /var/task compiles nothing."""
+    host = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    result = _compile_artifacts(tmp_path, host)
+    assert result.returncode == 0, result.stderr
+    pyc = tmp_path / "artifacts" / "pkg" / "__pycache__" / f"mod.{sys.implementation.cache_tag}.pyc"
+    flags = int.from_bytes(pyc.read_bytes()[4:8], "little")
+    assert flags == 0b01   # hash-based, check_source off (PEP 552)
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+def test_sam_build_skips_bytecode_from_another_python(tmp_path: Path) -> None:
+    result = _compile_artifacts(tmp_path, "2.7")
+    assert result.returncode == 0, result.stderr
+    assert "no .pyc compiled" in result.stderr
+    assert not (tmp_path / "artifacts" / "pkg" / "__pycache__").exists()
