@@ -7,11 +7,11 @@ usage-watermark wait, SendMessageBatch, the workers' closes and outcome transact
 are created first, over the API with 8 clients, untimed. Scale with BENCH_CLOSE_CUSTOMERS
 (default 50) and BENCH_CLOSE_WORKERS (the stack's worker threads, default 4, as `meterbill run`).
 
-Why 50 and not the issue's 10,000: moto 5.2.1's TransactWriteItems deep-copies the whole table
-once per item of the transaction (its rollback), so every invoice commit and every outcome record
-costs O(table size): a run is O(N^2) on moto (about 1 s per customer at 200 customers here, and
-the moto process grows by megabytes per customer). docs/performance.md has the figures. Measures
-our code + moto in one process tree on this machine, not SQS + Lambda + DynamoDB.
+The issue's figure is a run over 10,000 customers (BENCH_CLOSE_CUSTOMERS=10000, about an hour on this
+2-core host: seeding over the API plus the run); the default stays small so `make bench` finishes. A long
+run prints its progress to stderr every minute. Before `patch_moto` (meterbill/local/moto_server.py) moto's
+TransactWriteItems deep-copied whole tables per transaction and a run was O(N^2). Measures our code + moto
+in one process tree on this machine, not SQS + Lambda + DynamoDB.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import sys
 import tempfile
 import threading
 import time
@@ -79,8 +80,13 @@ def _measure(port: int, key: str, proc: object, log_path: Path) -> None:
     answered = time.perf_counter() - t0
     run = json.loads(data)
     retried = 0
+    shown = time.perf_counter()
     while run["status"] != "finished":
         time.sleep(1)
+        if time.perf_counter() - shown >= 60:   # a long run says where it is (stderr: not a figure)
+            shown = time.perf_counter()
+            print(f"# close_run: {shown - t0:.0f} s, queued {run.get('queued')}, closed {run.get('closed')}, "
+                  f"waiting {run.get('waiting')}, failed {run.get('failed')}", file=sys.stderr, flush=True)
         status, data, _ = client.call("GET", f"/v1/billing-runs/{run['id']}")
         if status >= 500 and retried < 100:   # moto busy (its transactions copy the table): ask again
             retried += 1
