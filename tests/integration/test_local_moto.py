@@ -127,3 +127,60 @@ def test_a_transaction_writes_all_its_items_when_every_condition_holds(ddb: Any)
     reasons = [r["Code"] for r in exc.value.response["CancellationReasons"]]
     assert reasons == ["ConditionalCheckFailed", "None"]
     assert ddb.get_item(TableName="t-billing", Key={"pk": {"S": "C"}, "sk": {"S": "1"}})["Item"]["n"] == {"N": "1"}
+
+
+def _pages(ddb: Any, **query: Any) -> list[list[dict[str, Any]]]:
+    pages, start = [], None
+    while True:
+        page = ddb.query(**query, **({"ExclusiveStartKey": start} if start else {}))
+        pages.append(page["Items"])
+        start = page.get("LastEvaluatedKey")
+        if not start:
+            return pages
+
+
+def test_a_query_reads_its_partition_and_answers_as_moto_does(ddb: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fix 3: a table query starts from its one partition (moto listed and sorted the whole table per
+    query); table and index queries, paged, reversed, with key conditions and filters, answer item for
+    item as moto's own query does."""
+    from moto.dynamodb.models.table import Table
+
+    for p in range(12):
+        for s in range(9):
+            ddb.put_item(TableName="t-billing", Item={
+                "pk": {"S": f"CUST#{p % 5}" if p < 5 else f"OTHER#{p}"}, "sk": {"S": f"ITEM#{s:02d}#{p}"},
+                "n": {"N": str((p * s) % 7)}, "gsi1pk": {"S": f"G#{s % 3}"}, "gsi1sk": {"S": f"{p:03d}#{s}"}})
+    queries = [
+        {"KeyConditionExpression": "pk = :p", "ExpressionAttributeValues": {":p": {"S": "CUST#3"}}, "Limit": 4},
+        {"KeyConditionExpression": "pk = :p AND begins_with(sk, :s)", "ScanIndexForward": False, "Limit": 2,
+         "ExpressionAttributeValues": {":p": {"S": "CUST#1"}, ":s": {"S": "ITEM#0"}}},
+        {"KeyConditionExpression": "pk = :p AND sk BETWEEN :a AND :b", "FilterExpression": "n > :z",
+         "ExpressionAttributeValues": {":p": {"S": "CUST#2"}, ":a": {"S": "ITEM#02"}, ":b": {"S": "ITEM#07"},
+                                       ":z": {"N": "2"}}, "Limit": 3},
+        {"KeyConditionExpression": "pk = :p", "ExpressionAttributeValues": {":p": {"S": "NOBODY"}}},
+        {"IndexName": "gsi1", "KeyConditionExpression": "gsi1pk = :g AND gsi1sk > :k", "Limit": 5,
+         "ExpressionAttributeValues": {":g": {"S": "G#1"}, ":k": {"S": "004"}}, "ScanIndexForward": False},
+    ]
+    from meterbill.local import moto_server
+
+    considered: list[int] = []    # how many items each query page started from
+    listed = Table.all_items
+
+    def counting(self: Table) -> Any:
+        items = listed(self)
+        considered.append(len(items))
+        return items
+
+    monkeypatch.setattr(Table, "all_items", counting)
+    patched = [_pages(ddb, TableName="t-billing", **q) for q in queries]
+    pages = [len(p) for p in patched]
+    table_pages, index_pages = considered[:sum(pages[:4])], considered[sum(pages[:4]):]
+    assert max(table_pages) == 9 and set(table_pages) <= {0, 9}    # one partition, not the 108-item table
+    assert set(index_pages) == {108}                                # an index query starts from every item
+    assert moto_server._SCOPE.items is None
+    assert any(len(p) > 1 for p in patched[0:3]) and patched[3] == [[]] and sum(map(len, patched[4])) > 0
+
+    moto_query, moto_all_items = Table.query.moto  # type: ignore[attr-defined]
+    monkeypatch.setattr(Table, "query", moto_query)
+    monkeypatch.setattr(Table, "all_items", moto_all_items)
+    assert [_pages(ddb, TableName="t-billing", **q) for q in queries] == patched
