@@ -23,6 +23,12 @@ with two fixes for concurrent clients (`patch_moto`, also applied to in-process 
    customer's partitions) is quadratic — a 10,000-customer local run closed a few customers a
    minute. Here a query of the table reads its one partition; a query of an index starts from the
    unsorted items (moto sorts the matches itself). Results are moto's, item for item (tested).
+4. SQS calls that don't recount the queue. moto computes every queue attribute — the approximate
+   message counts, each a pass over all messages reading the clock twice per message — to look up
+   one (``ContentBasedDeduplication`` on every message sent, ``MessageRetentionPeriod`` on every
+   message received): sending or receiving cost O(queue length), so enqueueing a 10,000-customer
+   run was quadratic. Here those two look-ups read the queue's field, and moto's clock is
+   ``time.time()`` (what its datetime arithmetic computed).
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from __future__ import annotations
 import copy
 import inspect
 import threading
+import time
 from typing import Any
 
 from moto.dynamodb.comparisons import get_filter_expression
@@ -47,9 +54,10 @@ _WRITES = ("put_item", "update_item", "delete_item", "query", "scan")
 
 
 def patch_moto() -> None:
-    """The three fixes, in this process (once; calling again is a no-op)."""
+    """The four fixes, in this process (once; calling again is a no-op)."""
     number_stream_records_one_at_a_time()
     query_one_partition()
+    sqs_without_recounting()
     if getattr(DynamoDBBackend.transact_write_items, "isolated", False):
         return
     for name in _WRITES:
@@ -109,6 +117,49 @@ def query_one_partition() -> None:
     query_from_partition.moto = (query, all_items)  # type: ignore[attr-defined]  # moto's own (the tests compare)
     Table.query = query_from_partition  # type: ignore[method-assign]
     Table.all_items = scoped_all_items  # type: ignore[method-assign]
+
+
+def sqs_without_recounting() -> None:
+    """Patch moto, in this process: SQS sends and receives read single queue fields (once)."""
+    from moto.sqs import models as sqs
+
+    if getattr(sqs.SQSBackend.send_message, "uncounted", False):
+        return
+    moto_unix_time = sqs.unix_time
+
+    def unix_time(dt: Any = None) -> float:
+        return time.time() if dt is None else moto_unix_time(dt)
+
+    def unix_time_millis(dt: Any = None) -> float:
+        return unix_time(dt) * 1000.0
+
+    sqs.unix_time, sqs.unix_time_millis = unix_time, unix_time_millis
+    send_message = sqs.SQSBackend.send_message
+    attributes = sqs.Queue.attributes
+
+    def queue_attributes(self: Any) -> dict[str, Any]:
+        if getattr(_SENDING, "queue", None) is self:   # send_message wants ContentBasedDeduplication only
+            return {"ContentBasedDeduplication": str(bool(getattr(self, "content_based_deduplication", False))).lower()}
+        return attributes.fget(self)  # type: ignore[no-any-return]
+
+    def send_uncounted(self: Any, queue_name: str, *args: Any, **kwargs: Any) -> Any:
+        _SENDING.queue = self.get_queue(queue_name)
+        try:
+            return send_message(self, queue_name, *args, **kwargs)
+        finally:
+            _SENDING.queue = None
+
+    def retained(self: Any, queue_name: str, message: Any) -> bool:
+        queue = self.get_queue(queue_name)
+        return int(queue.message_retention_period) + message.sent_timestamp / 1000 > time.time()
+
+    send_uncounted.uncounted = True  # type: ignore[attr-defined]
+    sqs.SQSBackend.send_message = send_uncounted
+    sqs.Queue.attributes = property(queue_attributes)
+    sqs.SQSBackend.is_message_valid_based_on_retention_period = retained
+
+
+_SENDING = threading.local()   # the queue a send_message on this thread writes to (fix 4)
 
 
 def _unsorted_items(table: Table) -> list[Any]:

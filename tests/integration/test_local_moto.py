@@ -184,3 +184,37 @@ def test_a_query_reads_its_partition_and_answers_as_moto_does(ddb: Any, monkeypa
     monkeypatch.setattr(Table, "query", moto_query)
     monkeypatch.setattr(Table, "all_items", moto_all_items)
     assert [_pages(ddb, TableName="t-billing", **q) for q in queries] == patched
+
+
+def test_sqs_sends_and_receives_without_recounting_the_queue(aws: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fix 4: sending and receiving read single queue fields (moto recounted every message of the
+    queue per message sent or received); what SQS answers is unchanged: counts, receives, FIFO
+    content-based de-duplication, retention."""
+    from moto.sqs import models as sqs_models
+
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    url = sqs.create_queue(QueueName="t-plain")["QueueUrl"]
+    fifo = sqs.create_queue(QueueName="t-dedup.fifo", Attributes={
+        "FifoQueue": "true", "ContentBasedDeduplication": "true"})["QueueUrl"]
+    for i in range(0, 30, 10):
+        sqs.send_message_batch(QueueUrl=url, Entries=[{"Id": f"m{j}", "MessageBody": f"body {j}"}
+                                                      for j in range(i, i + 10)])
+    counted: list[int] = []
+    counts = sqs_models.Queue.approximate_number_of_messages
+
+    monkeypatch.setattr(sqs_models.Queue, "approximate_number_of_messages",
+                        property(lambda self: counted.append(1) or counts.fget(self)))
+    sqs.send_message(QueueUrl=url, MessageBody="one more")
+    got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
+    assert counted == []                       # neither recounted the queue
+    assert len(got) == 10
+    attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    assert (attrs["ApproximateNumberOfMessages"], attrs["ApproximateNumberOfMessagesNotVisible"]) == ("21", "10")
+    for _ in range(2):
+        sqs.send_message(QueueUrl=fifo, MessageBody="same", MessageGroupId="g")
+    assert attrs and sqs.get_queue_attributes(QueueUrl=fifo, AttributeNames=["ApproximateNumberOfMessages"])[
+        "Attributes"]["ApproximateNumberOfMessages"] == "1"   # content-based de-duplication still applies
+    sqs.set_queue_attributes(QueueUrl=url, Attributes={"MessageRetentionPeriod": "60"})
+    later = time.time() + 61
+    monkeypatch.setattr("meterbill.local.moto_server.time.time", lambda: later)
+    assert "Messages" not in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)   # past retention
