@@ -105,6 +105,7 @@ def run() -> None:
     report("anomaly_recall", seen / labelled, "ratio", note=note)
     report("anomaly_detect_hour", elapsed / hours * 1e6, "µs", note="pure detector, per scanned hour")
     _nyc_taxi()
+    _scan_cost()
 
 
 def _epoch(text: str) -> int:
@@ -127,3 +128,58 @@ def _nyc_taxi() -> None:
     report("anomaly_nyc_taxi_precision", inside / len(found) if found else 1.0, "ratio", note=note)
     report("anomaly_nyc_taxi_recall", seen / len(windows), "ratio", note=note)
     report("anomaly_nyc_taxi_false_alarms", (len(found) - inside) / weeks, "per week")
+
+
+def _scan_cost() -> None:
+    """What the hourly scan reads per customer: in-process moto, one customer with METERS meters
+    and the detector's whole look-back of hourly usage items (5 weeks), one scheduled scan metered
+    by DynamoDB's read rules (a Query page's item sizes summed, rounded up to 4 KB; every read
+    counted as strongly consistent: an upper bound)."""
+    import boto3
+    from moto import mock_aws
+
+    from bench.wcu import item_size
+    from infra.template import create_tables
+    from meterbill.bootstrap import bootstrap
+    from meterbill.config import Settings
+    from meterbill.domain.anomalies import DEFAULT
+    from meterbill.domain.meters import BucketState
+    from meterbill.local.moto_server import patch_moto
+    from meterbill.ports import UsageItem
+
+    meters = ("api_calls", "tokens", "gpu_seconds")
+    now = datetime(2026, 11, 5, 12, 10, tzinfo=timezone.utc)
+    patch_moto()
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        create_tables(client, {"EventsTable": "b-events", "BillingTable": "b-billing"})
+        c = bootstrap(Settings(events_table="b-events", billing_table="b-billing"), client=client,
+                      clock=lambda: now, cache_ttl_s=0)
+        for code in meters:
+            c.catalog.put_meter(code, {"event_type": code, "aggregation": "sum", "property": "value"})
+        c.catalog.put_plan("pro", {"currency": "USD", "interval": "month", "base_fee": "10.00", "charges": []})
+        c.catalog.put_customer("acme", {"name": "Acme", "plan": "pro", "started_at": "2026-09-01T00:00:00Z",
+                                        "billing_anchor": "2026-09-01T00:00:00Z"})
+        end = int(now.timestamp()) // HOUR * HOUR
+        first = end - DEFAULT.history_s() - 3 * HOUR
+        rng = random.Random(SEED)
+        for code in meters:
+            for h in range(first, end, HOUR):
+                state = BucketState(count=4, sum=Decimal(rng.randint(50, 150)))
+                c.billing_store.put_usage_item(UsageItem(("acme", h, code, ""), {h: state}, version=1), None)
+        metered = {"rcu": 0.0, "calls": 0}
+
+        def meter(parsed: dict, model: object, **_: object) -> None:
+            metered["calls"] += 1
+            if getattr(model, "name", "") == "Query":
+                metered["rcu"] += max(1, math.ceil(sum(item_size(i) for i in parsed.get("Items", [])) / 4096))
+            elif getattr(model, "name", "") == "GetItem":
+                metered["rcu"] += max(1, math.ceil(item_size(parsed.get("Item", {})) / 4096))
+        client.meta.events.register("after-call.dynamodb", meter)
+        t0 = time.perf_counter()
+        result = c.anomalies.scheduled(now)
+        elapsed = time.perf_counter() - t0
+    note = (f"{len(meters)} meters x {DEFAULT.history_s() // HOUR + 3} hourly items each, {metered['calls']} calls, "
+            f"{result['usage_items_read']} usage items read")
+    report("anomaly_scan_customer_rcu", metered["rcu"], "RCU", note=note)
+    report("anomaly_scan_customer_moto", elapsed * 1000, "ms", note="in-process moto, not AWS latency")

@@ -25,6 +25,7 @@ SCHEDULED_HOURS = 3            # each scheduled scan looks at the last complete 
 MAX_SCAN_DAYS = 366            # a request or CLI call scans at most a year (a new deployment's history)
 CUSTOMERS_PER_PAGE = 100       # an all-customer scan over the API: one page of customers per request
 ALERTS_PER_REDRIVE = 100
+ALERT_WITHIN_S = 24 * HOUR    # an anomaly found in history that ended before this is stored, not alerted
 LISTED = 100                   # anomalies named in a scan's answer (the counts cover all)
 
 
@@ -54,15 +55,26 @@ class AnomalyService:
         result = self.scan_all(end - SCHEDULED_HOURS * HOUR, end, time_left)
         return {**result, "alerts_redriven": redriven}
 
-    def scan_all(self, start_s: int, end_s: int, time_left: Callable[[], float] | None = None) -> dict[str, Any]:
+    def scan_all(self, start_s: int, end_s: int, time_left: Callable[[], float] | None = None,
+                 progress: Callable[[Mapping[str, Any]], None] | None = None) -> dict[str, Any]:
+        """Every customer, page after page (until ``time_left()`` runs under 30 s: ``next_cursor``)."""
         total: dict[str, Any] = {}
         cursor: str | None = None
         while True:
             page = self._scan_page(start_s, end_s, None, cursor, CUSTOMERS_PER_PAGE)
             total = _added(total, page)
+            if progress is not None:
+                progress(total)
             cursor = page["next_cursor"]
             if not cursor or (time_left is not None and time_left() < 30):
                 return {**total, "next_cursor": cursor}
+
+    def history(self, start: str | None, end: str | None, customer: str | None,
+                progress: Callable[[Mapping[str, Any]], None] | None = None) -> dict[str, Any]:
+        """An on-demand scan in this process (CLI): one customer, or every customer to the end."""
+        if customer is not None:
+            return self.request(start, end, customer)
+        return self.scan_all(*self._range(start, end), progress=progress)
 
     def request(self, start: str | None, end: str | None, customer: str | None, cursor: str | None = None
                 ) -> dict[str, Any]:
@@ -127,14 +139,15 @@ class AnomalyService:
     def _keep(self, a: Anomaly, result: dict[str, Any]) -> None:
         now = iso(self._clock())
         doc = {**self.view(a), "start_s": a.start_s, "end_s": a.end_s, "detected_at": now, "updated_at": now}
-        outcome = self._store.put_anomaly(_stored(doc, a), alert_due=self._sink is not None)
+        due = self._sink is not None and a.end_s > int(self._clock().timestamp()) - ALERT_WITHIN_S
+        outcome = self._store.put_anomaly(_stored(doc, a), alert_due=due)
         result["found"] += 1
         if outcome != "unchanged":
             result[outcome] += 1
         if len(result["anomalies"]) < LISTED:
             result["anomalies"].append({"id": doc["id"], "kind": a.kind, "customer": a.customer, "meter": a.meter,
                                         "start": doc["start"], "outcome": outcome})
-        if outcome == "created" and self._sink is not None:
+        if outcome == "created" and due:
             sent = self._alert(doc)
             result["alerts_sent" if sent else "alerts_failed"] += 1
 

@@ -194,3 +194,34 @@ def test_the_webhook_sink_posts_json_with_the_dedupe_key() -> None:
     finally:
         _Receiver.status = 204
         server.shutdown()
+
+
+def test_the_cli_scans_every_customer_over_history(container: Any, clock: Any, monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    from meterbill import cli
+
+    standard_catalog(container)
+    office_usage(container)
+    monkeypatch.setattr("meterbill.bootstrap.utc_now", clock)   # never today's date
+    monkeypatch.setenv("METERBILL_EVENTS_TABLE", "t-events")
+    monkeypatch.setenv("METERBILL_BILLING_TABLE", "t-billing")
+    monkeypatch.delenv("METERBILL_ALERT_WEBHOOK_URL", raising=False)
+    args = ["anomalies", "scan", "--aws", "--since", "2026-11-01T00:00:00Z", "--until", "2026-11-05T12:00:00Z"]
+    assert cli.main(args) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert (result["customers"], result["created"], result["alerts_sent"]) == (1, 1, 0)   # no webhook configured
+    assert [a["start"] for a in result["anomalies"]] == ["2026-11-05T10:00:00Z"]
+    assert cli.main(args) == 0
+    assert json.loads(capsys.readouterr().out)["created"] == 0
+    (row,) = container.anomalies.list(None, None, None, None, 50, None)[0]
+    assert row["alert"] == "none"
+    assert cli.main([*args[:3], "--customer", "nobody"]) == 1
+
+
+def test_anomalies_found_in_old_history_are_stored_but_not_alerted(container: Any, clock: Any,
+                                                                   anomalies: AnomalyService, sink: FakeSink) -> None:
+    standard_catalog(container)
+    office_usage(container, spike=SPIKE - timedelta(days=2))
+    result = anomalies.request("2026-11-01T00:00:00Z", "2026-11-05T12:00:00Z", "acme")
+    assert (result["created"], result["alerts_sent"]) == (1, 0) and sink.sent == []
+    assert anomalies.list("acme", None, None, None, 50, None)[0][0]["alert"] == "none"
