@@ -54,24 +54,17 @@ def synthetic(rng: random.Random, base: float) -> tuple[dict[int, Decimal], list
             if not taken & set(range(h - 24, h + length + 24)):
                 taken.update(range(h, h + length))
                 return h
-    for _ in range(2):
-        length = rng.randint(1, 3)
+    def inject(lengths: tuple[int, int], factors: tuple[float, float] | None, family: str) -> None:
+        length = rng.randint(*lengths)
         h = place(length)
-        factor = rng.uniform(2.5, 5.0)
+        factor = rng.uniform(*factors) if factors else 0.0    # no factor: silence
         for i in range(length):
             values[h + i] *= factor
-        labels.append((h, h + length, "up"))
-    length = rng.randint(2, 5)
-    h = place(length)
-    factor = rng.uniform(0.1, 0.35)
-    for i in range(length):
-        values[h + i] *= factor
-    labels.append((h, h + length, "down"))
-    length = rng.randint(3, 8)
-    h = place(length)
-    for i in range(length):
-        values[h + i] = 0.0
-    labels.append((h, h + length, "down"))
+        labels.append((h, h + length, family))
+    for _ in range(2):
+        inject((1, 3), (2.5, 5.0), "up")
+    inject((2, 5), (0.1, 0.35), "down")
+    inject((3, 8), None, "down")
     series = {START + h * HOUR: Decimal(round(v)) for h, v in values.items() if round(v) > 0}
     return series, [(START + a * HOUR, START + b * HOUR, f) for a, b, f in labels]
 

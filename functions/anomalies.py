@@ -6,13 +6,12 @@ scans the same ones (idempotent: nothing is stored or alerted twice)."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
-from meterbill.bootstrap import default_container, lambda_logger
+from meterbill.bootstrap import default_container, lambda_logger, scheduled_time
 
 logger = lambda_logger()
 metrics = Metrics()
@@ -21,11 +20,11 @@ metrics = Metrics()
 @logger.inject_lambda_context(log_event=True)
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    raw = (event or {}).get("scheduled_time")
-    scheduled = datetime.fromisoformat(raw.replace("Z", "+00:00")) if isinstance(raw, str) and raw else None
-    result = default_container().anomalies.scheduled(
-        scheduled, time_left=lambda: context.get_remaining_time_in_millis() / 1000)
+    """The scan's counts (the anomalies themselves: GET /v1/anomalies)."""
+    result = default_container().anomalies.scheduled(scheduled_time(event),
+                                                     lambda: context.get_remaining_time_in_millis() / 1000)
     metrics.add_metric("AnomaliesCreated", MetricUnit.Count, result["created"])
     metrics.add_metric("AnomalyAlertsFailed", MetricUnit.Count, result["alerts_failed"])
-    logger.info("anomaly scan", extra={k: v for k, v in result.items() if k != "anomalies"})
-    return {k: v for k, v in result.items() if k != "anomalies"}
+    counts = {k: v for k, v in result.items() if k != "anomalies"}
+    logger.info("anomaly scan", extra={"scan": counts})   # nested: "created" is a LogRecord attribute
+    return counts

@@ -326,3 +326,11 @@ def label_thread(function_name: str) -> None:
     """Log lines of this thread, and of the threads that copy its context, name ``function_name``
     (the local stack's HTTP server: "api")."""
     set_context_keys(function_name=function_name)
+
+
+def scheduled_time(event: Mapping[str, Any] | None) -> datetime | None:
+    """The tick's time EventBridge Scheduler passes a scheduled function (``<aws.scheduler.scheduled-time>``
+    as ``scheduled_time``), or None (invoked by hand)."""
+    raw = (event or {}).get("scheduled_time")
+    return datetime.fromisoformat(raw.replace("Z", "+00:00")) if isinstance(raw, str) and raw else None
+

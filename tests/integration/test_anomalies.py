@@ -225,3 +225,25 @@ def test_anomalies_found_in_old_history_are_stored_but_not_alerted(container: An
     result = anomalies.request("2026-11-01T00:00:00Z", "2026-11-05T12:00:00Z", "acme")
     assert (result["created"], result["alerts_sent"]) == (1, 0) and sink.sent == []
     assert anomalies.list("acme", None, None, None, 50, None)[0][0]["alert"] == "none"
+
+
+def test_the_scheduled_function_scans_the_hours_before_its_tick(container: Any, monkeypatch: pytest.MonkeyPatch
+                                                                ) -> None:
+    import meterbill.bootstrap as bootstrap_mod
+    from functions import anomalies as function
+    from meterbill.local.stack import LambdaContext
+
+    standard_catalog(container)
+    office_usage(container)
+    monkeypatch.setattr(bootstrap_mod, "bootstrap", lambda *a, **k: container)
+    bootstrap_mod.default_container.cache_clear()
+    try:
+        context = LambdaContext(function_name="meterbill-anomalies", aws_request_id="req-1",
+                                invoked_function_arn="arn:aws:lambda:us-east-1:123456789012:function:meterbill-anomalies")
+        tick = {"scheduled_time": "2026-11-05T12:10:00Z"}
+        result = function.handler(tick, context)
+        assert (result["from"], result["to"], result["created"]) == ("2026-11-05T09:00:00Z", "2026-11-05T12:00:00Z", 1)
+        assert "anomalies" not in result
+        assert function.handler(tick, context)["created"] == 0    # a retried tick stores nothing twice
+    finally:
+        bootstrap_mod.default_container.cache_clear()
