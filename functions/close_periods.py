@@ -5,13 +5,12 @@ retried invocation resumes the same run instead of starting a second one."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
-from meterbill.bootstrap import default_container, lambda_logger
+from meterbill.bootstrap import default_container, lambda_logger, scheduled_time
 
 logger = lambda_logger()
 metrics = Metrics()
@@ -20,8 +19,7 @@ metrics = Metrics()
 @logger.inject_lambda_context(log_event=True)
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    raw = (event or {}).get("scheduled_time")
-    scheduled = datetime.fromisoformat(raw.replace("Z", "+00:00")) if isinstance(raw, str) and raw else None
+    scheduled = scheduled_time(event)
     run = default_container().billing_runs.scheduled(
         scheduled, time_left=lambda: context.get_remaining_time_in_millis() / 1000)
     metrics.add_metric("CustomersQueued", MetricUnit.Count, run["queued"])

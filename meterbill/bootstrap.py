@@ -34,8 +34,10 @@ from meterbill.services.keys import KeyService
 if TYPE_CHECKING:
     from meterbill.ports import UsageWatermark
     from meterbill.rendering import InvoiceRenderer
+    from meterbill.ports import AlertSink
     from meterbill.services.accounts import AccountService
     from meterbill.services.aggregation import AggregationService
+    from meterbill.services.anomalies import AnomalyService
     from meterbill.services.billing import BillingService
     from meterbill.services.billing_runs import BillingRunService
     from meterbill.services.credit_notes import CreditNoteService
@@ -78,6 +80,7 @@ class Container(IngestContainer):
     rebuild: RebuildService
     sync: SyncService
     webhooks: WebhookService
+    anomalies: AnomalyService
 
 
 # One client serves every thread of a process, and urllib3 keeps at most `max_pool_connections`
@@ -166,6 +169,7 @@ def bootstrap(settings: Settings | None = None, *, client: Any = None, clock: Cl
     from meterbill.adapters.sqs_queue import SqsWorkQueue
     from meterbill.rendering import InvoiceRenderer
     from meterbill.services.accounts import AccountService
+    from meterbill.services.anomalies import AnomalyService
     from meterbill.services.billing import BillingService
     from meterbill.services.billing_runs import BillingRunService
     from meterbill.services.credit_notes import CreditNoteService
@@ -203,7 +207,19 @@ def bootstrap(settings: Settings | None = None, *, client: Any = None, clock: Cl
         privacy=PrivacyService(store, EventScanner(client, settings.events_table), catalog, clock, watermark),
         rebuild=RebuildService(store, EventScanner(client, settings.events_table), catalog, clock),
         sync=sync, webhooks=WebhookService(store, clock, settings.integrations, plugin),
+        anomalies=AnomalyService(store, catalog, clock, alert_sink(settings)),
     )
+
+
+def alert_sink(settings: Settings) -> AlertSink | None:
+    """Where anomaly alerts go: the one seam to the outbound-webhook path. Until the integrations'
+    webhook service is merged, a configured URL (METERBILL_ALERT_WEBHOOK_URL), else none (anomalies
+    are still stored and listed). Once merged: return its ``emit`` wrapped as an ``AlertSink``."""
+    if not settings.alert_webhook_url:
+        return None
+    from meterbill.adapters.webhook_alerts import WebhookAlertSink
+
+    return WebhookAlertSink(settings.alert_webhook_url, settings.alert_timeout_s)
 
 
 @functools.cache
@@ -310,3 +326,11 @@ def label_thread(function_name: str) -> None:
     """Log lines of this thread, and of the threads that copy its context, name ``function_name``
     (the local stack's HTTP server: "api")."""
     set_context_keys(function_name=function_name)
+
+
+def scheduled_time(event: Mapping[str, Any] | None) -> datetime | None:
+    """The tick's time EventBridge Scheduler passes a scheduled function (``<aws.scheduler.scheduled-time>``
+    as ``scheduled_time``), or None (invoked by hand)."""
+    raw = (event or {}).get("scheduled_time")
+    return datetime.fromisoformat(raw.replace("Z", "+00:00")) if isinstance(raw, str) and raw else None
+

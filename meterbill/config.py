@@ -96,6 +96,9 @@ class Settings:
     brand_footer: str = ""
     bank_details: str = ""                 # multi-line wire instructions
     support_email: str | None = None
+    # Anomaly alerts (issue 11): POSTed as JSON here until the outbound-webhook service carries them.
+    alert_webhook_url: str | None = None
+    alert_timeout_s: float = 5.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -125,4 +128,6 @@ class Settings:
             brand_footer=_multiline(env.get("METERBILL_BRAND_FOOTER")),
             bank_details=_multiline(env.get("METERBILL_BANK_DETAILS")),
             support_email=env.get("METERBILL_SUPPORT_EMAIL", "").strip() or None,
+            alert_webhook_url=env.get("METERBILL_ALERT_WEBHOOK_URL", "").strip() or None,
+            alert_timeout_s=_seconds(env, "METERBILL_ALERT_TIMEOUT_S", cls.alert_timeout_s, 30),
         )

@@ -33,9 +33,11 @@ Item layout (pk / sk):
   RUN#<id>     / RUN          gsi1: RUNS / <started_at>#<id>   a billing run: status, counters, dispatch cursor
   RUN#<id>     / OUT#<kind>#<customer>   one customer's outcome in that run (gsi1 while waiting/failed)
   NUMBERING / <created_at>#<invoice id>   a committed invoice waiting for its gapless number
+  ANOM#<customer> / <window start>#<meter>#<kind>   a usage anomaly (adapters/dynamo_anomalies.py)
 """
 
 from __future__ import annotations
+from meterbill.adapters.dynamo_anomalies import AnomalyItems
 from meterbill.adapters.dynamo_catalog import CatalogItems
 from meterbill.adapters.dynamo_invoices import InvoiceItems
 from meterbill.adapters.dynamo_keys import KeyItems
@@ -45,5 +47,6 @@ from meterbill.adapters.dynamo_sync import SyncItems
 from meterbill.adapters.dynamo_usage import UsageItems
 
 
-class DynamoBillingStore(CatalogItems, UsageItems, InvoiceItems, KeyItems, PrivacyItems, RunItems, SyncItems):
+class DynamoBillingStore(CatalogItems, UsageItems, InvoiceItems, KeyItems, PrivacyItems, RunItems, SyncItems,
+                         AnomalyItems):
     """The billing store port (``ports.BillingStore``), one aggregate per module over one table."""

@@ -56,7 +56,8 @@ expected-statuses = ["2xx", "3xx", "400", "401", "403", "404", "409", "422", "42
 
 LISTS = ("GET /v1/meters", "GET /v1/plans", "GET /v1/tax-rates", "GET /v1/customers", "GET /v1/pending-customers",
          "GET /v1/dead-letters", "GET /v1/invoices", "GET /v1/credit-notes",
-         "GET /v1/invoices/{invoice_id}/lines/{index}/usage", "GET /v1/api-keys", "GET /v1/billing-runs")
+         "GET /v1/invoices/{invoice_id}/lines/{index}/usage", "GET /v1/api-keys", "GET /v1/billing-runs",
+         "GET /v1/anomalies", "POST /v1/anomaly-scans")
 # The rules a request can break although it matches the OpenAPI document, because JSON Schema
 # cannot state them: they depend on what is stored, on the clock, or on an opaque token. Each is
 # named in the document's descriptions. (operation, field at fault, error code) as regexes.
@@ -89,6 +90,8 @@ RULES_THE_SCHEMA_CANNOT_STATE: list[tuple[str, str, str]] = [
     ("GET /v1/customers/{customer_id}/usage", "meter", "invalid_field"),  # a meter that exists
     # between parameters: from before to, at most MAX_WINDOWS windows
     ("GET /v1/customers/{customer_id}/usage", "from", "invalid_field"),
+    # the clock and between fields: a scan's range ends by now, from before to, at most a year
+    ("POST /v1/anomaly-scans", "from|to", "invalid_field"),
     # JSON Schema's strings hold any code points; ours are Unicode text that UTF-8 (DynamoDB) can store
     (".*", r"[^ ]*", "invalid_unicode"),
     # the amount grammar between fields: an amount's decimals follow the currency (of the plan, or of the

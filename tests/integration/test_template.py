@@ -31,7 +31,7 @@ REPO_ROOT = TEMPLATE_PATH.parent
 FUNCTIONS_DIR = REPO_ROOT / "functions"
 REGION = "us-east-1"
 FUNCTIONS = ["ApiFunction", "IngestFunction", "AggregatorFunction", "ClosePeriodsFunction", "CloseWorkerFunction",
-             "OutboxFanoutFunction", "StripeDispatchFunction", "StripeWebhookFunction"]
+             "OutboxFanoutFunction", "StripeDispatchFunction", "StripeWebhookFunction", "AnomaliesFunction"]
 
 
 @pytest.fixture(scope="module")
@@ -141,14 +141,17 @@ def test_translated_stream_mapping(translated: dict) -> None:
 
 
 def test_translated_schedule(translated: dict) -> None:
-    schedules = _resources_of_type(translated, "AWS::Scheduler::Schedule")
-    assert len(schedules) == 1, schedules
-    props = next(iter(schedules.values()))["Properties"]
-    assert props["ScheduleExpression"] == {"Ref": "CloseSchedule"}
+    schedules = {s["Properties"]["ScheduleExpression"]["Ref"]: s["Properties"]
+                 for s in _resources_of_type(translated, "AWS::Scheduler::Schedule").values()}
+    assert set(schedules) == {"CloseSchedule", "AnomalySchedule"}, schedules
+    props = schedules["CloseSchedule"]
     assert props["Target"]["Arn"] == {"Fn::GetAtt": ["ClosePeriodsFunction", "Arn"]}
     assert "RetryPolicy" in props["Target"]
     closer = translated["Resources"]["ClosePeriodsFunction"]["Properties"]
     assert closer["ReservedConcurrentExecutions"] == 1
+    anomalies = schedules["AnomalySchedule"]
+    assert anomalies["Target"]["Arn"] == {"Fn::GetAtt": ["AnomaliesFunction", "Arn"]}
+    assert "RetryPolicy" in anomalies["Target"] and "DeadLetterConfig" in anomalies["Target"]
 
 
 def test_policies_are_inline_and_scoped(translated: dict) -> None:
@@ -236,7 +239,8 @@ def test_close_queue_feeds_the_close_worker_with_partial_failures_and_bounded_co
     assert any(a["Properties"]["Dimensions"][0]["Value"] == {"Fn::GetAtt": ["CloseDeadLetterQueue", "QueueName"]}
                and a["Properties"]["AlarmActions"] == [{"Ref": "AlarmTopic"}] for a in alarms.values())
     # the schedule names its tick (the run id of a retried invocation)
-    [schedule] = _resources_of_type(translated, "AWS::Scheduler::Schedule").values()
+    [schedule] = [s for s in _resources_of_type(translated, "AWS::Scheduler::Schedule").values()
+                  if s["Properties"]["ScheduleExpression"] == {"Ref": "CloseSchedule"}]
     assert "<aws.scheduler.scheduled-time>" in schedule["Properties"]["Target"]["Input"]
     for sender in ("ApiFunction", "ClosePeriodsFunction", "CloseWorkerFunction"):
         env = template["Resources"][sender]["Properties"]["Environment"]["Variables"]
@@ -244,7 +248,8 @@ def test_close_queue_feeds_the_close_worker_with_partial_failures_and_bounded_co
 
 
 def test_close_schedule_has_an_alarmed_dead_letter_queue(translated: dict) -> None:
-    [schedule] = _resources_of_type(translated, "AWS::Scheduler::Schedule").values()
+    [schedule] = [s for s in _resources_of_type(translated, "AWS::Scheduler::Schedule").values()
+                  if s["Properties"]["ScheduleExpression"] == {"Ref": "CloseSchedule"}]
     target = schedule["Properties"]["Target"]
     queue_arn = {"Fn::GetAtt": ["CloseScheduleDeadLetterQueue", "Arn"]}
     assert target["DeadLetterConfig"] == {"Arn": queue_arn}
