@@ -107,7 +107,9 @@ class StandIn:
             def _answer(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length) if length else b""
-                headers = {k: v for k, v in self.headers.items()}
+                # Prism (node) forwards header names in lower case; the fakes read them as the SDKs send
+                # them (Authorization, Idempotency-Key, xero-tenant-id): both spellings
+                headers = {name: v for k, v in self.headers.items() for name in (k.lower(), k.title())}
                 url = f"http://{self.headers.get('Host', 'localhost')}{self.path}"
                 with lock:
                     status, body, out = _call(fake, self.command, url, headers, raw)
