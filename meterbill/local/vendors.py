@@ -75,7 +75,8 @@ VENDORS: dict[str, Vendor] = {
     "stripe": Vendor("stripe", "stripe/stripe-billing.prism.json",
                      {"api_key": "sk_test_local", "webhook_secret": LOCAL_WEBHOOK_SECRET, "max_network_retries": "0"},
                      _stripe),
-    "hubspot": Vendor("hubspot", "hubspot/hubspot-crm-merged.json", {"access_token": "pat-local-0000"}, _hubspot),
+    # the token the stand-in accepts (FakeHubSpot.token)
+    "hubspot": Vendor("hubspot", "hubspot/hubspot-crm-merged.json", {"access_token": "pat-na1-test-token"}, _hubspot),
     "xero": Vendor("xero", "xero/xero_accounting.prism.yaml",
                    {"client_id": "LOCALCLIENT", "client_secret": "local_client_secret",
                     "tenant_id": "00000000-0000-4000-8000-00000000beef", "payment_account_code": "090",

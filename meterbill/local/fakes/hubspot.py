@@ -18,6 +18,8 @@ NOW = "2026-11-02T00:00:00.000Z"
 
 
 class FakeHubSpot(FakeHTTP):
+    token = "pat-na1-test-token"          # the one private-app token it accepts
+
     def __init__(self) -> None:
         super().__init__()
         self.objects: dict[str, dict[str, dict[str, Any]]] = {}
@@ -38,7 +40,7 @@ class FakeHubSpot(FakeHTTP):
     # -- the API -------------------------------------------------------------------------------------------
 
     def route(self, req: Request) -> Reply:
-        if req.headers.get("Authorization", "") != "Bearer pat-na1-test-token":
+        if req.headers.get("Authorization", "") != f"Bearer {self.token}":
             raise Answer(401, self.error_body(401, "Authentication credentials not found"))
         seg = req.path.strip("/").split("/")
         if seg[:2] == ["crm", "v4"]:
