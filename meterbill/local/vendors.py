@@ -27,7 +27,7 @@ import shutil
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -162,20 +162,21 @@ class LocalVendor:
     violations: list[str] = field(default_factory=list)
 
 
-def start_vendors(names: tuple[str, ...], env: dict[str, str] | None = None) -> tuple[list[LocalVendor], list[str]]:
+def start_vendors(names: tuple[str, ...], env: MutableMapping[str, str] | None = None
+                  ) -> tuple[list[LocalVendor], list[str]]:
     """Prism + stand-in for each vendor in ``names`` that has neither its own ``API_BASE`` set nor
     a missing spec; the settings pointing the SDK at it go into ``env`` (default ``os.environ``).
     Returns the vendors started and one message per vendor left out (the caller disables those)."""
     from meterbill.local.stack import _die_with_parent, free_port
 
-    env = os.environ if env is None else env  # type: ignore[assignment]
+    target: MutableMapping[str, str] = os.environ if env is None else env
     started: list[LocalVendor] = []
     skipped: list[str] = []
     command = prism_command()
     for name in names:
         vendor = VENDORS.get(name)
         prefix = f"METERBILL_{name.upper()}_"
-        if vendor is None or env.get(prefix + "API_BASE"):
+        if vendor is None or target.get(prefix + "API_BASE"):
             continue                                # another plugin, or a real (test-mode) account
         spec = specs_dir() / vendor.spec
         if not spec.exists():
@@ -194,10 +195,10 @@ def start_vendors(names: tuple[str, ...], env: dict[str, str] | None = None) -> 
         local = LocalVendor(vendor, stand_in, prism, f"http://127.0.0.1:{port}")
         started.append(local)
         for setting, value in vendor.settings.items():
-            env.setdefault(prefix + setting.upper(), value)
-        env[prefix + "API_BASE"] = local.url
+            target.setdefault(prefix + setting.upper(), value)
+        target[prefix + "API_BASE"] = local.url
         if vendor.token_path:
-            env.setdefault(prefix + "IDENTITY_URL", stand_in.url + vendor.token_path)
+            target.setdefault(prefix + "IDENTITY_URL", stand_in.url + vendor.token_path)
     try:
         for local in started:
             _wait_listening(local)

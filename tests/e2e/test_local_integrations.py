@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import time
 import urllib.error
 import urllib.request
@@ -18,7 +19,7 @@ from typing import Any
 import pytest
 import stripe
 
-from tests.e2e.stack import Stack, iso, last_month_start, running_stack
+from tests.e2e.stack import Stack, accepts, iso, last_month_start, running_stack
 from tests.integration.stripe_support import event, sign
 
 pytestmark = pytest.mark.e2e
@@ -103,3 +104,13 @@ def test_a_closed_invoice_reaches_every_vendor_and_its_stripe_payment_reaches_th
         assert done["integrations"]["xero"]["external_id"] == refs["xero"]
         log = s.log.read_text(errors="replace")
         assert "request violates the spec" not in log, s.log_tail(80)   # every request valid per the vendors' specs
+
+        # 4. Ctrl-C (SIGINT to the terminal's process group) stops Prism with the stack
+        os.killpg(s.proc.pid, signal.SIGINT)
+        assert s.proc.wait(timeout=30) == 0, s.log_tail()
+        ports = [int(url.rsplit(":", 1)[1]) for url in state["integrations"].values()]
+        deadline = time.monotonic() + 10
+        while any(accepts(p) for p in ports):
+            assert time.monotonic() < deadline, f"Prism still listening after Ctrl-C: {ports}"
+            time.sleep(0.2)
+        assert "meterbill stopped" in s.log_tail()
