@@ -1,5 +1,5 @@
 """An in-process fake of HubSpot's CRM (objects v3 + associations v4) behind the SDK's HTTP boundary
-(``tests/integration/http_fake.py``).
+(``meterbill/local/fakes/http.py``).
 
 State follows HubSpot's: objects of any type with properties; ``batch/upsert`` by a unique
 property creates or updates (never a second object with the same value); reads by id or by

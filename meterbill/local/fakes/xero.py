@@ -1,5 +1,5 @@
 """An in-process fake of Xero's Accounting API (and its identity token endpoint) behind the SDK's
-HTTP boundary (``tests/integration/http_fake.py``).
+HTTP boundary (``meterbill/local/fakes/http.py``).
 
 State follows Xero's: contacts (unique names); ACCREC invoices DRAFT → AUTHORISED → PAID, VOIDED,
 DELETED, unique invoice numbers on PUT; line amounts = quantity × unit amount, unit amounts cut
