@@ -19,7 +19,7 @@ $(NODE_STAMP): package-lock.json
 	@rm -f node_modules/.installed-*; touch $@
 
 ## Start meterbill locally: moto server + tables from template.yaml + HTTP API on :8000 + timers.
-run: $(STAMP)
+run: $(STAMP) $(if $(METERBILL_INTEGRATIONS),$(NODE_STAMP))
 	$(BIN)/meterbill run
 
 ## Run the whole test suite (unit, integration on moto, vendor contracts on Prism, end-to-end).

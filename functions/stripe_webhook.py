@@ -6,22 +6,17 @@ act on → 200; a duplicate → 200, applied once."""
 
 from __future__ import annotations
 
-import base64
 import json
 from typing import Any
 
 from aws_lambda_powertools import Metrics
 
 from meterbill.api.errors import from_exception
+from meterbill.api.raw import raw_body
 from meterbill.bootstrap import default_container, lambda_logger
 
 logger = lambda_logger()
 metrics = Metrics()
-
-
-def raw_body(event: dict[str, Any]) -> bytes:
-    body = event.get("body") or ""
-    return base64.b64decode(body) if event.get("isBase64Encoded") else body.encode("utf-8")
 
 
 def process(event: dict[str, Any], webhooks: Any, integration: str = "stripe") -> dict[str, Any]:

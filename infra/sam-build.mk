@@ -19,7 +19,7 @@ SAM_PIP_TARGET_FLAGS ?= --platform manylinux2014_aarch64 --implementation cp \
 	--python-version $(SAM_RUNTIME_VERSION) --only-binary=:all:
 
 SAM_FUNCTIONS := ApiFunction IngestFunction AggregatorFunction ClosePeriodsFunction CloseWorkerFunction \
-	OutboxFanoutFunction StripeDispatchFunction StripeWebhookFunction
+	OutboxFanoutFunction StripeDispatchFunction StripeWebhookFunction HubSpotDispatchFunction XeroDispatchFunction
 SAM_FUNCTIONS += AnomaliesFunction
 
 .PHONY: $(addprefix build-,$(SAM_FUNCTIONS))

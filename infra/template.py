@@ -25,6 +25,8 @@ TABLE_ENV: dict[str, str] = {
 QUEUE_ENV: dict[str, str] = {
     "CloseQueue": "METERBILL_CLOSE_QUEUE_URL",
     "StripeSyncQueue": "METERBILL_SYNC_QUEUE_STRIPE",
+    "HubSpotSyncQueue": "METERBILL_SYNC_QUEUE_HUBSPOT",
+    "XeroSyncQueue": "METERBILL_SYNC_QUEUE_XERO",
 }
 
 _DYNAMODB_TABLE = "AWS::DynamoDB::Table"

@@ -16,7 +16,8 @@ Push (``push_invoice``, resumable; exactly one Xero invoice per meterbill invoic
 Auth: OAuth2 through the SDK's own token handling (``OAuth2Token``, its token getter/saver): a
 **custom connection** (client credentials, one organisation: ``grant_type=client_credentials``,
 the default) or a standard app's **refresh token** (``grant_type=refresh_token``; Xero rotates it
-on each refresh — ``on_token`` receives every new token so the caller can store it).
+on each refresh: the new one is written back with ``settings.store("refresh_token", …)`` — SSM or
+Secrets Manager, wherever the settings came from — and ``on_token`` receives every new token).
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ from xero_python.accounting import (
 )
 from xero_python.accounting import Account as XeroAccount
 from xero_python.api_client import ApiClient, Configuration
-from xero_python.api_client.oauth2 import OAuth2Token
+from xero_python.api_client.oauth2 import OAuth2Token, TokenApi
 
 from integrations.xero import errors, mapping
 from meterbill.integration.contract import Classification, ExternalRef, Problem, redacted
@@ -82,6 +83,24 @@ def _day(iso_text: str) -> date:
     return date.fromisoformat(iso_text[:10])
 
 
+class _TokenEndpoint:
+    """The SDK's HTTP pool, with its fixed identity endpoint (``TokenApi``'s class attributes,
+    https://identity.xero.com/connect/token) sent to the ``identity_url`` setting instead: a local
+    stand-in (``meterbill run``); every other request passes unchanged."""
+
+    def __init__(self, pool: Any, identity_url: str) -> None:
+        self._pool = pool
+        self._url = identity_url
+
+    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        if url in (TokenApi.refresh_token_url, TokenApi.client_credentials_token_url):
+            url = self._url
+        return self._pool.request(method, url, *args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._pool, name)
+
+
 class XeroIntegration:
     name: ClassVar[str] = "xero"
 
@@ -115,6 +134,9 @@ class XeroIntegration:
         base = settings.get("api_base")
         if base is not None and (urlparse(base).scheme not in ("http", "https") or not urlparse(base).netloc):
             problems.append(Problem("api_base", f"must be an http(s) URL such as http://127.0.0.1:4012, not {base!r}"))
+        identity_url = settings.get("identity_url")
+        if identity_url is not None and (urlparse(identity_url).scheme not in ("http", "https") or not urlparse(identity_url).netloc):
+            problems.append(Problem("identity_url", f"must be an http(s) URL, not {identity_url!r}"))
         if not settings.get("payment_account_code"):
             problems.append(Problem("payment_account_code", "is required: the Xero bank account payments go to"))
         problems += mapping.parse_accounts(settings.get("account_codes"))[1]
@@ -133,6 +155,12 @@ class XeroIntegration:
         if not self._token.get("expires_at") and self._token.get("expires_in"):
             # the SDK dates refreshed tokens itself, client-credentials ones not
             self._token["expires_at"] = time.time() + float(self._token["expires_in"])
+        rotated = token.get("refresh_token")
+        held = self._settings.secret("refresh_token")
+        if rotated and (held is None or held.reveal() != rotated):
+            # Xero rotates the refresh token on every refresh (the old one dies after a grace
+            # period): written back to the settings' store, so the next cold start holds a live one
+            self._settings.store("refresh_token", str(rotated))
         if self._on_token is not None:
             self._on_token(dict(token))
 
@@ -151,6 +179,9 @@ class XeroIntegration:
                 oauth2_token_getter=self._get_token, oauth2_token_saver=self._save_token)
             if self._http is not None:
                 client.rest_client.pool_manager = self._http
+            if self._settings.get("identity_url"):
+                client.rest_client.pool_manager = _TokenEndpoint(client.rest_client.pool_manager,
+                                                                 str(self._settings.get("identity_url")))
             self._api = AccountingApi(client, base_url=self._settings.get("api_base") or None)
         if self._settings.get("grant_type", "client_credentials") == "client_credentials":
             held = self._token or {}

@@ -7,6 +7,10 @@
 - Secrets Manager: one secret per vendor, ``<prefix><vendor>`` (e.g. ``meterbill/stripe``), whose
   ``SecretString`` is a JSON object of settings.
 
+A setting the vendor rotates (``IntegrationSettings.store``: Xero's refresh token) is written back
+where it was read: ``PutParameter`` (SecureString, overwrite) under the same path, or
+``PutSecretValue`` of the vendor's JSON with that one setting replaced.
+
 Errors name the parameter path or secret id, never a value. Clients are passed in (bootstrap).
 """
 
@@ -35,7 +39,8 @@ class ParameterStoreSettings:
                 values[name] = param["Value"]
                 if param.get("Type") == "SecureString":
                     secure.add(name)
-        return IntegrationSettings(vendor, values, secure)
+        return IntegrationSettings(vendor, values, secure, saver=lambda name, value: self._ssm.put_parameter(
+            Name=f"{prefix}{name}", Value=value, Type="SecureString", Overwrite=True))
 
 
 class SecretsManagerSettings:
@@ -56,4 +61,12 @@ class SecretsManagerSettings:
         if not isinstance(values, dict) or not all(isinstance(v, str) for v in values.values()):
             raise ConfigError(vendor, [f"secret {secret_id!r} must be a JSON object of string settings"])
         # secret by name (api_key, webhook_secret…); plain ones (api_base) stay readable with get()
-        return IntegrationSettings(vendor, {k.lower(): v for k, v in values.items()})
+        return IntegrationSettings(vendor, {k.lower(): v for k, v in values.items()},
+                                   saver=lambda name, value: self._save(secret_id, name, value))
+
+    def _save(self, secret_id: str, name: str, value: str) -> None:
+        """One setting replaced in the vendor's JSON secret (read again first: another setting may
+        have changed since this process read it)."""
+        values = json.loads(self._sm.get_secret_value(SecretId=secret_id)["SecretString"])
+        values[name] = value
+        self._sm.put_secret_value(SecretId=secret_id, SecretString=json.dumps(values))

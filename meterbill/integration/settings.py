@@ -10,12 +10,17 @@ its store says so (an SSM SecureString). A secret is read with ``secret(name)`` 
 :class:`Secret`, whose ``str``/``repr`` is a mask: only ``reveal()`` gives the value, at the one
 place that hands it to the SDK. ``get`` refuses secret names, the settings' ``repr`` lists names
 only, and ``redact`` masks every secret value in a text (for vendor error messages).
+
+A setting the vendor changes under us (Xero rotates its refresh token on every refresh) is written
+back with ``store(name, value)``: the value held here changes at once, and the store the settings
+came from (SSM ``PutParameter``, Secrets Manager ``PutSecretValue``; ``saver``, passed in by the
+adapter) keeps it for the next cold start. Settings from the environment keep it in memory only.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
 from typing import Any
 
@@ -64,9 +69,10 @@ def is_secret_name(name: str) -> bool:
 class IntegrationSettings:
     """One vendor's settings: lower-case names (``api_key``) → string values."""
 
-    __slots__ = ("vendor", "_values", "_secret")
+    __slots__ = ("vendor", "_values", "_secret", "_saver")
 
-    def __init__(self, vendor: str, values: Mapping[str, str], secret: Iterable[str] = ()) -> None:
+    def __init__(self, vendor: str, values: Mapping[str, str], secret: Iterable[str] = (),
+                 saver: Callable[[str, str], None] | None = None) -> None:
         if not _VENDOR.fullmatch(vendor):
             raise ValueError(f"integration name {vendor!r} must be lower-case letters, digits and '_'")
         bad = sorted(n for n in values if not _NAME.fullmatch(n))
@@ -75,6 +81,7 @@ class IntegrationSettings:
         self.vendor = vendor
         self._values = MappingProxyType(dict(values))
         self._secret = frozenset(n for n in values if is_secret_name(n)) | frozenset(secret)
+        self._saver = saver
 
     def names(self) -> frozenset[str]:
         return frozenset(self._values)
@@ -89,6 +96,17 @@ class IntegrationSettings:
     def secret(self, name: str) -> Secret | None:
         value = self._values.get(name)
         return None if value is None or value == "" else Secret(value)
+
+    def store(self, name: str, value: str) -> None:
+        """Replace setting ``name`` (held here at once, then written to the store the settings came
+        from, if it has a ``saver``): a value the vendor rotated, kept for the next cold start."""
+        if not _NAME.fullmatch(name):
+            raise ConfigError(self.vendor, [f"{name}: a setting name is lower-case letters, digits and '_'"])
+        self._values = MappingProxyType({**self._values, name: value})
+        if is_secret_name(name):
+            self._secret = self._secret | {name}
+        if self._saver is not None:
+            self._saver(name, value)
 
     def redact(self, text: str) -> str:
         """``text`` with every secret value replaced by the mask."""

@@ -47,6 +47,32 @@ def _our_makefile() -> bool:
         return False
 
 
+def start_integrations() -> list[Any]:
+    """The vendors of METERBILL_INTEGRATIONS (meterbill/local/vendors.py): Prism on each one's spec
+    in front of its stand-in, the SDKs pointed at it. A vendor that cannot start (no spec, no Prism)
+    is said so and left out of METERBILL_INTEGRATIONS; the rest of the stack starts anyway."""
+    from meterbill.integration.settings import enabled_integrations
+    from meterbill.local.vendors import start_vendors
+
+    names = enabled_integrations(os.environ)
+    if not names:
+        return []
+    started, skipped = start_vendors(names)
+    for message in skipped:
+        print(f"meterbill: {message}", flush=True)
+        log.warning("%s", message)
+    if skipped:
+        left_out = {m.split(":", 1)[0] for m in skipped}
+        os.environ["METERBILL_INTEGRATIONS"] = ",".join(n for n in names if n not in left_out)
+    return started
+
+
+def stop_integrations(vendors: list[Any]) -> None:
+    from meterbill.local.vendors import stop_vendors
+
+    stop_vendors(vendors)
+
+
 def run() -> None:
     logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"), format="%(asctime)s %(name)s %(message)s")
     for handler in logging.getLogger().handlers:  # lines not logged through Powertools: bounded too
@@ -59,6 +85,7 @@ def run() -> None:
     endpoint = f"http://127.0.0.1:{moto_port}"
     stack.stop_on_signals()
     moto = None
+    vendors: list[Any] = []
     app = None
     stop = threading.Event()
     stopped = False
@@ -68,6 +95,7 @@ def run() -> None:
         stack.prepare_environment(endpoint)
         stack.create_tables(endpoint)
         queue_url = stack.create_queues(endpoint)["CloseQueue"]
+        vendors = start_integrations()   # Prism in front of each enabled vendor's stand-in
         import uvicorn
 
         from functions import aggregator, close_periods
@@ -109,7 +137,12 @@ def run() -> None:
         generated = None if os.environ.get("METERBILL_ADMIN_KEY") else admin_key
         state = {"api_url": url, "dynamodb_endpoint": endpoint, "admin_key": generated, "close_queue_url": queue_url}
         stack.write_state(state)
+        if vendors:
+            state["integrations"] = {v.vendor.name: v.url for v in vendors}
+            stack.write_state(state)
         print(banner(url, generated, close_every), flush=True)
+        for v in vendors:
+            print(f"{v.vendor.name}: Prism validating against {v.vendor.spec} at {v.url}", flush=True)
         app = build_app(ThreadedHttpResolver, default_container)
         # Requests run on the HTTP server's threads, which copy this thread's context: their log
         # lines say function_name "api", as on Lambda (the aggregator's and the timer's say theirs).
@@ -125,6 +158,7 @@ def run() -> None:
         if app is not None and not app.close(timeout=1):
             log.warning("stopping without the requests still running (their clients were answered 503)")
         stack.stop_process(moto)
+        stop_integrations(vendors)
         listener.close()
         if state is not None:
             stack.clear_state(state)

@@ -122,7 +122,7 @@ def iso(dt: datetime) -> str:
 
 
 @contextmanager
-def running_stack(cwd: Path, **env_extra: str) -> Iterator[tuple[Stack, int]]:
+def running_stack(cwd: Path, start_timeout_s: float = START_TIMEOUT_S, **env_extra: str) -> Iterator[tuple[Stack, int]]:
     """`meterbill run` as a newcomer starts it (by default without the period timer), up and
     answering /v1/health; yields the stack and its moto port. Whatever the test did, nothing it
     started outlives it (SIGKILL as a last resort)."""
@@ -136,10 +136,10 @@ def running_stack(cwd: Path, **env_extra: str) -> Iterator[tuple[Stack, int]]:
     s = Stack(f"http://127.0.0.1:{port}", cwd, env, proc, log)
     moto_port = None
     try:
-        deadline = time.monotonic() + START_TIMEOUT_S
+        deadline = time.monotonic() + start_timeout_s
         while True:
             assert proc.poll() is None, f"`meterbill run` exited with {proc.returncode}:\n{s.log_tail()}"
-            assert time.monotonic() < deadline, f"no /v1/health within {START_TIMEOUT_S} s:\n{s.log_tail()}"
+            assert time.monotonic() < deadline, f"no /v1/health within {start_timeout_s} s:\n{s.log_tail()}"
             try:
                 if s.call("GET", "/v1/health", key=None, timeout=2)[0] == 200:
                     break

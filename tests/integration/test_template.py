@@ -31,7 +31,8 @@ REPO_ROOT = TEMPLATE_PATH.parent
 FUNCTIONS_DIR = REPO_ROOT / "functions"
 REGION = "us-east-1"
 FUNCTIONS = ["ApiFunction", "IngestFunction", "AggregatorFunction", "ClosePeriodsFunction", "CloseWorkerFunction",
-             "OutboxFanoutFunction", "StripeDispatchFunction", "StripeWebhookFunction", "AnomaliesFunction"]
+             "OutboxFanoutFunction", "StripeDispatchFunction", "StripeWebhookFunction",
+             "HubSpotDispatchFunction", "XeroDispatchFunction", "AnomaliesFunction"]
 
 
 @pytest.fixture(scope="module")
@@ -563,3 +564,49 @@ def test_sam_build_skips_bytecode_from_another_python(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "no .pyc compiled" in result.stderr
     assert not (tmp_path / "artifacts" / "pkg" / "__pycache__").exists()
+
+
+# ------------------------------------------------------- integrations' queues
+
+INTEGRATIONS = {"stripe": "Stripe", "hubspot": "HubSpot", "xero": "Xero"}
+
+
+@pytest.mark.parametrize("name", sorted(INTEGRATIONS))
+def test_each_integration_has_its_queue_dlq_alarms_and_dispatch_function(template: dict, name: str) -> None:
+    """One block per vendor, the same shape: enabled by its parameter, a sync queue whose DLQ is
+    alarmed, a dispatch function (the shared handler) limited by its concurrency parameter, reading
+    only its own settings; the fan-out and the API know its queue (env and SendMessage)."""
+    title = INTEGRATIONS[name]
+    res = template["Resources"]
+    assert template["Conditions"][f"{title}Enabled"] == {"Fn::Equals": [{"Ref": f"{title}Integration"}, "Enabled"]}
+    for logical in (f"{title}SyncQueue", f"{title}SyncDeadLetterQueue", f"{title}SyncDeadLetterAlarm",
+                    f"{title}DispatchFunction", f"{title}SyncFailedAlarm"):
+        assert res[logical]["Condition"] == f"{title}Enabled", logical
+    queue = res[f"{title}SyncQueue"]["Properties"]
+    assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {"Fn::GetAtt": [f"{title}SyncDeadLetterQueue", "Arn"]}
+    fn = res[f"{title}DispatchFunction"]["Properties"]
+    assert fn["Handler"] == "functions.dispatch.handler"
+    assert queue["VisibilityTimeout"] > fn["Timeout"]
+    assert fn["Environment"]["Variables"]["METERBILL_INTEGRATION"] == name
+    [event] = fn["Events"].values()
+    assert event["Properties"]["ScalingConfig"]["MaximumConcurrency"] == {"Ref": f"{title}SyncConcurrency"}
+    assert event["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    statements = fn["Policies"][0]["Statement"]
+    ssm = [s for s in statements if any(str(a).startswith("ssm:") for a in s["Action"])]
+    assert all(f"parameter/meterbill/{name}" in str(s["Resource"]) for s in ssm) and ssm
+    for reader in ("OutboxFanoutFunction", "ApiFunction"):
+        props = res[reader]["Properties"]
+        assert props["Environment"]["Variables"][f"METERBILL_SYNC_QUEUE_{name.upper()}"] == \
+            {"Fn::If": [f"{title}Enabled", {"Ref": f"{title}SyncQueue"}, ""]}
+        assert f"{title}Enabled" in str(props["Environment"]["Variables"]["METERBILL_INTEGRATIONS"])
+        sends = [s for s in props["Policies"][0]["Statement"] if "sqs:SendMessage" in s["Action"]]
+        assert f"{title}SyncQueue" in str(sends), reader
+
+
+def test_only_the_xero_dispatcher_may_write_a_setting_and_only_its_refresh_token(template: dict) -> None:
+    writes = {(logical, str(s["Resource"])) for logical, r in template["Resources"].items()
+              if r["Type"] == "AWS::Serverless::Function"
+              for s in ((r["Properties"].get("Policies") or [{}])[0].get("Statement") or [])
+              if any(a in ("ssm:PutParameter", "secretsmanager:PutSecretValue") for a in s["Action"])}
+    assert [(logical, resource.rsplit(":", 1)[-1]) for logical, resource in writes] == [
+        ("XeroDispatchFunction", "parameter/meterbill/xero/refresh_token'}")]
