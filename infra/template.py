@@ -25,6 +25,7 @@ TABLE_ENV: dict[str, str] = {
 QUEUE_ENV: dict[str, str] = {
     "CloseQueue": "METERBILL_CLOSE_QUEUE_URL",
     "StripeSyncQueue": "METERBILL_SYNC_QUEUE_STRIPE",
+    "WebhooksQueue": "METERBILL_SYNC_QUEUE_WEBHOOKS",
 }
 
 _DYNAMODB_TABLE = "AWS::DynamoDB::Table"

@@ -31,6 +31,7 @@ FUNCTIONS_DIR = REPO_ROOT / "functions"
 REGION = "us-east-1"
 FUNCTIONS = ["ApiFunction", "IngestFunction", "AggregatorFunction", "ClosePeriodsFunction", "CloseWorkerFunction",
              "OutboxFanoutFunction", "StripeDispatchFunction", "StripeWebhookFunction"]
+FUNCTIONS += ["WebhooksDispatchFunction"]   # outbound webhooks
 
 
 @pytest.fixture(scope="module")
