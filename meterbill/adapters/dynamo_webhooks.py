@@ -51,13 +51,17 @@ class WebhookItems(DynamoTable):
         return True
 
     def update_endpoint(self, endpoint_id: str, changes: Mapping[str, Any]) -> dict[str, Any]:
-        """Set ``changes`` on an existing endpoint; its new state (Conflict if it does not exist)."""
+        """Set ``changes`` on an existing endpoint (None removes a field); its new state
+        (Conflict if it does not exist)."""
         names = {f"#k{i}": k for i, k in enumerate(changes)}
-        values = {f":v{i}": v for i, v in enumerate(changes.values())}
+        values = {f":v{i}": v for i, v in enumerate(changes.values()) if v is not None}
+        removes = [f"#k{i}" for i, v in enumerate(changes.values()) if v is None]
         try:
             resp = self._c.update_item(
                 TableName=self._t, Key=_endpoint_key(endpoint_id),
-                UpdateExpression="SET " + ", ".join(f"#k{i} = :v{i}" for i in range(len(changes))),
+                UpdateExpression="SET " + ", ".join(f"#k{i} = :v{i}" for i, v in enumerate(changes.values())
+                                                    if v is not None)
+                                 + (" REMOVE " + ", ".join(removes) if removes else ""),
                 ConditionExpression="attribute_exists(pk)", ExpressionAttributeNames=names,
                 ExpressionAttributeValues=to_item(values), ReturnValues="ALL_NEW")
         except ClientError as exc:
