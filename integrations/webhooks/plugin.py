@@ -127,7 +127,7 @@ class WebhooksIntegration:
         try:
             if 200 <= resp.status < 300:
                 return int(resp.status)
-            text = resp.read(MAX_REASON, decode_content=True).decode("utf-8", "replace").strip()
+            text = (resp.read(MAX_REASON, decode_content=True) or b"").decode("utf-8", "replace").strip()
             raise DeliveryRefused(resp.status, retry_after_seconds(resp.headers.get("retry-after")),
                                   " ".join(text.split())[:MAX_REASON])
         finally:

@@ -65,7 +65,7 @@ def check_event_types(types: Iterable[str], field: str = "event_types") -> list[
 
 
 def _digest(*parts: str) -> str:
-    return hashlib.blake2b("\x1f".join(parts).encode(), digest_size=16).hexdigest()
+    return hashlib.blake2b(json.dumps(parts).encode(), digest_size=16).hexdigest()   # parts never run together
 
 
 def event_id(event_type: str, subject: str) -> str:
