@@ -98,7 +98,7 @@ def get_webhook_endpoint(endpoint_id: str) -> dict[str, Any]:
 
 @router.get("/v1/webhook-endpoints")
 def list_webhook_endpoints(limit: Limit = 50, cursor: Cursor = None) -> dict[str, Any]:
-    return page(*container().hooks.list(limit, cursor))
+    return page(*container().hooks.list_endpoints(limit, cursor))
 
 
 @router.delete("/v1/webhook-endpoints/<endpoint_id>",

@@ -71,7 +71,7 @@ class WebhookEndpoints:
             raise NotFound(f"webhook endpoint '{endpoint_id}' does not exist", field="id")
         return shown(found)
 
-    def list(self, limit: int, cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
+    def list_endpoints(self, limit: int, cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
         items, nxt = self._store.list_endpoints(limit, cursor)
         return [shown(i) for i in items], nxt
 

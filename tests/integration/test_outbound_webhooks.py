@@ -292,3 +292,20 @@ def test_a_disabled_endpoint_receives_nothing(api: Api, app: Any, pipeline: Any,
     pipeline.run()
     assert receiver.requests == [] and deliveries(api, "ops") == []
     assert json.loads(api.get("/v1/webhook-endpoints/ops").text)["enabled"] is False
+
+
+def test_the_webhooks_function_may_do_what_delivering_does(api: Api, app: Any, pipeline: Any, receiver: Receiver,
+                                                           ddb: Any) -> None:
+    from tests.integration.test_iam_actions import Recorder, granted
+
+    endpoint(api, "ops", receiver.url, ["invoice.finalized", "invoice.overdue"])
+    receiver.answer((500, {}))
+    closed_invoice(app, pipeline)
+    app.hooks.emit("invoice.overdue", {"invoice": {"id": "in_1"}}, "in_1")
+    pipeline.outbox.drain()
+    recorder = Recorder(ddb)
+    with recorder.recording():
+        pipeline.workers["webhooks"].drain()
+    assert len(receiver.requests) == 2
+    assert recorder.calls and recorder.calls <= granted("WebhooksDispatchFunction"), \
+        recorder.calls - granted("WebhooksDispatchFunction")
