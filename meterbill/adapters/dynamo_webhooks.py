@@ -95,12 +95,9 @@ class WebhookItems(DynamoTable):
     def create_delivery(self, delivery: Mapping[str, Any]) -> bool:
         """Put a delivery once (``pending``); False if this (event, endpoint) has one already."""
         try:
-            self._c.put_item(TableName=self._t, Item=to_item({**delivery, "pk": f"WHEP#{delivery['endpoint_id']}"}),
-                             ConditionExpression="attribute_not_exists(pk)")
-        except ClientError as exc:
-            if conditional_failed(exc):
-                return False
-            raise
+            self._put({**delivery, "pk": f"WHEP#{delivery['endpoint_id']}"}, "attribute_not_exists(pk)")
+        except Conflict:
+            return False
         return True
 
     def get_delivery(self, endpoint_id: str, sk: str) -> dict[str, Any] | None:

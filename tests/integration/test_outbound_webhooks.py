@@ -19,7 +19,7 @@ from meterbill.integration.contract import ExternalRef, Permanent, Problem
 from meterbill.services.sync import RetryLater
 from tests.conftest import FakeClock
 from tests.integration.test_api import SECRETS, Api, error
-from tests.integration.test_integration_sync import closed_invoice
+from tests.integration.test_integration_sync import closed_invoice, pipeline  # noqa: F401 - the same deployed path
 from tests.integration.webhook_receiver import Receiver, running
 
 
@@ -50,7 +50,7 @@ def receiver(clock: FakeClock) -> Iterator[Receiver]:
 
 
 @pytest.fixture
-def queues(aws: None) -> dict[str, str]:
+def sync_queues(aws: None) -> dict[str, str]:
     from infra.template import create_queues
 
     sqs = boto3.client("sqs", region_name="us-east-1")
@@ -59,14 +59,14 @@ def queues(aws: None) -> dict[str, str]:
 
 
 @pytest.fixture
-def app(ddb: Any, clock: FakeClock, close_queue_url: str, queues: dict[str, str]) -> Any:
+def app(ddb: Any, clock: FakeClock, close_queue_url: str, sync_queues: dict[str, str]) -> Any:
     from meterbill.bootstrap import bootstrap
     from meterbill.config import Settings
 
     return bootstrap(Settings(events_table="t-events", billing_table="t-billing", invoice_prefix="T-",
                               usage_wait_s=0, stream_settle_s=0, close_queue_url=close_queue_url,
                               close_wait_retry_s=0, integrations=("webhooks", "books"),
-                              sync_queue_urls=tuple(queues.items())),
+                              sync_queue_urls=tuple(sync_queues.items())),
                      client=ddb, clock=clock, cache_ttl_s=0, plugins={"books": FailingBooks()})
 
 
@@ -75,29 +75,6 @@ def api(app: Any) -> Api:
     for scope, secret in SECRETS.items():
         app.keys.create([scope], name=f"test {scope}", secret=secret)
     return Api(build_app(HttpResolverLocal, lambda: app), app)
-
-
-@pytest.fixture
-def pipeline(app: Any) -> Any:
-    from functions import outbox_fanout
-    from meterbill.local.stack import StreamPoller, sync_workers
-
-    def aggregate(event: dict[str, Any], _ctx: Any) -> dict[str, Any]:
-        app.aggregation.apply(event["Records"])
-        return {"batchItemFailures": []}
-
-    class Pipeline:
-        events = StreamPoller(None, "t-events", aggregate)
-        outbox = StreamPoller(None, "t-billing", lambda e, c: outbox_fanout.process(e, c, app.sync))
-        workers = {w._name.removesuffix("_dispatch"): w for w in sync_workers(None, app)}
-
-        def run(self) -> None:
-            for _ in range(3):   # the books failure writes a sync.failed outbox record: one more round
-                self.outbox.drain()
-                for worker in self.workers.values():
-                    worker.drain()
-
-    return Pipeline()
 
 
 def endpoint(api: Api, endpoint_id: str, url: str, types: list[str]) -> dict[str, Any]:
@@ -190,7 +167,7 @@ def test_a_finalized_invoice_is_one_signed_delivery(api: Api, app: Any, pipeline
 
 def test_500_then_200_is_delivered_once_more_with_the_same_webhook_id(api: Api, app: Any, pipeline: Any,
                                                                       receiver: Receiver, clock: FakeClock,
-                                                                      queues: dict[str, str]) -> None:
+                                                                      sync_queues: dict[str, str]) -> None:
     secret = endpoint(api, "ops", receiver.url, ["invoice.finalized"])["secret"]
     receiver.answer((500, {}))
     closed_invoice(app, pipeline)
@@ -198,7 +175,7 @@ def test_500_then_200_is_delivered_once_more_with_the_same_webhook_id(api: Api, 
     [row] = deliveries(api, "ops")
     assert row["status"] == "pending" and row["status_code"] == 500 and row["attempts"] == 1
     attrs = boto3.client("sqs", region_name="us-east-1").get_queue_attributes(
-        QueueUrl=queues["webhooks"], AttributeNames=["All"])["Attributes"]
+        QueueUrl=sync_queues["webhooks"], AttributeNames=["All"])["Attributes"]
     assert attrs["ApproximateNumberOfMessagesNotVisible"] == "1"   # back after its backoff, not busy-retried
     clock.advance(seconds=30)
     assert app.hook_delivery.dispatch(retry_message(api, "ops")) == "delivered"
@@ -225,7 +202,7 @@ def test_retry_after_is_honoured(api: Api, app: Any, pipeline: Any, receiver: Re
 
 
 def test_410_fails_for_good_and_is_not_retried(api: Api, app: Any, pipeline: Any, receiver: Receiver,
-                                               queues: dict[str, str]) -> None:
+                                               sync_queues: dict[str, str]) -> None:
     endpoint(api, "ops", receiver.url, ["invoice.finalized"])
     receiver.answer((410, {}))
     closed_invoice(app, pipeline)
@@ -233,7 +210,7 @@ def test_410_fails_for_good_and_is_not_retried(api: Api, app: Any, pipeline: Any
     [row] = deliveries(api, "ops")
     assert row["status"] == "failed" and row["status_code"] == 410 and "410" in row["error"]
     attrs = boto3.client("sqs", region_name="us-east-1").get_queue_attributes(
-        QueueUrl=queues["webhooks"], AttributeNames=["All"])["Attributes"]
+        QueueUrl=sync_queues["webhooks"], AttributeNames=["All"])["Attributes"]
     assert attrs["ApproximateNumberOfMessages"] == "0" and attrs["ApproximateNumberOfMessagesNotVisible"] == "0"
     assert app.hook_delivery.dispatch(retry_message(api, "ops")) == "done"
     assert len(receiver.requests) == 1
@@ -276,7 +253,8 @@ def test_emit_is_idempotent_by_its_dedupe_key(api: Api, app: Any, pipeline: Any,
 def test_a_failed_sync_emits_sync_failed(api: Api, app: Any, pipeline: Any, receiver: Receiver) -> None:
     secret = endpoint(api, "ops", receiver.url, ["sync.failed"])["secret"]
     inv = closed_invoice(app, pipeline)
-    pipeline.run()
+    pipeline.run()                           # books fails: its sync.failed is a new outbox record …
+    pipeline.run()                           # … fanned out and delivered
     assert app.sync.sync_state(inv["id"])["books"]["status"] == "failed"
     assert len(receiver.requests) == 1
     payload = receiver.verify(secret)
