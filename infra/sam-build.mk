@@ -21,6 +21,7 @@ SAM_PIP_TARGET_FLAGS ?= --platform manylinux2014_aarch64 --implementation cp \
 SAM_FUNCTIONS := ApiFunction IngestFunction AggregatorFunction ClosePeriodsFunction CloseWorkerFunction \
 	OutboxFanoutFunction StripeDispatchFunction StripeWebhookFunction HubSpotDispatchFunction XeroDispatchFunction
 SAM_FUNCTIONS += AnomaliesFunction
+SAM_FUNCTIONS += WebhooksDispatchFunction
 
 .PHONY: $(addprefix build-,$(SAM_FUNCTIONS))
 

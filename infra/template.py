@@ -27,6 +27,7 @@ QUEUE_ENV: dict[str, str] = {
     "StripeSyncQueue": "METERBILL_SYNC_QUEUE_STRIPE",
     "HubSpotSyncQueue": "METERBILL_SYNC_QUEUE_HUBSPOT",
     "XeroSyncQueue": "METERBILL_SYNC_QUEUE_XERO",
+    "WebhooksQueue": "METERBILL_SYNC_QUEUE_WEBHOOKS",
 }
 
 _DYNAMODB_TABLE = "AWS::DynamoDB::Table"

@@ -43,9 +43,11 @@ if TYPE_CHECKING:
     from meterbill.services.credit_notes import CreditNoteService
     from meterbill.services.privacy import PrivacyService
     from meterbill.services.rebuild import RebuildService
-    from meterbill.services.sync import SyncService
+    from meterbill.services.sync import EVENT_SINK, SyncService
     from meterbill.services.usage import UsageService
     from meterbill.services.webhooks import WebhookService
+    from meterbill.services.webhook_delivery import WebhookDelivery
+    from meterbill.services.webhook_endpoints import WebhookEndpoints
 
 
 def utc_now() -> datetime:
@@ -81,6 +83,8 @@ class Container(IngestContainer):
     sync: SyncService
     webhooks: WebhookService
     anomalies: AnomalyService
+    hooks: WebhookEndpoints            # outbound webhook endpoints and emit(event_type, payload, dedupe_key)
+    hook_delivery: WebhookDelivery     # the webhooks queue's dispatcher
 
 
 # One client serves every thread of a process, and urllib3 keeps at most `max_pool_connections`
@@ -176,9 +180,11 @@ def bootstrap(settings: Settings | None = None, *, client: Any = None, clock: Cl
     from meterbill.services.privacy import PrivacyService
     from meterbill.config import sync_queue_env
     from meterbill.services.rebuild import RebuildService
-    from meterbill.services.sync import SyncService
+    from meterbill.services.sync import EVENT_SINK, SyncService
     from meterbill.services.usage import UsageService
     from meterbill.services.webhooks import WebhookService
+    from meterbill.services.webhook_delivery import WebhookDelivery
+    from meterbill.services.webhook_endpoints import WebhookEndpoints
 
     settings = settings or Settings.from_env()
     client = client or dynamodb_client(settings)
@@ -208,6 +214,9 @@ def bootstrap(settings: Settings | None = None, *, client: Any = None, clock: Cl
         rebuild=RebuildService(store, EventScanner(client, settings.events_table), catalog, clock),
         sync=sync, webhooks=WebhookService(store, clock, settings.integrations, plugin),
         anomalies=AnomalyService(store, catalog, clock, alert_sink(settings)),
+        hooks=WebhookEndpoints(store, clock),
+        hook_delivery=WebhookDelivery(store, clock, lambda: plugin(EVENT_SINK),
+                                      sync_queues.get(EVENT_SINK) or SqsWorkQueue(sqs, "", env_name=sync_queue_env(EVENT_SINK))),
     )
 
 

@@ -34,6 +34,8 @@ Item layout (pk / sk):
   RUN#<id>     / OUT#<kind>#<customer>   one customer's outcome in that run (gsi1 while waiting/failed)
   NUMBERING / <created_at>#<invoice id>   a committed invoice waiting for its gapless number
   ANOM#<customer> / <window start>#<meter>#<kind>   a usage anomaly (adapters/dynamo_anomalies.py)
+  WHEP / EP#<id>, WHEP#<id> / SECRET | DLV#<at>#<msg id>   outbound webhook endpoints, their secrets
+                              and deliveries (meterbill/adapters/dynamo_webhooks.py)
 """
 
 from __future__ import annotations
@@ -45,8 +47,9 @@ from meterbill.adapters.dynamo_privacy import PrivacyItems
 from meterbill.adapters.dynamo_runs import RunItems
 from meterbill.adapters.dynamo_sync import SyncItems
 from meterbill.adapters.dynamo_usage import UsageItems
+from meterbill.adapters.dynamo_webhooks import WebhookItems
 
 
 class DynamoBillingStore(CatalogItems, UsageItems, InvoiceItems, KeyItems, PrivacyItems, RunItems, SyncItems,
-                         AnomalyItems):
+                         AnomalyItems, WebhookItems):
     """The billing store port (``ports.BillingStore``), one aggregate per module over one table."""

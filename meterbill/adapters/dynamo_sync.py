@@ -17,7 +17,9 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from meterbill.adapters.dynamo_codec import from_item, to_item
+from meterbill.adapters.dynamo_invoices import outbox_put
 from meterbill.adapters.dynamo_table import DynamoTable, conditional_failed
+from meterbill.domain.webhooks import event_outbox_id
 from meterbill.services.errors import Conflict
 
 FAILED_INDEX_PK = "SYNCFAILED"
@@ -70,9 +72,10 @@ class SyncItems(DynamoTable):
         return from_item(old) if old else None
 
     def finish_sync(self, invoice_id: str, integration: str, action_key: str, token: str, status: str,
-                    fields: Mapping[str, Any], now: str) -> bool:
+                    fields: Mapping[str, Any], now: str, event: Mapping[str, Any] | None = None) -> bool:
         """Move a claimed record to ``status`` (with ``fields``; None removes one) — only while this
-        claim (``token``) still holds it. False if it does not (the lease ran out and another took it)."""
+        claim (``token``) still holds it. False if it does not (the lease ran out and another took it).
+        ``event``: an event's outbox record (``sync.failed``) written in the same transaction."""
         sets = {k: v for k, v in fields.items() if v is not None}
         removes = [k for k, v in fields.items() if v is None]
         names = {"#st": "status", "#tk": "token", **{f"#s{i}": k for i, k in enumerate(sets)},
@@ -86,12 +89,17 @@ class SyncItems(DynamoTable):
             values[":fi"] = FAILED_INDEX_PK
         else:
             remove += ["gsi2pk", "gsi2sk"]
+        update = {"TableName": self._t,
+                  "Key": {"pk": {"S": f"INV#{invoice_id}"}, "sk": {"S": sync_sk(integration, action_key)}},
+                  "UpdateExpression": f"{expr} REMOVE {', '.join(remove)}",
+                  "ConditionExpression": "#st = :fl AND #tk = :t",
+                  "ExpressionAttributeNames": names, "ExpressionAttributeValues": to_item(values)}
         try:
-            self._c.update_item(
-                TableName=self._t, Key={"pk": {"S": f"INV#{invoice_id}"}, "sk": {"S": sync_sk(integration, action_key)}},
-                UpdateExpression=f"{expr} REMOVE {', '.join(remove)}",
-                ConditionExpression="#st = :fl AND #tk = :t",
-                ExpressionAttributeNames=names, ExpressionAttributeValues=to_item(values))
+            if event is None:
+                self._c.update_item(**update)
+            else:
+                self._c.transact_write_items(TransactItems=[
+                    {"Update": update}, outbox_put(self._t, event_outbox_id(event), "event", [], now, **event)])
         except ClientError as exc:
             if conditional_failed(exc):
                 return False

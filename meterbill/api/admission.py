@@ -13,7 +13,7 @@ from meterbill.api import guards
 if TYPE_CHECKING:
     from meterbill.services.keys import KeyService
 
-# /v1/webhooks/stripe: the Stripe signature over the raw body authenticates it (routes_webhooks.py)
+# /v1/webhooks/stripe: the Stripe signature over the raw body authenticates it (routes_stripe_webhook.py)
 PUBLIC = frozenset({"/v1/health", "/v1/docs", "/v1/openapi.json", "/v1/webhooks/stripe"})
 Rules = Mapping[str, guards.PathParameter]
 

@@ -301,11 +301,15 @@ def outbox_poller(endpoint: str | None, billing_table: str) -> StreamPoller:
 def sync_workers(endpoint: str | None, container: Any) -> list[QueueWorker]:
     """One worker per enabled integration's sync queue, invoking the dispatch function's code for
     that integration (on AWS one function per queue, METERBILL_INTEGRATION naming it)."""
-    from functions import dispatch
+    from functions import dispatch, webhook_dispatch
+
+    def handler(name: str) -> Any:
+        if name == "webhooks":   # outbound webhooks: the webhooks dispatch function (its own handler)
+            return lambda event, ctx: webhook_dispatch.process(event, ctx, container.hook_delivery)
+        return lambda event, ctx: dispatch.process(event, ctx, container.sync, name)
 
     client = sqs_client(endpoint)
-    return [QueueWorker(client, url, (lambda n: lambda event, ctx: dispatch.process(event, ctx, container.sync, n))(name),
-                        function_name=f"{name}_dispatch")
+    return [QueueWorker(client, url, handler(name), function_name=f"{name}_dispatch")
             for name, url in container.settings.sync_queue_urls if url]
 
 

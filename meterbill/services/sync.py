@@ -27,6 +27,7 @@ from datetime import timedelta
 from typing import Any, Protocol
 
 from meterbill.domain.instants import iso
+from meterbill.domain.webhooks import event_record
 from meterbill.integration.contract import ExternalRef, Permanent, PaymentSource, Retryable
 from meterbill.integration.keys import idempotency_key
 from meterbill.ports import Clock
@@ -38,6 +39,7 @@ LEASE_S = 900             # an attempt holds a record this long (the dispatch fu
 RETRY_S = 60              # default redelivery delay: Unknown, or a Retryable without Retry-After
 WAIT_FOR_PUSH_S = 120     # a void/payment/credit note whose invoice is not pushed yet
 ACTIONS = ("push", "void", "paid", "credit_note")
+EVENT_SINK = "webhooks"   # the integration that takes emitted events (outbox action "event")
 SHOWN = ("status", "external_id", "number", "url", "error", "attempts", "updated_at")
 
 
@@ -73,6 +75,11 @@ class SyncService:
         At-least-once (a stream batch may be delivered twice): the dispatcher's claim makes a
         duplicate message do nothing. Returns the messages sent."""
         action = outbox["action"]
+        if action == "event":   # an emitted event (webhook_endpoints.emit, a sync.failed): webhooks only
+            if EVENT_SINK not in self._integrations:
+                return 0
+            self._queues[EVENT_SINK].send([{"outbox": outbox["id"], "action": "event"}])
+            return 1
         if action not in ACTIONS:
             raise InvalidField("action", f"unknown outbox action {action!r}")
         messages = [{"outbox": outbox["id"], "action": action, "invoice": inv,
@@ -121,8 +128,12 @@ class SyncService:
             raise RetryLater(f"{integration}: another attempt holds invoice {invoice_id}", LEASE_S) from None
 
         def finish(status: str, **fields: Any) -> None:
+            # a sync that fails for good is a sync.failed event (outbound webhooks), written with it
+            event = event_record("sync.failed", f"{invoice_id}#{integration}#{action_key}#{token}", {
+                "invoice_id": invoice_id, "integration": integration, "action": action,
+                "reason": fields.get("error"), "failed_at": iso(self._clock())}) if status == "failed" else None
             if not self._store.finish_sync(invoice_id, integration, action_key, token, status, fields,
-                                           iso(self._clock())):
+                                           iso(self._clock()), event=event):
                 log.warning("sync of %s to %s: the claim was lost before %s", invoice_id, integration, status)
 
         plugin = self._plugin(integration)

@@ -101,6 +101,10 @@ RULES_THE_SCHEMA_CANNOT_STATE: list[tuple[str, str, str]] = [
     # without "backdate": true
     ("PUT /v1/plans/{code}|POST /v1/simulations|PUT /v1/customers/{customer_id}", r".*", "too_large"),
     ("PUT /v1/customers/{customer_id}", "started_at", "backdate_required"),
+    # outbound webhooks: an https URL with a host (http only to localhost); listings' cursors
+    ("PUT /v1/webhook-endpoints/{endpoint_id}", "url", "invalid_field"),
+    ("GET /v1/webhook-endpoints|GET /v1/webhook-endpoints/{endpoint_id}/deliveries", "cursor",
+     "invalid_cursor|invalid_field"),
 ]
 
 

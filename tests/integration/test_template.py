@@ -33,6 +33,7 @@ REGION = "us-east-1"
 FUNCTIONS = ["ApiFunction", "IngestFunction", "AggregatorFunction", "ClosePeriodsFunction", "CloseWorkerFunction",
              "OutboxFanoutFunction", "StripeDispatchFunction", "StripeWebhookFunction",
              "HubSpotDispatchFunction", "XeroDispatchFunction", "AnomaliesFunction"]
+FUNCTIONS += ["WebhooksDispatchFunction"]   # outbound webhooks
 
 
 @pytest.fixture(scope="module")
