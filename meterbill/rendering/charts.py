@@ -48,9 +48,12 @@ def bar_chart_png(categories: Sequence[str], series: dict[str, Sequence[Decimal]
 
 def _figure() -> Any:
     from matplotlib.figure import Figure  # lazy: optional extra, never on a Lambda cold path
+    from matplotlib.ticker import FuncFormatter
 
     fig = Figure(figsize=(WIDTH_IN, HEIGHT_IN), dpi=DPI, layout="constrained")
-    return fig, fig.add_subplot()
+    ax = fig.add_subplot()
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}" if abs(v) >= 1000 else f"{v:g}"))
+    return fig, ax
 
 
 def _usage_figure(points: list[Point], title: str, unit: str) -> Any:
