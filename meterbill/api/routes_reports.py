@@ -10,7 +10,7 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Query
 
 from meterbill.api.guards import PathParameter
-from meterbill.api.routes import QUERY_PARAMETERS, _check_instant, container, router
+from meterbill.api.routes import _INSTANT, QUERY_PARAMETERS, _check_instant, container, router
 from meterbill.domain.reports import to_csv
 from meterbill.services.errors import InvalidField
 
@@ -23,7 +23,7 @@ def _check_currency(value: str, name: str) -> None:
 
 
 QUERY_PARAMETERS.setdefault("as_of", PathParameter(
-    _check_instant, {"type": "string", "format": "date-time"}, "the date receivables are aged at (RFC 3339), "
+    _check_instant, _INSTANT, "the date receivables are aged at (RFC 3339), "
     "default now", "2026-12-01T00:00:00Z"))
 QUERY_PARAMETERS.setdefault("currency", PathParameter(
     _check_currency, {"type": "string", "pattern": "^[A-Z]{3}$"}, "only amounts in this currency", "EUR"))

@@ -68,13 +68,19 @@ def check_count(items: object, field: str, most: int, what: str) -> None:
         raise InvalidField(field, f"may hold at most {most} {what} (got {len(items)})", "too_many")
 
 
-def check_metadata(value: object, field: str = "metadata") -> dict[str, str]:
-    """Customer metadata: at most 50 keys of 1-40 characters, string values of at most 500."""
+def _object(value: object, field: str, most: int, not_an_object: str) -> dict[str, Any]:
+    """A JSON object of at most ``most`` keys ({} for null)."""
     if value is None:
         return {}
     if type(value) is not dict:
-        raise InvalidField(field, "must be an object of string values")
-    check_count(value, field, MAX_METADATA, "keys")
+        raise InvalidField(field, not_an_object)
+    check_count(value, field, most, "keys")
+    return value
+
+
+def check_metadata(value: object, field: str = "metadata") -> dict[str, str]:
+    """Customer metadata: at most 50 keys of 1-40 characters, string values of at most 500."""
+    value = _object(value, field, MAX_METADATA, "must be an object of string values")
     for key, item in value.items():
         if not 0 < len(key) <= MAX_METADATA_KEY or not valid_text(key):
             raise InvalidField(field, f"keys must be 1 to {MAX_METADATA_KEY} characters (got {len(key)})",
@@ -87,11 +93,7 @@ def check_tags(value: object, field: str = "tags") -> dict[str, str]:
     """Customer tags: segment labels such as {"segment": "enterprise", "region": "eu"}; at most 10
     keys (lowercase letters, digits, '_', starting with a letter, up to 32), values 1 to 64
     printable characters. Reports group customers by one key (``group_by=tag:<key>``)."""
-    if value is None:
-        return {}
-    if type(value) is not dict:
-        raise InvalidField(field, "must be an object of string labels, e.g. {\"segment\": \"enterprise\"}")
-    check_count(value, field, MAX_TAGS, "keys")
+    value = _object(value, field, MAX_TAGS, "must be an object of string labels, e.g. {\"segment\": \"enterprise\"}")
     for key, item in value.items():
         if not re.fullmatch(TAG_KEY, key):
             raise InvalidField(f"{field}.{key[:40]}", "a tag key must be lowercase letters, digits or '_', "
