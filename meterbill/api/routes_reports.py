@@ -33,7 +33,11 @@ Format = Annotated[Literal["json", "csv"] | None, Query(description="csv: the ro
 CSV_RESPONSES = {200: {"description": "the report as JSON, or its rows as CSV",
                        "content": {"application/json": {"schema": {"type": "object"}},
                                    "text/csv": {"schema": {"type": "string"}}}}}
-GROUP = "group_by"
+TAG = "tag:[a-z][a-z0-9_]{0,31}"
+
+
+def groups(*names: str) -> str:
+    return f"^({'|'.join(names)}|{TAG})$"
 
 
 def answer(report: dict[str, Any], fmt: str | None) -> Any:
@@ -53,8 +57,9 @@ def answer(report: dict[str, Any], fmt: str | None) -> Any:
                         "never raw events; `read` says how many items and read units it took.")
 def report_usage(from_: Annotated[str | None, Query(alias="from")] = None, to: Str = None, meter: Str = None,
                  customer: Str = None,
-                 group_by: Annotated[str, Query(max_length=40, description="customer | meter | plan | segment | "
-                                                                           "tag:<key>")] = "customer",
+                 group_by: Annotated[str, Query(pattern=groups("customer", "meter", "plan", "segment"),
+                                                description="customer | meter | plan | segment | tag:<key>")
+                                  ] = "customer",
                  limit: Annotated[int, Query(ge=1, le=1000)] = 20, format: Format = None):  # type: ignore[no-untyped-def]  # noqa: A002
     return answer(container().reports.usage(from_, to, meter, customer, group_by, limit), format)
 
@@ -66,8 +71,9 @@ def report_usage(from_: Annotated[str | None, Query(alias="from")] = None, to: S
                         "period starts in, in the customer's timezone), customer, plan, currency, segment or "
                         "tag:<key>. Money as exact decimal strings; `totals` per currency.")
 def report_revenue(from_: Annotated[str | None, Query(alias="from")] = None, to: Str = None, customer: Str = None,
-                   group_by: Annotated[str, Query(max_length=40, description="period | customer | plan | currency | "
-                                                                             "segment | tag:<key>")] = "period",
+                   group_by: Annotated[str, Query(pattern=groups("period", "customer", "plan", "currency", "segment"),
+                                                  description="period | customer | plan | currency | segment | "
+                                                              "tag:<key>")] = "period",
                    currency: Str = None, format: Format = None):  # type: ignore[no-untyped-def]  # noqa: A002
     return answer(container().reports.revenue(from_, to, customer, group_by, currency), format)
 
@@ -77,7 +83,8 @@ def report_revenue(from_: Annotated[str | None, Query(alias="from")] = None, to:
                         "today's amount due) by days past due: current (not yet due), d1_30, d31_60, d61_90, "
                         "d90_plus; per currency, grouped by currency, customer, plan, segment or tag:<key>.")
 def report_aging(as_of: Str = None, customer: Str = None,
-                 group_by: Annotated[str, Query(max_length=40, description="currency | customer | plan | segment | "
-                                                                           "tag:<key>")] = "currency",
+                 group_by: Annotated[str, Query(pattern=groups("currency", "customer", "plan", "segment"),
+                                                description="currency | customer | plan | segment | tag:<key>")
+                                  ] = "currency",
                  format: Format = None):  # type: ignore[no-untyped-def]  # noqa: A002
     return answer(container().reports.aging(as_of, customer, group_by), format)
