@@ -87,7 +87,9 @@ class ReportService:
             t.invoices += 1
             for name, value in amounts.items():
                 t.amounts[name] += value
-        rows = r.money_rows(totals, group, r.REVENUE_AMOUNTS)
+        # by customer: the top customers first (per currency, by amount billed)
+        order = (lambda kv: (kv[0][1], -kv[1].amounts["billed"], kv[0][0])) if group == "customer" else None
+        rows = r.money_rows(totals, group, r.REVENUE_AMOUNTS, order)
         return self._report("revenue", frm, to, group, [group, "currency", "invoices", *r.REVENUE_AMOUNTS], rows,
                             reader, customer=customer, totals=r.currency_totals(totals, r.REVENUE_AMOUNTS))
 

@@ -102,6 +102,13 @@ def test_revenue_of_one_customer_reads_only_its_range(ledger: Api) -> None:
     assert rep["read"]["items"] == 1
 
 
+
+def test_top_customers_by_revenue(ledger: Api) -> None:
+    rep = ledger.ok("GET", "/v1/reports/revenue", params={**RANGE, "group_by": "customer"}, key="read")
+    assert [(r["currency"], r["customer"], r["billed"]) for r in rep["rows"]] == [
+        ("EUR", "beta", "120.00"), ("USD", "acme", "350.00"), ("USD", "gamma", "90.00")]
+
+
 def test_aging_today_and_at_an_earlier_date(ledger: Api) -> None:
     now = ledger.ok("GET", "/v1/reports/aging", key="read")
     assert now["as_of"] == "2026-11-05T12:00:00Z"
