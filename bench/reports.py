@@ -23,7 +23,7 @@ from bench.wcu import item_size
 
 CUSTOMERS = int(os.environ.get("BENCH_REPORT_CUSTOMERS", "10000"))  # named in the figures: 10k
 SIZE = f"{CUSTOMERS // 1000}k" if CUSTOMERS >= 1000 else str(CUSTOMERS)
-RUNS = 3
+RUNS = int(os.environ.get("BENCH_REPORT_RUNS", "3"))
 PAGE = 1024 * 1024
 NOW = datetime(2026, 12, 1, 12, tzinfo=timezone.utc)
 OCT, NOV = datetime(2026, 10, 1, tzinfo=timezone.utc), datetime(2026, 11, 1, tzinfo=timezone.utc)
@@ -88,6 +88,7 @@ def run() -> None:
             "aging": (lambda: service.aging(None), False),
         }
         inv_rcu, cus_rcu = billed_rcu(invoices), billed_rcu(customers)
+        _cpu(invoices, customers)
         for name, (fn, reads_customers) in cases.items():
             walls = []
             for _ in range(RUNS):
@@ -103,6 +104,48 @@ def run() -> None:
             report(f"report_{name}_{SIZE}_rcu", rcu, "RCU",
                    note=f"{read}: mean item {sum(item_size(_ddb(i)) for i in invoices) / len(invoices):.0f} B; "
                         "eventually consistent 1 MB pages")
+
+
+class _Replay:
+    """The reader's answers without DynamoDB or moto: the same items, as DynamoDB JSON pages decode."""
+
+    def __init__(self, invoices: list[dict[str, Any]], customers: list[dict[str, Any]]) -> None:
+        from meterbill.adapters.dynamo_codec import to_item
+
+        self._invoices, self._customers = [to_item(i) for i in invoices], [to_item(c) for c in customers]
+        self.rcu, self.items = 0.0, 0
+
+    def invoices(self, customer_id: str | None, period_from: str, period_to: str, lines: bool = False) -> Any:
+        from meterbill.adapters.dynamo_codec import from_item
+
+        for raw in self._invoices:
+            doc = from_item(raw)
+            if period_from <= doc["period"]["start"] < period_to:
+                yield doc
+
+    def customers(self) -> Any:
+        from meterbill.adapters.dynamo_codec import from_item
+
+        return (from_item(c) for c in self._customers)
+
+
+def _cpu(invoices: list[dict[str, Any]], customers: list[dict[str, Any]]) -> None:
+    """The service's own CPU per report (items decoded, grouped, summed), without moto's query work."""
+    from meterbill.services.reports import ReportService
+
+    replay = _Replay(invoices, customers)
+    service = ReportService(lambda: replay, lambda: NOW)
+    for name, fn in {"revenue": lambda: service.revenue("2026-10-01T00:00:00Z", "2026-11-01T00:00:00Z",
+                                                        group_by="segment"),
+                     "usage": lambda: service.usage("2026-10-01T00:00:00Z", "2026-11-01T00:00:00Z", meter="tokens"),
+                     "aging": lambda: service.aging(None)}.items():
+        cpu = []
+        for _ in range(RUNS):
+            t = time.process_time()
+            fn()
+            cpu.append(time.process_time() - t)
+        report(f"report_{name}_{SIZE}_cpu_ms", statistics.median(cpu) * 1000, "ms CPU",
+               note=f"the service over {len(invoices):,} invoices decoded from DynamoDB JSON, no moto; median of {RUNS}")
 
 
 def _ddb(item: dict[str, Any]) -> dict[str, Any]:
