@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from meterbill.services.webhooks import WebhookService
     from meterbill.services.webhook_delivery import WebhookDelivery
     from meterbill.services.webhook_endpoints import WebhookEndpoints
+    from meterbill.services.reports import ReportService
 
 
 def utc_now() -> datetime:
@@ -85,6 +86,7 @@ class Container(IngestContainer):
     anomalies: AnomalyService
     hooks: WebhookEndpoints            # outbound webhook endpoints and emit(event_type, payload, dedupe_key)
     hook_delivery: WebhookDelivery     # the webhooks queue's dispatcher
+    reports: ReportService
 
 
 # One client serves every thread of a process, and urllib3 keeps at most `max_pool_connections`
@@ -185,6 +187,8 @@ def bootstrap(settings: Settings | None = None, *, client: Any = None, clock: Cl
     from meterbill.services.webhooks import WebhookService
     from meterbill.services.webhook_delivery import WebhookDelivery
     from meterbill.services.webhook_endpoints import WebhookEndpoints
+    from meterbill.adapters.dynamo_reports import DynamoReportReader
+    from meterbill.services.reports import ReportService
 
     settings = settings or Settings.from_env()
     client = client or dynamodb_client(settings)
@@ -217,6 +221,7 @@ def bootstrap(settings: Settings | None = None, *, client: Any = None, clock: Cl
         hooks=WebhookEndpoints(store, clock),
         hook_delivery=WebhookDelivery(store, clock, lambda: plugin(EVENT_SINK),
                                       sync_queues.get(EVENT_SINK) or SqsWorkQueue(sqs, "", env_name=sync_queue_env(EVENT_SINK))),
+        reports=ReportService(functools.partial(DynamoReportReader, client, settings.billing_table), clock),
     )
 
 

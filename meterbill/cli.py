@@ -1,5 +1,6 @@
 """`meterbill` command: run the local stack, run the demo, start a billing run, manage API keys (create,
-list, revoke), re-drive stream batches, the privacy sweep, rebuild usage from raw events."""
+list, revoke), re-drive stream batches, the privacy sweep, rebuild usage from raw events, reports
+(`meterbill report usage|revenue|aging`, with charts)."""
 
 from __future__ import annotations
 
@@ -246,6 +247,13 @@ def main(argv: list[str] | None = None) -> int:
     _usage_parser(sub)
     from meterbill.local import anomalies_cli
     anomalies_cli.add_parser(sub)
+    sub.add_parser("report", add_help=False, help="usage|revenue|aging reports from the API: JSON, CSV, a table, "
+                   "or a chart (--out file.png|file.svg); `meterbill report -h` for the options")
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["report"]:  # its own parser (meterbill.local.report): options pass through unparsed here
+        from meterbill.local.report import main as report
+
+        return report(argv[1:])
     args = parser.parse_args(argv)
     if args.command == "anomalies":
         return anomalies_cli.run(args)

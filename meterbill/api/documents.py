@@ -96,7 +96,9 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "Usage": obj({"customer": STRING, "from": INSTANT, "to": INSTANT, "window": STRING, "timezone": STRING,
                   "meters": array(obj({"meter": STRING, "aggregation": STRING,
                                        "points": array(obj({"start": INSTANT, "end": INSTANT, "value": DECIMAL,
-                                                            "events": INT}, {"group": OBJECT}))}))}),
+                                                            "events": INT}, {"group": OBJECT}))},
+                                      {"total": DECIMAL, "totals": array(OBJECT)}))},
+                 {"previous": OBJECT, "change": array(OBJECT)}),
     "Discount": obj({"id": STRING, "type": STRING, "duration": STRING, "created_at": INSTANT},
                     {"percentage": DECIMAL, "amount": DECIMAL, "active": BOOL, "ended_at": INSTANT}),
     "Discounts": obj({"data": array(ref("Discount"))}),
@@ -228,3 +230,23 @@ EXAMPLES: dict[str, Any] = {
         {"period": _OCT, "invoice": "T-000001", "old_subtotal": "63.00", "new_subtotal": "29.00",
          "difference": "-34.00"}]}], "old_subtotal": "63.00", "new_subtotal": "29.00", "difference": "-34.00"},
 }
+
+# -- reports (GET /v1/reports/usage|revenue|aging) ------------------------------------------------
+SCHEMAS["Report"] = obj(
+    {"report": STRING, "group_by": STRING, "columns": array(STRING),
+     "rows": array({"type": "object", "additionalProperties": {"anyOf": [STRING, INT]},
+                    "description": "one value per column: money and quantities as exact decimal strings"}),
+     "read": obj({"items": INT, "rcu": {"type": "number"}})},
+    {"from": INSTANT, "to": INSTANT, "as_of": INSTANT, "customer": STRING, "meter": STRING,
+     "totals": array(OBJECT)},
+    description="A report: its rows (also as CSV: Accept: text/csv or format=csv), totals per currency, and "
+                "what it read (items, read capacity units)")
+EXAMPLES["Report"] = {
+    "report": "revenue", "group_by": "period", "from": "2026-01-01T00:00:00Z", "to": "2026-12-01T00:00:00Z",
+    "columns": ["period", "currency", "invoices", "billed", "credits_applied", "credited", "collected", "outstanding",
+                "uncollectible"],
+    "rows": [{"period": "2026-10", "currency": "USD", "invoices": 1, "billed": "63.00", "credits_applied": "0.00",
+              "credited": "0.00", "collected": "0.00", "outstanding": "63.00", "uncollectible": "0.00"}],
+    "totals": [{"currency": "USD", "invoices": 1, "billed": "63.00", "credits_applied": "0.00", "credited": "0.00",
+                "collected": "0.00", "outstanding": "63.00", "uncollectible": "0.00"}],
+    "read": {"items": 1, "rcu": 0.5}}

@@ -71,6 +71,8 @@ SUCCESS: dict[str, tuple[int, str | None]] = {
     "GET /v1/api-keys": (200, "ApiKeyPage"), "DELETE /v1/api-keys/{key_id}": (200, "ApiKey"),
     "GET /v1/customers/{customer_id}/export": (200, "CustomerExport"),
     "POST /v1/customers/{customer_id}/erase": (200, "Erasure"),
+    "GET /v1/reports/usage": (200, "Report"), "GET /v1/reports/revenue": (200, "Report"),
+    "GET /v1/reports/aging": (200, "Report"),
 }
 PUBLIC = frozenset({"GET /v1/health"})
 # Parameter examples where the one of the parameter's kind (guards.PathParameter.example) names nothing here.
@@ -221,8 +223,9 @@ def _operation(key: str, path: str, op: dict[str, Any], parameters: dict[str, Pa
     ok = responses.pop("200")
     responses.pop("422", None)
     if schema is not None:
+        other = {media: c for media, c in (ok.get("content") or {}).items() if media != JSON}  # text/csv
         ok = {"description": {200: "OK", 201: "Created", 202: "Accepted"}[status],
-              "content": {JSON: {"schema": ref(schema), "example": EXAMPLES[schema]}}}
+              "content": {JSON: {"schema": ref(schema), "example": EXAMPLES[schema]}, **other}}
     responses[str(status)] = ok
     if key == "POST /v1/events":
         result = {"schema": ref("IngestResult"), "example": EXAMPLES["IngestResult"]}

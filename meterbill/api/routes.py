@@ -228,10 +228,16 @@ def upcoming_invoice(customer_id: str) -> dict[str, Any]:
 @router.get("/v1/customers/<customer_id>/usage")
 def customer_usage(customer_id: str, from_: Annotated[str | None, Query(alias="from")] = None,
                    to: Cursor = None, meter: Cursor = None,
-                   window: Annotated[Literal["day", "hour"], Query(description="width of each point")] = "day",
-                   group_by: Annotated[bool, Query(description="a point per dimension group")] = False
+                   window: Annotated[Literal["hour", "day", "week", "month"],
+                                     Query(description="width of each point, aligned in the customer's timezone "
+                                                       "(weeks start on Monday, months on the 1st)")] = "day",
+                   group_by: Annotated[str | None, Query(
+                       max_length=300, description="true: a point per dimension group; or dimension names "
+                                                   "(region,model): points merged by them")] = None,
+                   compare: Annotated[Literal["previous"] | None, Query(
+                       description="previous: also the same number of windows just before, and the change")] = None
                    ) -> dict[str, Any]:
-    return container().usage.series(customer_id, from_, to, meter, window, group_by)
+    return container().usage.series(customer_id, from_, to, meter, window, group_by, compare)
 
 
 @router.put("/v1/customers/<customer_id>/discounts/<discount_id>",
@@ -524,3 +530,4 @@ def erase_customer(customer_id: str, body: Annotated[EraseIn, Body()]) -> dict[s
 
 from meterbill.api import routes_anomalies  # noqa: E402,F401
 from meterbill.api import routes_webhooks  # noqa: E402,F401
+from meterbill.api import routes_reports  # noqa: E402,F401

@@ -173,6 +173,9 @@ class CustomerIn(Strict):
                                             "(RFC 3339, default now), moved to the next 15-minute usage-bucket "
                                             "boundary")
     backdate: bool | None = Field(default=None, description="confirms a new started_at more than 92 days ago")
+    tags: dict[str, str] | None = Field(default=None, description="segment labels the reports group by "
+                                        "(group_by=tag:<key>): at most 10, keys [a-z][a-z0-9_]{0,31}, values 1-64 "
+                                        "characters", examples=[{"segment": "enterprise", "region": "eu"}])
 
 
 class BillingRunIn(Strict):

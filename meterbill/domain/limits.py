@@ -8,6 +8,7 @@ stored meter, plan or customer unreadable)."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -26,6 +27,9 @@ MAX_FILTER_VALUES = 100   # accepted values per filter key
 MAX_METADATA = 50         # customer metadata: keys (Stripe's limits)
 MAX_METADATA_KEY = 40
 MAX_METADATA_VALUE = 500
+MAX_TAGS = 10             # customer tags: segment labels the reports group by (group_by=tag:<key>)
+MAX_TAG_VALUE = 64
+TAG_KEY = r"[a-z][a-z0-9_]{0,31}"
 MAX_CHARGES = 100         # charges per plan
 MAX_ROWS = 100            # tiers, matrix prices, time-of-use windows per charge
 MAX_HOLIDAYS = 400
@@ -64,19 +68,40 @@ def check_count(items: object, field: str, most: int, what: str) -> None:
         raise InvalidField(field, f"may hold at most {most} {what} (got {len(items)})", "too_many")
 
 
-def check_metadata(value: object, field: str = "metadata") -> dict[str, str]:
-    """Customer metadata: at most 50 keys of 1-40 characters, string values of at most 500."""
+def _object(value: object, field: str, most: int, not_an_object: str) -> dict[str, Any]:
+    """A JSON object of at most ``most`` keys ({} for null)."""
     if value is None:
         return {}
     if type(value) is not dict:
-        raise InvalidField(field, "must be an object of string values")
-    check_count(value, field, MAX_METADATA, "keys")
+        raise InvalidField(field, not_an_object)
+    check_count(value, field, most, "keys")
+    return value
+
+
+def check_metadata(value: object, field: str = "metadata") -> dict[str, str]:
+    """Customer metadata: at most 50 keys of 1-40 characters, string values of at most 500."""
+    value = _object(value, field, MAX_METADATA, "must be an object of string values")
     for key, item in value.items():
         if not 0 < len(key) <= MAX_METADATA_KEY or not valid_text(key):
             raise InvalidField(field, f"keys must be 1 to {MAX_METADATA_KEY} characters (got {len(key)})",
                                "too_long")
         check_text(item, f"{field}.{key}", MAX_METADATA_VALUE)
     return value
+
+
+def check_tags(value: object, field: str = "tags") -> dict[str, str]:
+    """Customer tags: segment labels such as {"segment": "enterprise", "region": "eu"}; at most 10
+    keys (lowercase letters, digits, '_', starting with a letter, up to 32), values 1 to 64
+    printable characters. Reports group customers by one key (``group_by=tag:<key>``)."""
+    value = _object(value, field, MAX_TAGS, "must be an object of string labels, e.g. {\"segment\": \"enterprise\"}")
+    for key, item in value.items():
+        if not re.fullmatch(TAG_KEY, key):
+            raise InvalidField(f"{field}.{key[:40]}", "a tag key must be lowercase letters, digits or '_', "
+                                                      "starting with a letter, at most 32 characters")
+        if type(item) is not str or not 0 < len(item) <= MAX_TAG_VALUE or not item.isprintable() or item != item.strip():
+            raise InvalidField(f"{field}.{key}", f"must be a label of 1 to {MAX_TAG_VALUE} printable characters "
+                                                  "without leading or trailing spaces")
+    return dict(value)
 
 
 def _size(doc: Any) -> int:

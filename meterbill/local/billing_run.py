@@ -38,14 +38,20 @@ def follow(api: Api, run: dict[str, Any], timeout_s: float = 900, show: bool = T
             run = api.ok("GET", f"/v1/billing-runs/{run['id']}")
 
 
-def billing_run(url: str | None, key: str | None, as_of: str | None, idempotency_key: str | None,
-                timeout_s: float) -> int:
+def api_target(url: str | None, key: str | None) -> tuple[str, str]:
+    """The API to talk to: --url / METERBILL_API_URL / the running local stack's; the key likewise
+    (--api-key / METERBILL_API_KEY / the admin key `meterbill run` wrote to .meterbill/local.json)."""
     state = stack.read_state()
     url = url or os.environ.get("METERBILL_API_URL") or state.get("api_url") or "http://127.0.0.1:8000"
     key = key or os.environ.get("METERBILL_API_KEY") or os.environ.get("METERBILL_ADMIN_KEY") or state.get("admin_key")
     if not key:
         raise SystemExit("no API key: pass --api-key or set METERBILL_API_KEY (an admin key)")
-    api = Api(url, key)
+    return url, key
+
+
+def billing_run(url: str | None, key: str | None, as_of: str | None, idempotency_key: str | None,
+                timeout_s: float) -> int:
+    api = Api(*api_target(url, key))
     headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
     run = api.ok("POST", "/v1/billing-runs", {"as_of": as_of} if as_of else {}, headers=headers)
     run = follow(api, run, timeout_s, show=sys.stderr.isatty() or bool(os.environ.get("METERBILL_PROGRESS")))

@@ -25,7 +25,7 @@ from meterbill.services.errors import Conflict, NotFound
 
 CUSTOMER_FIELDS = ("name", "email", "plan", "started_at", "billing_anchor", "timezone",
                    "payment_terms_days", "address", "metadata", "invoice_grace_hours", "tax_exempt", "tax_id",
-                   "progressive_threshold", "price_overrides", "plan_effective_at", "backdate")
+                   "progressive_threshold", "price_overrides", "plan_effective_at", "backdate", "tags")
 ADDRESS_FIELDS = ("line1", "line2", "city", "state", "postal_code", "country")
 
 
@@ -235,6 +235,7 @@ class CatalogService:
                 raise InvalidField("progressive_threshold", f"must be a positive amount in {plan.currency}")
             threshold = format_amount(threshold, plan.currency)
         metadata = limits.check_metadata(raw.get("metadata"))
+        tags = limits.check_tags(raw.get("tags"))
         if "started_at" in raw:
             started = parse_instant(raw["started_at"], "started_at")
         elif current is not None:
@@ -255,7 +256,7 @@ class CatalogService:
             "payment_terms_days": terms, "address": address, "metadata": metadata,
             "invoice_grace_hours": grace, "tax_exempt": exempt, "tax_id": tax_id,
             "progressive_threshold": threshold, "created_at": iso(now), "updated_at": iso(now), "version": 1,
-            "closed_through": "", "next_close": iso(first.end)}
+            "closed_through": "", "next_close": iso(first.end), "tags": tags}
         limits.check_document(doc, limits.MAX_CUSTOMER_BYTES, "customer")
         if current is None:
             self._store.put_customer(doc, None)

@@ -645,7 +645,7 @@ def test_usage_series_by_day_and_hour(catalog: Api, drain: Any) -> None:
     assert [p["value"] for p in calls["points"]] == ["3", "1"]
 
 
-@pytest.mark.parametrize("params,field", [({"window": "week"}, "window"), ({"window": "minute"}, "window"),
+@pytest.mark.parametrize("params,field", [({"window": "quarter"}, "window"), ({"window": "minute"}, "window"),
                                           ({"meter": "nope"}, "meter"), ({"from": "garbage"}, "from"),
                                           ({"from": NOV, "to": OCT}, "from")])
 def test_usage_bad_query_names_field(catalog: Api, params: dict[str, str], field: str) -> None:

@@ -182,6 +182,8 @@ def test_the_api_may_do_what_its_routes_do(container: Any, drain: Any, clock: An
         api.ok("DELETE", "/v1/customers/acme/discounts/d1")
         api.ok("GET", "/v1/customers/acme/usage")
         api.ok("GET", "/v1/customers/acme/upcoming-invoice")
+        for path in ("/v1/reports/usage", "/v1/reports/revenue?group_by=segment", "/v1/reports/aging?customer=acme"):
+            assert "rows" in api.ok("GET", path), path
         keys = api.ok("GET", "/v1/api-keys")["data"]
         api.ok("DELETE", f"/v1/api-keys/{keys[0]['id']}")
         api.ok("GET", "/v1/health", key=None)

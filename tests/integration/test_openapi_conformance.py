@@ -92,6 +92,9 @@ RULES_THE_SCHEMA_CANNOT_STATE: list[tuple[str, str, str]] = [
     ("GET /v1/customers/{customer_id}/usage", "from", "invalid_field"),
     # the clock and between fields: a scan's range ends by now, from before to, at most a year
     ("POST /v1/anomaly-scans", "from|to", "invalid_field"),
+    # the dimensions a stored meter groups by; a report's range: from before to
+    ("GET /v1/customers/{customer_id}/usage", "group_by", "invalid_field"),
+    ("GET /v1/reports/(usage|revenue)", "from", "invalid_field"),
     # JSON Schema's strings hold any code points; ours are Unicode text that UTF-8 (DynamoDB) can store
     (".*", r"[^ ]*", "invalid_unicode"),
     # the amount grammar between fields: an amount's decimals follow the currency (of the plan, or of the
