@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from meterbill.services.sync import SyncService
     from meterbill.services.usage import UsageService
     from meterbill.services.webhooks import WebhookService
+    from meterbill.services.reconciliation import ReconciliationService
 
 
 def utc_now() -> datetime:
@@ -78,6 +79,7 @@ class Container(IngestContainer):
     rebuild: RebuildService
     sync: SyncService
     webhooks: WebhookService
+    reconciliation: ReconciliationService
 
 
 # One client serves every thread of a process, and urllib3 keeps at most `max_pool_connections`
@@ -175,6 +177,8 @@ def bootstrap(settings: Settings | None = None, *, client: Any = None, clock: Cl
     from meterbill.services.sync import SyncService
     from meterbill.services.usage import UsageService
     from meterbill.services.webhooks import WebhookService
+    from meterbill.adapters.dynamo_reconciliations import ReconciliationItems
+    from meterbill.services.reconciliation import ReconciliationService
 
     settings = settings or Settings.from_env()
     client = client or dynamodb_client(settings)
@@ -203,6 +207,9 @@ def bootstrap(settings: Settings | None = None, *, client: Any = None, clock: Cl
         privacy=PrivacyService(store, EventScanner(client, settings.events_table), catalog, clock, watermark),
         rebuild=RebuildService(store, EventScanner(client, settings.events_table), catalog, clock),
         sync=sync, webhooks=WebhookService(store, clock, settings.integrations, plugin),
+        reconciliation=ReconciliationService(store, ReconciliationItems(client, settings.billing_table),
+                                             EventScanner(client, settings.events_table), catalog, billing, clock,
+                                             settings.integrations, watermark),
     )
 
 
