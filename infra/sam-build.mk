@@ -18,7 +18,8 @@ SAM_PIP_TARGET_FLAGS ?= --platform manylinux2014_aarch64 --implementation cp \
 	--python-version 3.12 --only-binary=:all:
 
 SAM_FUNCTIONS := ApiFunction IngestFunction AggregatorFunction ClosePeriodsFunction CloseWorkerFunction \
-	OutboxFanoutFunction StripeDispatchFunction StripeWebhookFunction
+	OutboxFanoutFunction StripeDispatchFunction StripeWebhookFunction \
+	ReconcileFunction
 
 .PHONY: $(addprefix build-,$(SAM_FUNCTIONS))
 

@@ -118,6 +118,18 @@ def sqs_client(settings: Settings) -> Any:
                                           endpoint_url=settings.dynamodb_endpoint, config=config)
 
 
+def reconcile_launcher(settings: Settings) -> Any:
+    """POST /v1/reconciliations hands its request to the reconcile function (asynchronous invoke),
+    or, without one configured (the local stack, tests), runs it in-process (None)."""
+    if not settings.reconcile_function:
+        return None
+    import json
+
+    client = boto3.session.Session().client("lambda", region_name=settings.region)
+    return lambda recon_id: client.invoke(FunctionName=settings.reconcile_function, InvocationType="Event",
+                                          Payload=json.dumps({"reconciliation": recon_id}).encode())
+
+
 def integration_settings(settings: Settings) -> Any:
     """vendor -> IntegrationSettings, from where this deployment keeps them."""
     from meterbill.adapters.secrets import ParameterStoreSettings, SecretsManagerSettings
@@ -209,7 +221,7 @@ def bootstrap(settings: Settings | None = None, *, client: Any = None, clock: Cl
         sync=sync, webhooks=WebhookService(store, clock, settings.integrations, plugin),
         reconciliation=ReconciliationService(store, ReconciliationItems(client, settings.billing_table),
                                              EventScanner(client, settings.events_table), catalog, billing, clock,
-                                             settings.integrations, watermark),
+                                             settings.integrations, watermark, reconcile_launcher(settings)),
     )
 
 

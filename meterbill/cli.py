@@ -244,7 +244,12 @@ def main(argv: list[str] | None = None) -> int:
     sweep.add_argument("--segments", type=int, default=4, help="parallel Scan segments (default 4)")
     sweep.add_argument("--aws", action="store_true", help="use AWS (ignore the local stack)")
     _usage_parser(sub)
+    from meterbill.local import reconcile as reconcile_cli
+
+    reconcile_cli.add_parser(sub)
     args = parser.parse_args(argv)
+    if args.command == "reconcile":
+        return reconcile_cli.reconcile(args)
     if args.command == "usage":
         return _usage_rebuild(args)
     if args.command == "redrive-stream":

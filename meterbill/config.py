@@ -96,6 +96,8 @@ class Settings:
     brand_footer: str = ""
     bank_details: str = ""                 # multi-line wire instructions
     support_email: str | None = None
+    # Reconciliation: the function that runs POST /v1/reconciliations' requests (None: run in-process)
+    reconcile_function: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -125,4 +127,5 @@ class Settings:
             brand_footer=_multiline(env.get("METERBILL_BRAND_FOOTER")),
             bank_details=_multiline(env.get("METERBILL_BANK_DETAILS")),
             support_email=env.get("METERBILL_SUPPORT_EMAIL", "").strip() or None,
+            reconcile_function=env.get("METERBILL_RECONCILE_FUNCTION") or None,
         )

@@ -1,25 +1,31 @@
 """Billing table: reconciliation runs and their findings (services/reconciliation.py).
 
-  RECON#<id> / RECON        the run: period, scope, status, summary, the recount's cost
-  RECON#<id> / F#<000001>   one finding each, in the order found (paged by a Query)
+  RECON#<id> / RECON        the run: period, scope, status, summary, the recount's cost, and
+                            ``pages``: how many finding pages this run wrote
+  RECON#<id> / F#<000001>   one page of up to ``page_size`` findings (a list), in the order found
 
-A finding is written once under its own number (BatchWriteItem, unprocessed items retried), so a
-re-run of the same id rewrites the same keys instead of adding copies.
+Pages, not one item per finding: 10,000 findings are 100 PutItems (a page of 100 findings is
+~50 KB, far below the 400 KB item limit), and a page of the API is one GetItem. A re-run under
+the same id rewrites pages 1..n and its record says n: a longer earlier run's pages beyond n are
+never shown.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from meterbill.adapters.dynamo_codec import decode_cursor, encode_cursor, from_item, to_item
-from meterbill.adapters.dynamo_table import MAX_ATTEMPTS, DynamoTable, ThrottledError
+from meterbill.adapters.dynamo_table import DynamoTable
+from meterbill.services.errors import InvalidField
 
-BATCH_WRITE = 25
+PAGE_SIZE = 100
 
 
 class ReconciliationItems(DynamoTable):
+    def __init__(self, client: Any, table: str, page_size: int = PAGE_SIZE) -> None:
+        super().__init__(client, table)
+        self._page_size = page_size
+
     def put_reconciliation(self, doc: Mapping[str, Any]) -> None:
         self._put({**doc, "pk": f"RECON#{doc['id']}", "sk": "RECON"})
 
@@ -27,26 +33,19 @@ class ReconciliationItems(DynamoTable):
         found = self._get(f"RECON#{recon_id}", "RECON")
         return None if found is None else {k: v for k, v in found.items() if k not in ("pk", "sk")}
 
-    def put_findings(self, recon_id: str, findings: Sequence[Mapping[str, Any]]) -> None:
-        items = [{"PutRequest": {"Item": to_item({**f, "pk": f"RECON#{recon_id}", "sk": f"F#{i:06d}"})}}
-                 for i, f in enumerate(findings, 1)]
-        for i in range(0, len(items), BATCH_WRITE):
-            request = {self._t: items[i:i + BATCH_WRITE]}
-            for attempt in range(MAX_ATTEMPTS):
-                request = self._c.batch_write_item(RequestItems=request).get("UnprocessedItems") or {}
-                if not request:
-                    break
-                time.sleep(min(0.05 * 2 ** attempt, 1.0))
-            else:
-                raise ThrottledError("DynamoDB kept returning unprocessed items; retry later")
+    def put_findings(self, recon_id: str, findings: Sequence[Mapping[str, Any]]) -> int:
+        """Write the findings a page per item; returns the number of pages (record it on the run)."""
+        pages = [findings[i:i + self._page_size] for i in range(0, len(findings), self._page_size)]
+        for n, chunk in enumerate(pages, 1):
+            self._put({"pk": f"RECON#{recon_id}", "sk": f"F#{n:06d}", "findings": list(chunk)})
+        return len(pages)
 
-    def findings(self, recon_id: str, limit: int, cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
-        pk = f"RECON#{recon_id}"
-        kwargs: dict[str, Any] = {"TableName": self._t, "KeyConditionExpression": "pk = :p AND begins_with(sk, :f)",
-                                  "ExpressionAttributeValues": {":p": {"S": pk}, ":f": {"S": "F#"}}, "Limit": limit}
-        start = decode_cursor(cursor, {"pk": pk, "sk": None})
-        if start:
-            kwargs["ExclusiveStartKey"] = start
-        resp = self._c.query(**kwargs)
-        return ([{k: v for k, v in from_item(i).items() if k not in ("pk", "sk")} for i in resp.get("Items", [])],
-                encode_cursor(resp.get("LastEvaluatedKey")))
+    def findings(self, recon_id: str, pages: int, cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of findings (``cursor``: the page number the previous answer gave) and the next
+        page's cursor, None after the last of the run's ``pages``."""
+        if cursor is not None and not (cursor.isascii() and cursor.isdigit() and 1 < int(cursor) <= max(pages, 1)):
+            raise InvalidField("cursor", "is not a cursor returned by this listing: pass next_cursor unchanged",
+                               "invalid_cursor")
+        n = int(cursor or 1)
+        found = self._get(f"RECON#{recon_id}", f"F#{n:06d}") if n <= pages else None
+        return (list(found["findings"]) if found else []), (str(n + 1) if n < pages else None)

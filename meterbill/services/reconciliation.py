@@ -59,8 +59,8 @@ class ReconcileStore(BillingStore, Protocol):
 class ReconciliationRecords(Protocol):
     def put_reconciliation(self, doc: dict[str, Any]) -> None: ...
     def get_reconciliation(self, recon_id: str) -> dict[str, Any] | None: ...
-    def put_findings(self, recon_id: str, findings: Sequence[dict[str, Any]]) -> None: ...
-    def findings(self, recon_id: str, limit: int, cursor: str | None) -> tuple[list[dict[str, Any]], str | None]: ...
+    def put_findings(self, recon_id: str, findings: Sequence[dict[str, Any]]) -> int: ...
+    def findings(self, recon_id: str, pages: int, cursor: str | None) -> tuple[list[dict[str, Any]], str | None]: ...
 
 
 def month(period: str) -> tuple[datetime, datetime]:
@@ -100,7 +100,8 @@ class Recount:
 class ReconciliationService:
     def __init__(self, store: ReconcileStore, records: ReconciliationRecords, events: RawEventRecount,
                  catalog: CatalogService, billing: BillingService, clock: Clock, integrations: tuple[str, ...],
-                 watermark: UsageWatermark | None = None) -> None:
+                 watermark: UsageWatermark | None = None, launch: Callable[[str], None] | None = None) -> None:
+        self._launch = launch     # runs a requested reconciliation elsewhere (AWS: the reconcile function)
         self._store = store
         self._records = records
         self._events = events
@@ -110,14 +111,64 @@ class ReconciliationService:
         self._integrations = integrations
         self._watermark = watermark
 
-    def run(self, period: str, customer: str | None = None, sample: int = DEFAULT_SAMPLE,
-            max_read_units: float = MAX_READ_UNITS, progress: Progress | None = None) -> dict[str, Any]:
-        start, end = month(period)
-        if not 1 <= sample <= MAX_SAMPLE:
+    def request(self, period: str, customer: str | None = None, sample: int = DEFAULT_SAMPLE) -> dict[str, Any]:
+        """POST /v1/reconciliations: the request stored (``queued``) and handed to the reconcile
+        function (an asynchronous invocation: a Scan outlasts API Gateway's 30 s); without one
+        (tests, the local stack) it runs here, before the answer."""
+        self._check(period, customer, sample)
+        doc = {"id": self._new_id(period), "period": period, "customer": customer, "sample": sample,
+               "status": "queued", "requested_at": iso(self._clock())}
+        self._records.put_reconciliation(doc)
+        if self._launch is None:
+            return self.run(period, customer, sample, recon_id=doc["id"])
+        self._launch(doc["id"])
+        return doc
+
+    def run_requested(self, recon_id: str) -> dict[str, Any]:
+        """The reconcile function's asynchronous invocation: run a stored request (a finished one
+        is not run again: Lambda retries an asynchronous invocation that failed)."""
+        doc = self._records.get_reconciliation(recon_id)
+        if doc is None:
+            raise NotFound(f"reconciliation '{recon_id}' does not exist", field="id")
+        if doc["status"] == "finished":
+            return doc
+        return self.run(doc["period"], doc.get("customer"), int(doc["sample"]), recon_id=recon_id)
+
+    def scheduled(self, at: datetime | None = None) -> dict[str, Any]:
+        """The daily run: the month before ``at`` (the scheduler's tick), a sample of customers."""
+        at = at or self._clock()
+        first = datetime(at.year, at.month, 1, tzinfo=timezone.utc)
+        previous = datetime(first.year - (first.month == 1), (first.month - 2) % 12 + 1, 1, tzinfo=timezone.utc)
+        return self.run(previous.strftime("%Y-%m"))
+
+    def _check(self, period: str, customer: str | None, sample: int) -> None:
+        month(period)
+        if type(sample) is not int or not 1 <= sample <= MAX_SAMPLE:
             raise InvalidField("sample", f"must be 1 to {MAX_SAMPLE} customers")
-        tell = progress or (lambda *_: None)
+        if customer is not None:
+            self._customers(customer)
+
+    def _new_id(self, period: str) -> str:
+        return f"rc_{period.replace('-', '')}_{int(self._clock().timestamp() * 1000)}_{secrets.token_hex(3)}"
+
+    def run(self, period: str, customer: str | None = None, sample: int = DEFAULT_SAMPLE,
+            max_read_units: float = MAX_READ_UNITS, progress: Progress | None = None,
+            recon_id: str | None = None) -> dict[str, Any]:
+        self._check(period, customer, sample)
+        recon_id = recon_id or self._new_id(period)
+        try:
+            return self._run(recon_id, period, customer, sample, max_read_units, progress or (lambda *_: None))
+        except Exception as exc:
+            self._records.put_reconciliation({"id": recon_id, "period": period, "customer": customer,
+                                              "sample": sample, "status": "failed",
+                                              "error": f"{type(exc).__name__}: {exc}"[:1000],
+                                              "finished_at": iso(self._clock())})
+            raise
+
+    def _run(self, recon_id: str, period: str, customer: str | None, sample: int, max_read_units: float,
+             tell: Progress) -> dict[str, Any]:
+        start, end = month(period)
         cutoff = self._clock()
-        recon_id = f"rc_{period}_{int(cutoff.timestamp() * 1000)}_{secrets.token_hex(3)}"
         customers = self._customers(customer)
         findings: list[rec.Finding] = []
         windows: dict[str, tuple[datetime, datetime]] = {}
@@ -145,15 +196,16 @@ class ReconciliationService:
                "customers_checked": len(customers), "invoices_checked": checked,
                "integrations": list(self._integrations), "recount": recount.as_dict(),
                **rec.summary(findings), "findings_stored": min(len(findings), MAX_FINDINGS_STORED)}
-        self._records.put_findings(recon_id, [f.as_dict() for f in findings[:MAX_FINDINGS_STORED]])
+        doc["pages"] = self._records.put_findings(recon_id, [f.as_dict() for f in findings[:MAX_FINDINGS_STORED]])
         self._records.put_reconciliation(doc)
         return doc
 
-    def view(self, recon_id: str, limit: int = 100, cursor: str | None = None) -> dict[str, Any]:
+    def view(self, recon_id: str, cursor: str | None = None) -> dict[str, Any]:
+        """The run and one page of its findings (up to 100, in the order found)."""
         doc = self._records.get_reconciliation(recon_id)
         if doc is None:
             raise NotFound(f"reconciliation '{recon_id}' does not exist", field="id")
-        found, next_cursor = self._records.findings(recon_id, limit, cursor)
+        found, next_cursor = self._records.findings(recon_id, int(doc.get("pages", 0)), cursor)
         return {**doc, "findings": found, "next_cursor": next_cursor}
 
     # -- invoices: arithmetic, re-rating, payments, sync ----------------------------------------

@@ -40,7 +40,7 @@ def closed(container: Any, drain: Any) -> dict[str, dict[str, Any]]:
 
 
 def drift(report: dict[str, Any], container: Any) -> list[dict[str, Any]]:
-    found = container.reconciliation.view(report["id"], 100)["findings"]
+    found = container.reconciliation.view(report["id"])["findings"]
     return [f for f in found if f["severity"] != "info"]
 
 
@@ -157,3 +157,65 @@ def test_bad_input_names_the_field(container: Any) -> None:
     with pytest.raises(NotFound) as missing:
         container.reconciliation.run("2026-10", customer="nobody")
     assert missing.value.field == "customer"
+
+
+def test_the_api_takes_a_request_and_pages_its_findings(container: Any, closed: Any, ddb: Any) -> None:
+    from tests.integration.test_api import SECRETS, Api
+    from aws_lambda_powertools.event_handler import HttpResolverLocal
+    from meterbill.api.app import build_app
+
+    for scope, secret in SECRETS.items():
+        container.keys.create([scope], name=f"test {scope}", secret=secret)
+    api = Api(build_app(HttpResolverLocal, lambda: container), container)
+    resp = api.request("POST", "/v1/reconciliations", json_body={"period": "2026-10"})
+    assert resp.status_code == 202, resp.text
+    clean = resp.json()
+    assert (clean["status"], clean["clean"], clean["drift"]) == ("finished", True, 0)   # no reconcile function here
+    for inv in closed.values():   # two lines changed: two findings, paged one at a time
+        ddb.update_item(TableName="t-billing", Key={"pk": {"S": f"INV#{inv['id']}"}, "sk": {"S": "INVOICE"}},
+                        UpdateExpression="SET #l[0].quantity = :q", ExpressionAttributeNames={"#l": "lines"},
+                        ExpressionAttributeValues={":q": {"S": "9"}})
+    container.reconciliation._records._page_size = 1   # pages of one finding
+    started = api.request("POST", "/v1/reconciliations", json_body={"period": "2026-10", "sample": 1}).json()
+    first = api.ok("GET", f"/v1/reconciliations/{started['id']}")
+    assert first["clean"] is False and first["drift"] == 2 and first["by_kind"]["aggregate_vs_invoice"] == 2
+    assert len(first["recount"]["customers"]) == 1 and len(first["findings"]) == 1 and first["next_cursor"]
+    second = api.ok("GET", f"/v1/reconciliations/{started['id']}", params={"cursor": first["next_cursor"]})
+    assert second["next_cursor"] is None
+    assert {f["invoice"] for f in first["findings"] + second["findings"]} == {i["id"] for i in closed.values()}
+    # bad input names the field
+    for body, field in (({"period": "2026-13"}, "period"), ({"period": "2026-10", "sample": 0}, "sample"),
+                        ({"period": "2026-10", "customer": "nobody"}, "customer")):
+        resp = api.request("POST", "/v1/reconciliations", json_body=body)
+        assert resp.status_code in (400, 404, 422), resp.text
+        assert field in resp.json()["error"]["field"], resp.text
+    assert api.request("GET", "/v1/reconciliations/rc_nope").status_code == 404
+    assert api.request("GET", f"/v1/reconciliations/{started['id']}", params={"cursor": "x"}).status_code == 400
+
+
+def test_the_reconcile_function_may_do_what_a_reconciliation_does(container: Any, closed: Any, ddb: Any) -> None:
+    from tests.integration.test_iam_actions import Recorder, granted
+
+    recorder = Recorder(ddb)
+    try:
+        with recorder.recording():
+            container.reconciliation.scheduled(datetime.fromisoformat("2026-11-06T06:30:00Z"))
+    finally:
+        ddb.meta.events.unregister("before-parameter-build.dynamodb", recorder._record)
+    assert ("Scan", "EventsTable") in recorder.calls and ("PutItem", "BillingTable") in recorder.calls
+    missing = recorder.calls - granted("ReconcileFunction")
+    assert not missing, f"ReconcileFunction lacks {sorted(missing)}"
+
+
+def test_a_requested_reconciliation_runs_in_the_reconcile_function(container: Any, closed: Any, ddb: Any,
+                                                                    clock: Any) -> None:
+    launched: list[str] = []
+    service = ReconciliationService(container.billing_store, ReconciliationItems(ddb, "t-billing"),
+                                    EventScanner(ddb, "t-events"), container.catalog, container.billing, clock, (),
+                                    launch=launched.append)
+    queued = service.request("2026-10", customer="acme")
+    assert queued["status"] == "queued" and launched == [queued["id"]]
+    done = service.run_requested(queued["id"])
+    assert (done["id"], done["status"], done["clean"], done["recount"]["customers"]) == \
+        (queued["id"], "finished", True, ["acme"])
+    assert service.run_requested(queued["id"])["finished_at"] == done["finished_at"]   # a retried invoke: no rerun
