@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from typing import Any
 
@@ -29,29 +28,12 @@ def add_parser(sub: Any) -> None:
 
 
 def reconcile(args: argparse.Namespace) -> int:
-    from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from meterbill.local import stack
+    from meterbill.local.console import container, progress_bar
     from meterbill.services.errors import DomainError, ServiceError
 
-    state = stack.read_state()
-    if not os.environ.get("METERBILL_DYNAMODB_ENDPOINT") and state.get("dynamodb_endpoint") and not args.aws:
-        stack.prepare_environment(state["dynamodb_endpoint"])  # the running local stack
-    from meterbill.bootstrap import bootstrap
-
-    service = bootstrap().reconciliation
-    labels = {"invoices": "customers' invoices checked", "recount": "raw events scanned"}
+    service = container(args.aws).reconciliation
     try:
-        with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                      TimeElapsedColumn(), console=Console(stderr=True)) as bar:  # stdout: the report
-            tasks: dict[str, Any] = {}
-
-            def progress(phase: str, done: int, total: int) -> None:
-                if phase not in tasks:
-                    tasks[phase] = bar.add_task(labels[phase], total=total or None)
-                bar.update(tasks[phase], completed=done, total=total or None)
-
+        with progress_bar({"invoices": "customers' invoices checked", "recount": "raw events scanned"}) as progress:
             report = service.run(args.period, args.customer, args.sample, args.max_read_units, progress)
         view = service.view(report["id"])
         for _ in range(args.pages - 1):

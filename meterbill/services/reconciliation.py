@@ -42,7 +42,8 @@ DEFAULT_SAMPLE = 10
 MAX_SAMPLE = 100                  # one Scan pass filters at most 100 customers
 MAX_READ_UNITS = 500_000.0        # ~2 GB read strongly consistently; see docs/performance.md
 MAX_FINDINGS_STORED = 10_000      # the summary counts every finding; GET pages the first ones
-PERIOD = re.compile(r"(\d{4})-(0[1-9]|1[0-2])")
+PERIOD_PATTERN = r"(19[7-9][0-9]|2[0-9]{3})-(0[1-9]|1[0-2])"   # 1970-01 to 2999-12
+PERIOD = re.compile(PERIOD_PATTERN)
 PAYABLE = frozenset({"final", "paid", "void", "uncollectible"})   # numbered: pushed to the integrations
 Progress = Callable[[str, int, int], None]
 
@@ -66,10 +67,19 @@ class ReconciliationRecords(Protocol):
 def month(period: str) -> tuple[datetime, datetime]:
     m = PERIOD.fullmatch(period) if isinstance(period, str) else None
     if m is None:
-        raise InvalidField("period", "must be a month as YYYY-MM, e.g. 2026-10")
+        raise InvalidField("period", "must be a month as YYYY-MM (1970-01 to 2999-12), e.g. 2026-10")
     y, mo = int(m[1]), int(m[2])
     return (datetime(y, mo, 1, tzinfo=timezone.utc),
             datetime(y + mo // 12, mo % 12 + 1, 1, tzinfo=timezone.utc))
+
+
+def every(listing: Callable[[str | None], tuple[list[dict[str, Any]], str | None]]) -> list[dict[str, Any]]:
+    """Every row of a paged listing."""
+    out, cursor = listing(None)
+    while cursor:
+        rows, cursor = listing(cursor)
+        out += rows
+    return out
 
 
 def payments_of(invoice: dict[str, Any]) -> list[rec.Payment]:
@@ -215,20 +225,10 @@ class ReconciliationService:
             if found is None:
                 raise NotFound(f"customer '{customer}' does not exist", field="customer")
             return [found]
-        out, cursor = [], None
-        while True:
-            rows, cursor = self._store.list_customers(100, cursor)
-            out += rows
-            if not cursor:
-                return out
+        return every(lambda cursor: self._store.list_customers(100, cursor))
 
     def _invoices(self, customer_id: str) -> list[dict[str, Any]]:
-        out, cursor = [], None
-        while True:
-            rows, cursor = self._store.list_invoices(customer_id, 100, cursor)
-            out += rows
-            if not cursor:
-                return out
+        return every(lambda cursor: self._store.list_invoices(customer_id, 100, cursor))
 
     def _check_invoices(self, customer: dict[str, Any], invoices: list[dict[str, Any]]) -> list[rec.Finding]:
         out: list[rec.Finding] = []

@@ -98,6 +98,7 @@ RULES_THE_SCHEMA_CANNOT_STATE: list[tuple[str, str, str]] = [
     # without "backdate": true
     ("PUT /v1/plans/{code}|POST /v1/simulations|PUT /v1/customers/{customer_id}", r".*", "too_large"),
     ("PUT /v1/customers/{customer_id}", "started_at", "backdate_required"),
+    ("GET /v1/reconciliations/{reconciliation_id}", "cursor", "invalid_cursor"),  # opaque: only next_cursor values
 ]
 
 
