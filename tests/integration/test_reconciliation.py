@@ -219,3 +219,29 @@ def test_a_requested_reconciliation_runs_in_the_reconcile_function(container: An
     assert (done["id"], done["status"], done["clean"], done["recount"]["customers"]) == \
         (queued["id"], "finished", True, ["acme"])
     assert service.run_requested(queued["id"])["finished_at"] == done["finished_at"]   # a retried invoke: no rerun
+
+
+def test_the_cli_reconciles_and_exits_1_on_drift(container: Any, closed: Any, clock: Any, ddb: Any,
+                                                 monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    import meterbill.bootstrap
+    from meterbill import cli
+
+    real = meterbill.bootstrap.bootstrap
+    monkeypatch.setenv("METERBILL_EVENTS_TABLE", "t-events")
+    monkeypatch.setenv("METERBILL_BILLING_TABLE", "t-billing")
+    monkeypatch.setattr(meterbill.bootstrap, "bootstrap", lambda: real(clock=clock))
+    assert cli.main(["reconcile", "--period", "2026-10", "--aws"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["clean"] is True and "clean: no differences" in err and "invoices checked" in err
+    inv = closed["acme"]
+    ddb.update_item(TableName="t-billing", Key={"pk": {"S": f"INV#{inv['id']}"}, "sk": {"S": "INVOICE"}},
+                    UpdateExpression="SET amount_due = :a", ExpressionAttributeValues={":a": {"S": "0.00"}})
+    assert cli.main(["reconcile", "--period", "2026-10", "--customer", "acme", "--aws"]) == 1
+    out, err = capsys.readouterr()
+    (finding,) = json.loads(out)["findings"]
+    assert (finding["kind"], finding["problem"], finding["invoice"]) == \
+        ("invoice_arithmetic", "amount_due_mismatch", inv["id"])
+    assert "drift: 1 difference(s) to investigate" in err
+    assert cli.main(["reconcile", "--period", "2026-13", "--aws"]) == 1
+    assert "period" in capsys.readouterr().err
