@@ -60,7 +60,7 @@ _FINDING = {"kind": "aggregate_vs_invoice", "severity": "error", "problem": "lin
             "customer": "acme", "expected": "quantity 1300, amount 11.50", "found": "quantity 1200, amount 11.00",
             "period": "2026-10-01T00:00:00Z/2026-11-01T00:00:00Z", "meter": "tokens", "invoice": "in_ee30267f8530f78e08fa",
             "line": 1}
-_RECON = {"id": "rc_202610_1793880000000_a1b2c3", "period": "2026-10", "customer": None, "sample": 10,
+_RECON: dict[str, Any] = {"id": "rc_202610_1793880000000_a1b2c3", "period": "2026-10", "customer": None, "sample": 10,
           "status": "finished", "started_at": "2026-11-05T12:00:00Z", "finished_at": "2026-11-05T12:00:04Z",
           "customers_checked": 1, "invoices_checked": 1, "integrations": [],
           "recount": {"customers": ["acme"], "events_scanned": 3, "read_units": "0.1", "complete": True,

@@ -126,12 +126,13 @@ class ReconciliationService:
         function (an asynchronous invocation: a Scan outlasts API Gateway's 30 s); without one
         (tests, the local stack) it runs here, before the answer."""
         self._check(period, customer, sample)
-        doc = {"id": self._new_id(period), "period": period, "customer": customer, "sample": sample,
-               "status": "queued", "requested_at": iso(self._clock())}
+        recon_id = self._new_id(period)
+        doc: dict[str, Any] = {"id": recon_id, "period": period, "customer": customer, "sample": sample,
+                               "status": "queued", "requested_at": iso(self._clock())}
         self._records.put_reconciliation(doc)
         if self._launch is None:
-            return self.run(period, customer, sample, recon_id=doc["id"])
-        self._launch(doc["id"])
+            return self.run(period, customer, sample, recon_id=recon_id)
+        self._launch(recon_id)
         return doc
 
     def run_requested(self, recon_id: str) -> dict[str, Any]:
