@@ -22,6 +22,7 @@ SAM_FUNCTIONS := ApiFunction IngestFunction AggregatorFunction ClosePeriodsFunct
 	OutboxFanoutFunction StripeDispatchFunction StripeWebhookFunction HubSpotDispatchFunction XeroDispatchFunction
 SAM_FUNCTIONS += AnomaliesFunction
 SAM_FUNCTIONS += WebhooksDispatchFunction
+SAM_FUNCTIONS += ReconcileFunction
 
 .PHONY: $(addprefix build-,$(SAM_FUNCTIONS))
 

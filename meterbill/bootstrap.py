@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from meterbill.services.webhook_delivery import WebhookDelivery
     from meterbill.services.webhook_endpoints import WebhookEndpoints
     from meterbill.services.reports import ReportService
+    from meterbill.services.reconciliation import ReconciliationService
 
 
 def utc_now() -> datetime:
@@ -87,6 +88,7 @@ class Container(IngestContainer):
     hooks: WebhookEndpoints            # outbound webhook endpoints and emit(event_type, payload, dedupe_key)
     hook_delivery: WebhookDelivery     # the webhooks queue's dispatcher
     reports: ReportService
+    reconciliation: ReconciliationService
 
 
 # One client serves every thread of a process, and urllib3 keeps at most `max_pool_connections`
@@ -123,6 +125,18 @@ def sqs_client(settings: Settings) -> Any:
                     max_pool_connections=LOCAL_HTTP_WORKERS + 4)
     return boto3.session.Session().client("sqs", region_name=settings.region,
                                           endpoint_url=settings.dynamodb_endpoint, config=config)
+
+
+def reconcile_launcher(settings: Settings) -> Any:
+    """POST /v1/reconciliations hands its request to the reconcile function (asynchronous invoke),
+    or, without one configured (the local stack, tests), runs it in-process (None)."""
+    if not settings.reconcile_function:
+        return None
+    import json
+
+    client = boto3.session.Session().client("lambda", region_name=settings.region)
+    return lambda recon_id: client.invoke(FunctionName=settings.reconcile_function, InvocationType="Event",
+                                          Payload=json.dumps({"reconciliation": recon_id}).encode())
 
 
 def integration_settings(settings: Settings) -> Any:
@@ -189,6 +203,8 @@ def bootstrap(settings: Settings | None = None, *, client: Any = None, clock: Cl
     from meterbill.services.webhook_endpoints import WebhookEndpoints
     from meterbill.adapters.dynamo_reports import DynamoReportReader
     from meterbill.services.reports import ReportService
+    from meterbill.adapters.dynamo_reconciliations import ReconciliationItems
+    from meterbill.services.reconciliation import ReconciliationService
 
     settings = settings or Settings.from_env()
     client = client or dynamodb_client(settings)
@@ -222,6 +238,9 @@ def bootstrap(settings: Settings | None = None, *, client: Any = None, clock: Cl
         hook_delivery=WebhookDelivery(store, clock, lambda: plugin(EVENT_SINK),
                                       sync_queues.get(EVENT_SINK) or SqsWorkQueue(sqs, "", env_name=sync_queue_env(EVENT_SINK))),
         reports=ReportService(functools.partial(DynamoReportReader, client, settings.billing_table), clock),
+        reconciliation=ReconciliationService(store, ReconciliationItems(client, settings.billing_table),
+                                             EventScanner(client, settings.events_table), catalog, billing, clock,
+                                             settings.integrations, watermark, reconcile_launcher(settings)),
     )
 
 

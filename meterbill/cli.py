@@ -165,30 +165,14 @@ def _usage_parser(sub: Any) -> None:
 
 def _usage_rebuild(args: argparse.Namespace) -> int:
     """`meterbill usage rebuild`: start (or resume) a rebuild, show its progress, print its report."""
-    from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from meterbill.local import stack
+    from meterbill.local.console import container, progress_bar
     from meterbill.services.errors import DomainError, ServiceError
 
-    state = stack.read_state()
-    if not os.environ.get("METERBILL_DYNAMODB_ENDPOINT") and state.get("dynamodb_endpoint") and not args.aws:
-        stack.prepare_environment(state["dynamodb_endpoint"])  # the running local stack
-    from meterbill.bootstrap import bootstrap
-
-    service = bootstrap().rebuild
+    service = container(args.aws).rebuild
     try:
         rebuild = service.start(args.meter, args.customer, args.start, args.end, args.margin_s)
         labels = {"wait": "waiting for the mark (s)", "scan": "raw events scanned", "write": "usage items written"}
-        with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                      TimeElapsedColumn(), console=Console(stderr=True)) as bar:  # stdout: the report
-            tasks: dict[str, Any] = {}
-
-            def progress(phase: str, done: int, total: int) -> None:
-                if phase not in tasks:
-                    tasks[phase] = bar.add_task(labels[phase], total=total or None)
-                bar.update(tasks[phase], completed=done, total=total or None)
-
+        with progress_bar(labels) as progress:  # stderr: stdout is the report
             report = service.run(rebuild, args.segments, progress)
     except (DomainError, ServiceError) as exc:
         print(f"meterbill: {exc}", file=sys.stderr)
@@ -254,7 +238,12 @@ def main(argv: list[str] | None = None) -> int:
         from meterbill.local.report import main as report
 
         return report(argv[1:])
+    from meterbill.local import reconcile as reconcile_cli
+
+    reconcile_cli.add_parser(sub)
     args = parser.parse_args(argv)
+    if args.command == "reconcile":
+        return reconcile_cli.reconcile(args)
     if args.command == "anomalies":
         return anomalies_cli.run(args)
     if args.command == "usage":

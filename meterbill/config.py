@@ -99,6 +99,8 @@ class Settings:
     # Anomaly alerts (issue 11): POSTed as JSON here until the outbound-webhook service carries them.
     alert_webhook_url: str | None = None
     alert_timeout_s: float = 5.0
+    # Reconciliation: the function that runs POST /v1/reconciliations' requests (None: run in-process)
+    reconcile_function: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -130,4 +132,5 @@ class Settings:
             support_email=env.get("METERBILL_SUPPORT_EMAIL", "").strip() or None,
             alert_webhook_url=env.get("METERBILL_ALERT_WEBHOOK_URL", "").strip() or None,
             alert_timeout_s=_seconds(env, "METERBILL_ALERT_TIMEOUT_S", cls.alert_timeout_s, 30),
+            reconcile_function=env.get("METERBILL_RECONCILE_FUNCTION") or None,
         )

@@ -375,6 +375,10 @@ class BillingService:
                                  after, as_of)
         return periods[0] if periods else None
 
+    def rerate(self, customer: dict[str, Any], invoice: dict[str, Any]) -> Rated | None:
+        """``invoice``'s period re-rated now, as late usage re-rates it (reconciliation)."""
+        return self._late.rerate(customer, invoice)
+
     def rate_period(self, customer: dict[str, Any], plan: Plan, period: Period,
                     versions: Mapping[str, int] | None = None) -> Rated:
         """Rate ``period`` split at every change in the customer's plan history: each part under its

@@ -109,6 +109,12 @@ class LateUsage:
                              {"rerated_subtotal": original.get("rerated_subtotal")})]
         return rated, rated.subtotal - billed, settle
 
+    def rerate(self, customer: dict[str, Any], original: dict[str, Any]) -> Rated | None:
+        """An invoiced period re-rated from the usage stored now, under the plan versions it was
+        invoiced with (None if they are not stored): what reconciliation compares the invoice with."""
+        found = self._rerate(customer, original)
+        return None if found is None else found[0]
+
     def _rerated(self, customer: dict[str, Any], before: Period) -> list[Rerated]:
         """Every late period before ``before``: (marker, original, its re-rating; None when the
         original is void or cannot be re-rated)."""

@@ -185,7 +185,7 @@ class RebuildService:
                     report.bytes_read += size
                     report.read_units += size / 4096
                     for event, accepted_ms in events:
-                        self._count(rebuild, meter, event, accepted_ms, states, report)
+                        self.count(rebuild, meter, event, accepted_ms, states, report)
                     tell("scan", report.events_scanned, 0)
 
         with ThreadPoolExecutor(max(1, segments)) as pool:
@@ -193,8 +193,10 @@ class RebuildService:
         return dict(states)
 
     @staticmethod
-    def _count(rebuild: Rebuild, meter: Meter, event: Any, accepted_ms: int,
-               states: dict[BucketKey, dict[int, BucketState]], report: RebuildReport) -> None:
+    def count(rebuild: Rebuild, meter: Meter, event: Any, accepted_ms: int,
+              states: dict[BucketKey, dict[int, BucketState]], report: RebuildReport) -> None:
+        """The aggregator's rule for one raw event and meter, into ``states`` (also the recount of
+        services/reconciliation.py)."""
         cell = bucket_start(event.ts_ms)
         if accepted_ms >= rebuild.mark_ms or not rebuild.covers(meter.code, event.customer, cell) \
                 or not matches(meter, event):

@@ -108,6 +108,7 @@ RULES_THE_SCHEMA_CANNOT_STATE: list[tuple[str, str, str]] = [
     ("PUT /v1/webhook-endpoints/{endpoint_id}", "url", "invalid_field"),
     ("GET /v1/webhook-endpoints|GET /v1/webhook-endpoints/{endpoint_id}/deliveries", "cursor",
      "invalid_cursor|invalid_field"),
+    ("GET /v1/reconciliations/{reconciliation_id}", "cursor", "invalid_cursor"),  # opaque: only next_cursor values
 ]
 
 

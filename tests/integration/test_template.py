@@ -32,7 +32,8 @@ FUNCTIONS_DIR = REPO_ROOT / "functions"
 REGION = "us-east-1"
 FUNCTIONS = ["ApiFunction", "IngestFunction", "AggregatorFunction", "ClosePeriodsFunction", "CloseWorkerFunction",
              "OutboxFanoutFunction", "StripeDispatchFunction", "StripeWebhookFunction",
-             "HubSpotDispatchFunction", "XeroDispatchFunction", "AnomaliesFunction"]
+             "HubSpotDispatchFunction", "XeroDispatchFunction", "AnomaliesFunction",
+             "ReconcileFunction"]
 FUNCTIONS += ["WebhooksDispatchFunction"]   # outbound webhooks
 
 
@@ -142,18 +143,29 @@ def test_translated_stream_mapping(translated: dict) -> None:
     assert any(str(arn).endswith("/AWSLambdaDynamoDBExecutionRole") for arn in role["ManagedPolicyArns"])
 
 
+def _close_schedule(translated: dict) -> dict:
+    """The billing run's schedule (the other one runs the daily reconciliation)."""
+    [schedule] = [s for s in _resources_of_type(translated, "AWS::Scheduler::Schedule").values()
+                  if s["Properties"]["Target"]["Arn"] == {"Fn::GetAtt": ["ClosePeriodsFunction", "Arn"]}]
+    return schedule
+
+
 def test_translated_schedule(translated: dict) -> None:
-    schedules = {s["Properties"]["ScheduleExpression"]["Ref"]: s["Properties"]
-                 for s in _resources_of_type(translated, "AWS::Scheduler::Schedule").values()}
-    assert set(schedules) == {"CloseSchedule", "AnomalySchedule"}, schedules
-    props = schedules["CloseSchedule"]
+    schedules = _resources_of_type(translated, "AWS::Scheduler::Schedule")
+    assert len(schedules) == 3, schedules
+    props = _close_schedule(translated)["Properties"]
+    assert props["ScheduleExpression"] == {"Ref": "CloseSchedule"}
     assert props["Target"]["Arn"] == {"Fn::GetAtt": ["ClosePeriodsFunction", "Arn"]}
     assert "RetryPolicy" in props["Target"]
     closer = translated["Resources"]["ClosePeriodsFunction"]["Properties"]
     assert closer["ReservedConcurrentExecutions"] == 1
-    anomalies = schedules["AnomalySchedule"]
-    assert anomalies["Target"]["Arn"] == {"Fn::GetAtt": ["AnomaliesFunction", "Arn"]}
+    [anomalies] = [s["Properties"] for s in schedules.values() if s["Properties"]["Target"]["Arn"] == {
+        "Fn::GetAtt": ["AnomaliesFunction", "Arn"]}]
     assert "RetryPolicy" in anomalies["Target"] and "DeadLetterConfig" in anomalies["Target"]
+    [daily] = [s["Properties"] for s in schedules.values() if s["Properties"]["Target"]["Arn"] == {
+        "Fn::GetAtt": ["ReconcileFunction", "Arn"]}]
+    assert "<aws.scheduler.scheduled-time>" in daily["Target"]["Input"] and "RetryPolicy" in daily["Target"]
+    assert daily["Target"]["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": ["CloseScheduleDeadLetterQueue", "Arn"]}}
 
 
 def test_policies_are_inline_and_scoped(translated: dict) -> None:
@@ -168,10 +180,13 @@ def test_policies_are_inline_and_scoped(translated: dict) -> None:
             for statement in policy["Statement"]:
                 actions = statement["Action"]
                 actions = [actions] if isinstance(actions, str) else actions
-                assert all(a.split(":")[0] in ("dynamodb", "sqs", "ssm") and "*" not in a for a in actions), (name, actions)
+                assert all(a.split(":")[0] in ("dynamodb", "sqs", "ssm") and "*" not in a
+                           or a == "lambda:InvokeFunction" for a in actions), (name, actions)
                 resources = statement["Resource"]
                 resources = resources if isinstance(resources, list) else [resources]
                 assert "*" not in resources, name
+                if "lambda:InvokeFunction" in actions:   # the API hands a reconciliation to its function
+                    assert (name, resources) == ("ApiFunction", [{"Fn::GetAtt": ["ReconcileFunction", "Arn"]}])
 
 
 def test_cfn_lint_reports_nothing_on_the_expanded_template(translated: dict) -> None:
@@ -241,8 +256,7 @@ def test_close_queue_feeds_the_close_worker_with_partial_failures_and_bounded_co
     assert any(a["Properties"]["Dimensions"][0]["Value"] == {"Fn::GetAtt": ["CloseDeadLetterQueue", "QueueName"]}
                and a["Properties"]["AlarmActions"] == [{"Ref": "AlarmTopic"}] for a in alarms.values())
     # the schedule names its tick (the run id of a retried invocation)
-    [schedule] = [s for s in _resources_of_type(translated, "AWS::Scheduler::Schedule").values()
-                  if s["Properties"]["ScheduleExpression"] == {"Ref": "CloseSchedule"}]
+    schedule = _close_schedule(translated)
     assert "<aws.scheduler.scheduled-time>" in schedule["Properties"]["Target"]["Input"]
     for sender in ("ApiFunction", "ClosePeriodsFunction", "CloseWorkerFunction"):
         env = template["Resources"][sender]["Properties"]["Environment"]["Variables"]
@@ -250,8 +264,7 @@ def test_close_queue_feeds_the_close_worker_with_partial_failures_and_bounded_co
 
 
 def test_close_schedule_has_an_alarmed_dead_letter_queue(translated: dict) -> None:
-    [schedule] = [s for s in _resources_of_type(translated, "AWS::Scheduler::Schedule").values()
-                  if s["Properties"]["ScheduleExpression"] == {"Ref": "CloseSchedule"}]
+    schedule = _close_schedule(translated)
     target = schedule["Properties"]["Target"]
     queue_arn = {"Fn::GetAtt": ["CloseScheduleDeadLetterQueue", "Arn"]}
     assert target["DeadLetterConfig"] == {"Arn": queue_arn}
