@@ -32,7 +32,7 @@ from meterbill.services.ingest import IngestService
 from meterbill.services.keys import KeyService
 
 if TYPE_CHECKING:
-    from meterbill.ports import UsageWatermark
+    from meterbill.ports import AlertSink, UsageWatermark
     from meterbill.rendering import InvoiceRenderer
     from meterbill.services.accounts import AccountService
     from meterbill.services.aggregation import AggregationService
@@ -44,6 +44,8 @@ if TYPE_CHECKING:
     from meterbill.services.sync import SyncService
     from meterbill.services.usage import UsageService
     from meterbill.services.webhooks import WebhookService
+    from meterbill.services.budgets import BudgetService
+    from meterbill.services.portal import PortalService
 
 
 def utc_now() -> datetime:
@@ -78,6 +80,8 @@ class Container(IngestContainer):
     rebuild: RebuildService
     sync: SyncService
     webhooks: WebhookService
+    budgets: BudgetService
+    portal: PortalService
 
 
 # One client serves every thread of a process, and urllib3 keeps at most `max_pool_connections`
@@ -160,7 +164,9 @@ def ingest_bootstrap(settings: Settings | None = None, *, client: Any = None, cl
 
 
 def bootstrap(settings: Settings | None = None, *, client: Any = None, clock: Clock | None = None,
-              cache_ttl_s: float = 10.0, plugins: Mapping[str, Any] | None = None) -> Container:
+              cache_ttl_s: float = 10.0, plugins: Mapping[str, Any] | None = None,
+              alerts: AlertSink | None = None) -> Container:
+    from meterbill.adapters.dynamo_budgets import DynamoBudgetStore, LogAlertSink
     from meterbill.adapters.dynamo_events import EventScanner, decode_stream
     from meterbill.adapters.dynamo_stream import StreamWatermark
     from meterbill.adapters.sqs_queue import SqsWorkQueue
@@ -175,6 +181,8 @@ def bootstrap(settings: Settings | None = None, *, client: Any = None, clock: Cl
     from meterbill.services.sync import SyncService
     from meterbill.services.usage import UsageService
     from meterbill.services.webhooks import WebhookService
+    from meterbill.services.budgets import BudgetService
+    from meterbill.services.portal import PortalService
 
     settings = settings or Settings.from_env()
     client = client or dynamodb_client(settings)
@@ -193,17 +201,36 @@ def bootstrap(settings: Settings | None = None, *, client: Any = None, clock: Cl
     sync_queues = {name: SqsWorkQueue(sqs, url, env_name=sync_queue_env(name)) for name, url in settings.sync_queue_urls}
     plugin = plugin_factory(integration_settings(settings), plugins)
     sync = SyncService(store, clock, settings.integrations, plugin, sync_queues)
+    budgets = BudgetService(store, DynamoBudgetStore(client, settings.billing_table), billing, clock,
+                            alerts or LogAlertSink())
+    accounts = AccountService(store, catalog, clock)
+    usage = UsageService(store, catalog, clock)
     return Container(
         **vars(base),
-        aggregation=aggregation.AggregationService(store, catalog, clock, decode_stream, watermark),
+        aggregation=aggregation.AggregationService(store, catalog, clock, decode_stream, watermark,
+                                                   on_usage=budgets.refresh),
         billing=billing, billing_runs=runs,
-        accounts=AccountService(store, catalog, clock), credit_notes=credit_notes,
-        usage=UsageService(store, catalog, clock),
+        accounts=accounts, credit_notes=credit_notes,
+        usage=usage,
         renderer=InvoiceRenderer(settings), watermark=watermark,
         privacy=PrivacyService(store, EventScanner(client, settings.events_table), catalog, clock, watermark),
         rebuild=RebuildService(store, EventScanner(client, settings.events_table), catalog, clock),
         sync=sync, webhooks=WebhookService(store, clock, settings.integrations, plugin),
+        budgets=budgets,
+        portal=PortalService(store, catalog, billing, usage, accounts, budgets, clock, portal_secret(settings),
+                             settings.portal_base_url),
     )
+
+
+def portal_secret(settings: Settings) -> bytes | None:
+    """The portal's HMAC key: the setting itself, or the SSM SecureString it names (AWS)."""
+    if settings.portal_secret:
+        return settings.portal_secret.encode("utf-8")
+    if settings.portal_secret_parameter:
+        ssm = boto3.session.Session().client("ssm", region_name=settings.region)
+        value = ssm.get_parameter(Name=settings.portal_secret_parameter, WithDecryption=True)["Parameter"]["Value"]
+        return str(value).encode("utf-8")
+    return None
 
 
 @functools.cache

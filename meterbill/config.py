@@ -96,6 +96,12 @@ class Settings:
     brand_footer: str = ""
     bank_details: str = ""                 # multi-line wire instructions
     support_email: str | None = None
+    # The customer portal (signed links): the HMAC key (METERBILL_PORTAL_SECRET; on AWS an SSM
+    # SecureString named by METERBILL_PORTAL_SECRET_PARAMETER, read once per cold start) and the
+    # public base URL links are made with (empty: links are paths, /portal/<token>).
+    portal_secret: str | None = None
+    portal_secret_parameter: str | None = None
+    portal_base_url: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -125,4 +131,7 @@ class Settings:
             brand_footer=_multiline(env.get("METERBILL_BRAND_FOOTER")),
             bank_details=_multiline(env.get("METERBILL_BANK_DETAILS")),
             support_email=env.get("METERBILL_SUPPORT_EMAIL", "").strip() or None,
+            portal_secret=env.get("METERBILL_PORTAL_SECRET") or None,
+            portal_secret_parameter=env.get("METERBILL_PORTAL_SECRET_PARAMETER") or None,
+            portal_base_url=env.get("METERBILL_PORTAL_BASE_URL", "").strip().rstrip("/"),
         )

@@ -520,3 +520,4 @@ def export_customer(customer_id: str) -> dict[str, Any]:
                          "harmless. Audited (who, when, why). 409 while aggregation is behind: retry.")
 def erase_customer(customer_id: str, body: Annotated[EraseIn, Body()]) -> dict[str, Any]:
     return plain(container().privacy.erase(customer_id, privacy_caller(), body.reason))
+from meterbill.api import routes_portal  # noqa: E402,F401
