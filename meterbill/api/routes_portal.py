@@ -13,7 +13,7 @@ from urllib.parse import parse_qsl, quote
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Body, Query
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from meterbill.api import documents, openapi
 from meterbill.api.guards import PathParameter
@@ -46,7 +46,8 @@ def _check_amount(value: str, name: str) -> None:
 
 PATH_PARAMETERS["token"] = PathParameter(_check_token, {"type": "string", "maxLength": MAX_TOKEN_CHARS},
                                          "a portal token, as the link holds it")
-QUERY_PARAMETERS["amount"] = PathParameter(_check_amount, {"type": "string", "pattern": r"^[0-9]+(\.[0-9]+)?$"},
+QUERY_PARAMETERS["amount"] = PathParameter(_check_amount, {"type": "string", "maxLength": 40,
+                                                          "pattern": r"^[0-9]+(\.[0-9]+)?$"},
                                            "the spend about to be added, in the customer's currency", "12.50")
 
 
@@ -56,10 +57,19 @@ class PortalLinkIn(Strict):
 
 
 class BudgetIn(Strict):
-    amount: str = Field(pattern=r"^\d+(\.\d+)?$", description="spend budget per billing period", examples=["500.00"])
-    currency: str | None = Field(default=None, pattern=r"^[A-Za-z]{3}$", description="the customer's currency")
-    thresholds: list[int] | None = Field(default=None, min_length=1, max_length=10,
-                                         description="alert at these % of the budget (default 50, 80, 100)")
+    amount: str = Field(pattern=r"^\d+(\.\d+)?$", examples=["500.00"],
+                        description="spend budget per billing period, in the customer's currency; more than 0")
+    thresholds: list[Annotated[int, Field(ge=1, le=1000)]] | None = Field(
+        default=None, min_length=1, max_length=10, json_schema_extra={"uniqueItems": True},
+        description="alert when spend reaches these % of the budget, each once (default 50, 80, 100)")
+
+    @field_validator("thresholds", mode="before")
+    @classmethod
+    def _whole_numbers(cls, value: Any) -> Any:
+        # JSON Schema's integer includes 50.0 (Strict converts top-level fields only)
+        if isinstance(value, list):
+            return [int(v) if type(v) is float and v.is_integer() and abs(v) < 2 ** 53 else v for v in value]
+        return value
 
 
 @router.post("/v1/customers/<customer_id>/portal-links",
@@ -168,33 +178,30 @@ def portal_budget(token: str):  # type: ignore[no-untyped-def]
     return _overview(token, customer_id, message="Budget saved.")
 
 
-def _portal_invoice(token: str, invoice_id: str, suffix: str) -> Response | tuple[str, dict[str, Any]]:
+def _portal_invoice(token: str, invoice_id: str, suffix: str) -> Response:
+    """The customer's own issued invoice as HTML or PDF; anything else the portal's plain page."""
     customer_id = _customer_of(token)
     if isinstance(customer_id, Response):
         return customer_id
     if not router.current_event.path.endswith(f".{suffix}"):
         return _refused(404)
     try:
-        return customer_id, container().portal.invoice(customer_id, invoice_id)
+        doc = container().portal.invoice(customer_id, invoice_id)
     except NotFound:
         return _refused(404)
+    renderer = container().renderer
+    if suffix == "html":
+        return _page(200, renderer.html(doc), {"Content-Disposition": document_name(doc, "html")})
+    return Response(200, "application/pdf", body=renderer.pdf(doc),
+                    headers={"Content-Disposition": document_name(doc, "pdf"), "Cache-Control": "private, no-store",
+                             "X-Content-Type-Options": "nosniff"})
 
 
 @router.get("/portal/<token>/invoices/<invoice_id>.html", include_in_schema=False, responses=HTML_RESPONSES)
 def portal_invoice_html(token: str, invoice_id: str):  # type: ignore[no-untyped-def]
-    found = _portal_invoice(token, invoice_id, "html")
-    if isinstance(found, Response):
-        return found
-    doc = found[1]
-    return _page(200, container().renderer.html(doc), {"Content-Disposition": document_name(doc, "html")})
+    return _portal_invoice(token, invoice_id, "html")
 
 
 @router.get("/portal/<token>/invoices/<invoice_id>.pdf", include_in_schema=False, responses=PDF_RESPONSES)
 def portal_invoice_pdf(token: str, invoice_id: str):  # type: ignore[no-untyped-def]
-    found = _portal_invoice(token, invoice_id, "pdf")
-    if isinstance(found, Response):
-        return found
-    doc = found[1]
-    return Response(200, "application/pdf", body=container().renderer.pdf(doc),
-                    headers={"Content-Disposition": document_name(doc, "pdf"), "Cache-Control": "private, no-store",
-                             "X-Content-Type-Options": "nosniff"})
+    return _portal_invoice(token, invoice_id, "pdf")

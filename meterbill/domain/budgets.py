@@ -63,7 +63,7 @@ def parse_budget(raw: Mapping[str, Any], currency: str) -> Budget:
         raise InvalidField("amount", "is required")
     amount = parse_amount(raw["amount"], "amount", MONEY, currency)
     if amount <= 0:
-        raise InvalidField("amount", "must be greater than zero")
+        raise InvalidField("amount", "must be greater than zero", "amount_out_of_range")
     return Budget(amount, currency.upper(), parse_thresholds(raw.get("thresholds")))
 
 

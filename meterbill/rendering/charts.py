@@ -22,7 +22,14 @@ def usage_chart_svg(points: list[tuple[datetime, Decimal]], title: str, unit: st
     xs = [p[0] for p in points]
     ys = [float(p[1]) for p in points]
     if xs:
-        ax.bar(xs, ys, width=0.8 if len(xs) > 1 else 0.5, color="#1f4e79")
+        from matplotlib.dates import DateFormatter
+
+        ax.bar(xs, ys, width=0.8, color="#1f4e79")
+        ax.xaxis.set_major_formatter(DateFormatter("%d %b"))
+        if len(xs) < 7:   # a few days: keep bars day-wide, not stretched over the axis
+            from datetime import timedelta
+
+            ax.set_xlim(min(xs) - timedelta(days=1), max(xs) + timedelta(days=7 - len(xs) + 1))
         fig.autofmt_xdate()
     ax.set_title(title, fontsize=10, loc="left")
     ax.set_ylabel(unit, fontsize=8)

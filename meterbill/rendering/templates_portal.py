@@ -39,17 +39,16 @@ button { padding: 9px 14px; font-size: 15px; background: var(--accent); color: #
 </style>
 """
 
-PORTAL_HTML = """\
-<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="robots" content="noindex">
-<title>Billing — {{ customer.name }}{% if brand.name %} — {{ brand.name }}{% endif %}</title>
-""" + _STYLE + """\
-</head>
-<body>
+
+def _page(title: str, body: str) -> str:
+    """A whole page: the shared head (inline style) around ``body``."""
+    return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
+            "<meta name=\"robots\" content=\"noindex\">\n"
+            f"<title>{title}</title>\n{_STYLE}</head>\n<body>\n{body}</body>\n</html>\n")
+
+
+PORTAL_HTML = _page("Billing — {{ customer.name }}{% if brand.name %} — {{ brand.name }}{% endif %}", """\
 <header class="top">
   <h1>{{ brand.name or "Billing" }}</h1>
   <p>{{ customer.name }} · current period {{ period }}</p>
@@ -133,23 +132,9 @@ PORTAL_HTML = """\
   </form>
 </section>
 </main>
-</body>
-</html>
-"""
+""")
 
-ERROR_HTML = """\
-<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="robots" content="noindex">
-<title>{{ title }}</title>
-""" + _STYLE + """\
-</head>
-<body>
+ERROR_HTML = _page("{{ title }}", """\
 <header class="top"><h1>{{ brand.name or "Billing" }}</h1></header>
 <main><section class="wide"><h2>{{ title }}</h2><p>{{ text }}</p></section></main>
-</body>
-</html>
-"""
+""")

@@ -253,3 +253,29 @@ def test_the_customer_sets_a_budget_in_the_portal_with_the_forms_token_value(api
     other = link(api, days=2)
     resp = api.request("POST", f"{other}/budget", key=None, headers=form, content=f"form={value}&amount=90")
     assert resp.status_code == 400
+
+
+def test_the_api_and_the_aggregator_may_do_what_portal_and_budgets_do(api: Api, world: dict[str, Any], ddb: Any,
+                                                                     drain: Any) -> None:
+    from tests.integration.test_iam_actions import Recorder, granted
+
+    recorder = Recorder(ddb)
+    try:
+        with recorder.recording():
+            api.ok("PUT", "/v1/customers/acme/budget", {"amount": "62.00", "thresholds": [50, 100]})
+            api.ok("GET", "/v1/customers/acme/budget")
+            api.ok("GET", "/v1/customers/acme/spend-check", params={"amount": "1"})
+            path = link(api)
+            page(api, path)
+            page(api, f"{path}/invoices/{world['acme']['id']}.html")
+        missing = recorder.calls - granted("ApiFunction")
+        assert not missing, f"ApiFunction lacks {sorted(missing)}"
+        send(api, ev("n9", tokens=200, ts="2026-11-05T11:00:00Z"))   # crosses 100 %: an alert from the aggregator
+        recorder.calls.clear()
+        with recorder.recording():
+            drain()
+        assert ("UpdateItem", "BillingTable") in recorder.calls    # the alert marked sent
+        missing = recorder.calls - granted("AggregatorFunction")
+        assert not missing, f"AggregatorFunction lacks {sorted(missing)}"
+    finally:
+        ddb.meta.events.unregister("before-parameter-build.dynamodb", recorder._record)
