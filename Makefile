@@ -48,3 +48,7 @@ clean:
 	rm -rf $(VENV) node_modules .pytest_cache .hypothesis .meterbill .mypy_cache
 
 include infra/sam-build.mk
+
+## The customer portal's screenshots in docs/images (needs Debian's chromium: apt-get install -y chromium).
+screenshots: $(STAMP)
+	PORTAL_SCREENSHOTS=docs/images $(BIN)/python -m pytest tests/e2e/test_portal_browser.py -q -k sees

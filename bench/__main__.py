@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from bench import use_fake_aws
 
 ORDER = ("ingest", "writes", "aggregation", "rating", "rating_mixed", "render", "http", "concurrency",
-         "cold_start", "close_cost", "numbering", "close_run", "load", "anomalies", "reports", "reconcile")
+         "cold_start", "close_cost", "numbering", "close_run", "load", "anomalies", "reports", "reconcile", "spend_check")
 
 
 def main(argv: list[str]) -> int:

@@ -32,7 +32,7 @@ from meterbill.services.ingest import IngestService
 from meterbill.services.keys import KeyService
 
 if TYPE_CHECKING:
-    from meterbill.ports import UsageWatermark
+    from meterbill.ports import AlertSink, UsageWatermark
     from meterbill.rendering import InvoiceRenderer
     from meterbill.ports import AlertSink
     from meterbill.services.accounts import AccountService
@@ -50,6 +50,8 @@ if TYPE_CHECKING:
     from meterbill.services.webhook_endpoints import WebhookEndpoints
     from meterbill.services.reports import ReportService
     from meterbill.services.reconciliation import ReconciliationService
+    from meterbill.services.budgets import BudgetService
+    from meterbill.services.portal import PortalService
 
 
 def utc_now() -> datetime:
@@ -89,6 +91,8 @@ class Container(IngestContainer):
     hook_delivery: WebhookDelivery     # the webhooks queue's dispatcher
     reports: ReportService
     reconciliation: ReconciliationService
+    budgets: BudgetService
+    portal: PortalService
 
 
 # One client serves every thread of a process, and urllib3 keeps at most `max_pool_connections`
@@ -183,7 +187,9 @@ def ingest_bootstrap(settings: Settings | None = None, *, client: Any = None, cl
 
 
 def bootstrap(settings: Settings | None = None, *, client: Any = None, clock: Clock | None = None,
-              cache_ttl_s: float = 10.0, plugins: Mapping[str, Any] | None = None) -> Container:
+              cache_ttl_s: float = 10.0, plugins: Mapping[str, Any] | None = None,
+              alerts: AlertSink | None = None) -> Container:
+    from meterbill.adapters.dynamo_budgets import DynamoBudgetStore, LogAlertSink
     from meterbill.adapters.dynamo_events import EventScanner, decode_stream
     from meterbill.adapters.dynamo_stream import StreamWatermark
     from meterbill.adapters.sqs_queue import SqsWorkQueue
@@ -205,6 +211,8 @@ def bootstrap(settings: Settings | None = None, *, client: Any = None, clock: Cl
     from meterbill.services.reports import ReportService
     from meterbill.adapters.dynamo_reconciliations import ReconciliationItems
     from meterbill.services.reconciliation import ReconciliationService
+    from meterbill.services.budgets import BudgetService
+    from meterbill.services.portal import PortalService
 
     settings = settings or Settings.from_env()
     client = client or dynamodb_client(settings)
@@ -223,36 +231,60 @@ def bootstrap(settings: Settings | None = None, *, client: Any = None, clock: Cl
     sync_queues = {name: SqsWorkQueue(sqs, url, env_name=sync_queue_env(name)) for name, url in settings.sync_queue_urls}
     plugin = plugin_factory(integration_settings(settings), plugins)
     sync = SyncService(store, clock, settings.integrations, plugin, sync_queues)
+    hooks = WebhookEndpoints(store, clock)
+    alerts = alerts or alert_sink(settings, hooks)
+    budgets = BudgetService(store, DynamoBudgetStore(client, settings.billing_table), billing, clock,
+                            alerts or LogAlertSink())
+    accounts = AccountService(store, catalog, clock)
+    usage = UsageService(store, catalog, clock)
     return Container(
         **vars(base),
-        aggregation=aggregation.AggregationService(store, catalog, clock, decode_stream, watermark),
+        aggregation=aggregation.AggregationService(store, catalog, clock, decode_stream, watermark,
+                                                   on_usage=budgets.refresh),
         billing=billing, billing_runs=runs,
-        accounts=AccountService(store, catalog, clock), credit_notes=credit_notes,
-        usage=UsageService(store, catalog, clock),
+        accounts=accounts, credit_notes=credit_notes,
+        usage=usage,
         renderer=InvoiceRenderer(settings), watermark=watermark,
         privacy=PrivacyService(store, EventScanner(client, settings.events_table), catalog, clock, watermark),
         rebuild=RebuildService(store, EventScanner(client, settings.events_table), catalog, clock),
         sync=sync, webhooks=WebhookService(store, clock, settings.integrations, plugin),
-        anomalies=AnomalyService(store, catalog, clock, alert_sink(settings)),
-        hooks=WebhookEndpoints(store, clock),
+        anomalies=AnomalyService(store, catalog, clock, alerts),
+        hooks=hooks,
         hook_delivery=WebhookDelivery(store, clock, lambda: plugin(EVENT_SINK),
                                       sync_queues.get(EVENT_SINK) or SqsWorkQueue(sqs, "", env_name=sync_queue_env(EVENT_SINK))),
         reports=ReportService(functools.partial(DynamoReportReader, client, settings.billing_table), clock),
         reconciliation=ReconciliationService(store, ReconciliationItems(client, settings.billing_table),
                                              EventScanner(client, settings.events_table), catalog, billing, clock,
                                              settings.integrations, watermark, reconcile_launcher(settings)),
+        budgets=budgets,
+        portal=PortalService(store, catalog, billing, usage, accounts, budgets, clock, portal_secret(settings),
+                             settings.portal_base_url),
     )
 
 
-def alert_sink(settings: Settings) -> AlertSink | None:
-    """Where anomaly alerts go: the one seam to the outbound-webhook path. Until the integrations'
-    webhook service is merged, a configured URL (METERBILL_ALERT_WEBHOOK_URL), else none (anomalies
-    are still stored and listed). Once merged: return its ``emit`` wrapped as an ``AlertSink``."""
+def alert_sink(settings: Settings, hooks: AlertSink) -> AlertSink | None:
+    """Where alerts (anomalies, budget thresholds) go: the outbound webhooks (``hooks.emit``: signed,
+    retried, listed per endpoint) when the ``webhooks`` integration is enabled; else a configured URL
+    (METERBILL_ALERT_WEBHOOK_URL); else none (anomalies are still stored and listed, budget alerts
+    logged)."""
+    if "webhooks" in settings.integrations:
+        return hooks
     if not settings.alert_webhook_url:
         return None
     from meterbill.adapters.webhook_alerts import WebhookAlertSink
 
     return WebhookAlertSink(settings.alert_webhook_url, settings.alert_timeout_s)
+
+
+def portal_secret(settings: Settings) -> bytes | None:
+    """The portal's HMAC key: the setting itself, or the SSM SecureString it names (AWS)."""
+    if settings.portal_secret:
+        return settings.portal_secret.encode("utf-8")
+    if settings.portal_secret_parameter:
+        ssm = boto3.session.Session().client("ssm", region_name=settings.region)
+        value = ssm.get_parameter(Name=settings.portal_secret_parameter, WithDecryption=True)["Parameter"]["Value"]
+        return str(value).encode("utf-8")
+    return None
 
 
 @functools.cache

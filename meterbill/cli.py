@@ -181,6 +181,26 @@ def _usage_rebuild(args: argparse.Namespace) -> int:
     return 0
 
 
+def _portal_link(args: argparse.Namespace) -> int:
+    """A signed link to one customer's portal (the same as POST /v1/customers/{id}/portal-links)."""
+    from meterbill.local import stack
+    from meterbill.services.errors import DomainError, ServiceError
+
+    state = stack.read_state()
+    if not os.environ.get("METERBILL_DYNAMODB_ENDPOINT") and state.get("dynamodb_endpoint") and not args.aws:
+        stack.prepare_environment(state["dynamodb_endpoint"])  # the running local stack
+        if state.get("api_url"):
+            os.environ.setdefault("METERBILL_PORTAL_BASE_URL", state["api_url"])
+    from meterbill.bootstrap import bootstrap
+
+    try:
+        print(json.dumps(bootstrap().portal.link(args.customer, args.days), indent=2))
+    except (DomainError, ServiceError) as exc:
+        print(f"meterbill: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="meterbill", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -241,7 +261,13 @@ def main(argv: list[str] | None = None) -> int:
     from meterbill.local import reconcile as reconcile_cli
 
     reconcile_cli.add_parser(sub)
+    link = sub.add_parser("portal-link", help="a signed link to a customer's portal (usage, running bill, invoices)")
+    link.add_argument("customer", help="the customer's id")
+    link.add_argument("--days", type=int, default=7, help="valid for this many days (default 7, at most 366)")
+    link.add_argument("--aws", action="store_true", help="use AWS (ignore the local stack)")
     args = parser.parse_args(argv)
+    if args.command == "portal-link":
+        return _portal_link(args)
     if args.command == "reconcile":
         return reconcile_cli.reconcile(args)
     if args.command == "anomalies":

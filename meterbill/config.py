@@ -101,6 +101,12 @@ class Settings:
     alert_timeout_s: float = 5.0
     # Reconciliation: the function that runs POST /v1/reconciliations' requests (None: run in-process)
     reconcile_function: str | None = None
+    # The customer portal (signed links): the HMAC key (METERBILL_PORTAL_SECRET; on AWS an SSM
+    # SecureString named by METERBILL_PORTAL_SECRET_PARAMETER, read once per cold start) and the
+    # public base URL links are made with (empty: links are paths, /portal/<token>).
+    portal_secret: str | None = None
+    portal_secret_parameter: str | None = None
+    portal_base_url: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -133,4 +139,7 @@ class Settings:
             alert_webhook_url=env.get("METERBILL_ALERT_WEBHOOK_URL", "").strip() or None,
             alert_timeout_s=_seconds(env, "METERBILL_ALERT_TIMEOUT_S", cls.alert_timeout_s, 30),
             reconcile_function=env.get("METERBILL_RECONCILE_FUNCTION") or None,
+            portal_secret=env.get("METERBILL_PORTAL_SECRET") or None,
+            portal_secret_parameter=env.get("METERBILL_PORTAL_SECRET_PARAMETER") or None,
+            portal_base_url=env.get("METERBILL_PORTAL_BASE_URL", "").strip().rstrip("/"),
         )

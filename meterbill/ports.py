@@ -311,14 +311,6 @@ class EventScan(Protocol):
     def replace_properties(self, item: Any, properties: Mapping[str, Any]) -> bool: ...
 
 
-class AlertSink(Protocol):
-    """Where an alert goes (issue 11): ``adapters/webhook_alerts.py`` POSTs it to a configured URL;
-    the outbound-webhook service's ``emit(event_type, payload, dedupe_key)`` has the same shape.
-    Raises when the alert did not go out (it is sent again later; ``dedupe_key`` names it)."""
-
-    def send(self, event_type: str, payload: Mapping[str, Any], dedupe_key: str) -> None: ...
-
-
 class AnomalyStore(BillingStore, Protocol):
     """Detected anomalies (adapters/dynamo_anomalies.py)."""
 
@@ -338,3 +330,27 @@ class ReportReader(Protocol):
     def invoices(self, customer_id: str | None, period_from: str, period_to: str,
                  lines: bool = ...) -> Iterator[dict[str, Any]]: ...
     def customers(self) -> Iterator[dict[str, Any]]: ...
+
+
+# -- customer portal and budgets (services/budgets.py) ---------------------------------------------
+class AlertSink(Protocol):
+    """Where an alert goes (``anomaly.detected``, ``budget.threshold_crossed``): the outbound
+    webhooks' ``emit`` (services/webhook_endpoints.py) when webhooks are enabled, else a configured
+    URL (``adapters/webhook_alerts.py``) or a log line. ``dedupe_key`` is the same for every attempt
+    of one alert, so a sink that de-duplicates by it delivers it once. Raises when the alert did not
+    go out (it is sent again later)."""
+
+    def emit(self, event_type: str, payload: Mapping[str, Any], dedupe_key: str) -> None: ...
+
+
+class BudgetStore(Protocol):
+    """A customer's budget, its running bill (spend so far in the open period, kept current by the
+    aggregator) and the alerts sent per period and threshold."""
+
+    def get_budget_and_running(self, customer_id: str) -> tuple[dict[str, Any] | None, dict[str, Any] | None]: ...
+    def put_budget(self, customer_id: str, doc: Mapping[str, Any]) -> None: ...
+    def budgeted(self, customer_ids: Iterable[str]) -> dict[str, dict[str, Any]]: ...
+    def put_running(self, customer_id: str, doc: Mapping[str, Any]) -> bool: ...
+    def alerts(self, customer_id: str, period_start: str) -> list[dict[str, Any]]: ...
+    def claim_alert(self, customer_id: str, period_start: str, threshold: int, doc: Mapping[str, Any]) -> bool: ...
+    def settle_alert(self, customer_id: str, period_start: str, threshold: int, fields: Mapping[str, Any]) -> None: ...

@@ -28,7 +28,7 @@ class WebhookAlertSink:
             total=2, backoff_factor=0.5, status_forcelist=(429, 500, 502, 503, 504), allowed_methods=None,
             raise_on_status=False))
 
-    def send(self, event_type: str, payload: Mapping[str, Any], dedupe_key: str) -> None:
+    def emit(self, event_type: str, payload: Mapping[str, Any], dedupe_key: str) -> None:
         body = json.dumps({"type": event_type, "id": dedupe_key, "data": dict(payload)}).encode()
         try:
             resp = self._http.request("POST", self._url, body=body, timeout=self._timeout,

@@ -15,13 +15,14 @@ if TYPE_CHECKING:
 
 # /v1/webhooks/stripe: the Stripe signature over the raw body authenticates it (routes_stripe_webhook.py)
 PUBLIC = frozenset({"/v1/health", "/v1/docs", "/v1/openapi.json", "/v1/webhooks/stripe"})
+PORTAL = "/portal/"
 Rules = Mapping[str, guards.PathParameter]
 
 
 def required_scope(method: str, path: str) -> str | None:
     """The one access policy. Anything not listed needs admin (default deny)."""
-    if path in PUBLIC:
-        return None
+    if path in PUBLIC or path.startswith(PORTAL):
+        return None   # the portal's pages authenticate by their signed link (routes_portal.py)
     if method == "POST" and path == "/v1/events":
         return "ingest"
     parts = [s for s in path.lower().split("/") if s]

@@ -532,3 +532,4 @@ from meterbill.api import routes_anomalies  # noqa: E402,F401
 from meterbill.api import routes_webhooks  # noqa: E402,F401
 from meterbill.api import routes_reports  # noqa: E402,F401
 from meterbill.api import routes_reconcile  # noqa: E402,F401
+from meterbill.api import routes_portal  # noqa: E402,F401

@@ -18,8 +18,10 @@ from urllib.parse import urlsplit
 from meterbill.domain.errors import InvalidField
 
 EVENT_TYPES: tuple[str, ...] = ("invoice.finalized", "invoice.paid", "invoice.overdue", "invoice.voided",
-                                "credit_note.created", "sync.failed")
-RESERVED: tuple[str, ...] = ("usage.threshold_crossed", "budget.threshold_crossed", "anomaly.detected")
+                                "credit_note.created", "sync.failed",
+                                # alerts (issue 11): a usage anomaly found, a spend budget's threshold crossed
+                                "anomaly.detected", "budget.threshold_crossed")
+RESERVED: tuple[str, ...] = ("usage.threshold_crossed",)
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "[::1]", "::1"})
 MAX_URL = 2048
 MAX_ENDPOINT_TYPES = len(EVENT_TYPES) + len(RESERVED)

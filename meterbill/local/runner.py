@@ -92,6 +92,7 @@ def run() -> None:
     state: dict[str, Any] | None = None
     try:
         moto = stack.start_moto(moto_port)
+        os.environ.setdefault("METERBILL_PORTAL_BASE_URL", f"http://127.0.0.1:{port}")  # portal links
         stack.prepare_environment(endpoint)
         stack.create_tables(endpoint)
         queue_url = stack.create_queues(endpoint)["CloseQueue"]

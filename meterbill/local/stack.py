@@ -9,6 +9,7 @@ import errno
 import json
 import logging
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -198,6 +199,24 @@ def prepare_environment(endpoint: str) -> None:
     os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")  # no EMF spam on a terminal
     os.environ.setdefault("METERBILL_STREAM_SETTLE_S", "0")        # moto's stream is synchronous
     os.environ.setdefault("METERBILL_CLOSE_WAIT_RETRY_S", "2")     # the local aggregator is never far behind
+    if not os.environ.get("METERBILL_PORTAL_SECRET_PARAMETER"):
+        os.environ.setdefault("METERBILL_PORTAL_SECRET", local_portal_secret())
+
+
+def local_portal_secret() -> str:
+    """The local stack's portal link key: made once, kept in .meterbill/portal-secret (0600), so the
+    CLI's `meterbill portal-link` and the running stack sign and check with the same key."""
+    path = STATE_DIR / "portal-secret"
+    if not path.exists():
+        STATE_DIR.mkdir(exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass   # another process made it just now
+        else:
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_urlsafe(32))
+    return path.read_text().strip()
 
 
 def sqs_client(endpoint: str | None) -> Any:

@@ -45,3 +45,15 @@ class InvoiceRenderer:
         from meterbill.rendering.pdf import render_credit_note_pdf
 
         return render_credit_note_pdf(doc, self.branding)
+
+    def portal(self, view: Mapping[str, Any], token_path: str, form_value: str, message: str | None = None,
+               error: str | None = None) -> str:
+        """The customer portal's page (``rendering/portal.py``)."""
+        from meterbill.rendering.portal import render_portal
+
+        return render_portal(view, token_path, form_value, self.branding, message=message, error=error)
+
+    def portal_error(self, status: int) -> str:
+        from meterbill.rendering.portal import render_error
+
+        return render_error(status, self.branding)

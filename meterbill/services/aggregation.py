@@ -25,7 +25,7 @@ from __future__ import annotations
 import copy
 import logging
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -169,7 +169,9 @@ class Batch:
 
 class AggregationService:
     def __init__(self, store: BillingStore, catalog: CatalogService, clock: Clock,
-                 decode: StreamDecoder, watermark: UsageWatermark | None = None) -> None:
+                 decode: StreamDecoder, watermark: UsageWatermark | None = None,
+                 on_usage: Callable[[set[str]], Any] | None = None) -> None:
+        self._on_usage = on_usage   # after a batch: its customers (running bills, services/budgets.py)
         self._store = store
         self._catalog = catalog
         self._clock = clock
@@ -183,6 +185,8 @@ class AggregationService:
         has moved past it, so only the item markers tell what it applied."""
         decoded = self._decode(records)
         out = self._apply(decoded, redrive)
+        if self._on_usage is not None and out.events:
+            self._on_usage({c.event.customer for c in decoded if c.kind == "INSERT" and c.event is not None})
         if decoded and self._watermark is not None:
             self._watermark.applied(decoded[0].seq, decoded[-1].seq, decoded[-1].created_s)
         return out

@@ -20,7 +20,7 @@ from meterbill.services.catalog import CatalogService
 from meterbill.services.errors import InvalidField
 
 log = logging.getLogger(__name__)
-EVENT_TYPE = "usage.anomaly"
+EVENT_TYPE = "anomaly.detected"   # an outbound-webhook event type (domain/webhooks.py)
 SCHEDULED_HOURS = 3            # each scheduled scan looks at the last complete hours (overlap: harmless)
 MAX_SCAN_DAYS = 366            # a request or CLI call scans at most a year (a new deployment's history)
 CUSTOMERS_PER_PAGE = 100       # an all-customer scan over the API: one page of customers per request
@@ -157,7 +157,7 @@ class AnomalyService:
         assert self._sink is not None
         payload = {k: v for k, v in doc.items() if k not in ("start_s", "end_s", "alert", "updated_at")}
         try:
-            self._sink.send(EVENT_TYPE, payload, str(doc["id"]))
+            self._sink.emit(EVENT_TYPE, payload, str(doc["id"]))
         except Exception:   # any sink failure: the alert stays pending, redriven by the next scan
             log.warning("anomaly alert not sent; it stays pending", extra={"anomaly": doc["id"]}, exc_info=True)
             return False

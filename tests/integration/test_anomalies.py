@@ -32,7 +32,7 @@ class FakeSink:
         self.sent: list[tuple[str, dict[str, Any], str]] = []
         self.failing = False
 
-    def send(self, event_type: str, payload: Mapping[str, Any], dedupe_key: str) -> None:
+    def emit(self, event_type: str, payload: Mapping[str, Any], dedupe_key: str) -> None:
         if self.failing:
             raise AlertNotDelivered("webhook answered 503")
         self.sent.append((event_type, dict(payload), dedupe_key))
@@ -77,7 +77,7 @@ def test_a_scan_stores_each_anomaly_once_and_alerts_once(container: Any, clock: 
     rows, _ = anomalies.list("acme", None, None, None, 50, None)
     assert len(rows) == 1 and len(sink.sent) == 1
     event_type, payload, key = sink.sent[0]
-    assert event_type == "usage.anomaly" and key == rows[0]["id"] == payload["id"]
+    assert event_type == "anomaly.detected" and key == rows[0]["id"] == payload["id"]
     assert (rows[0]["observed"], rows[0]["start"], rows[0]["end"]) == ("900", "2026-11-05T10:00:00Z",
                                                                         "2026-11-05T11:00:00Z")
     assert Decimal(rows[0]["expected_low"]) < Decimal(rows[0]["expected"]) < Decimal(rows[0]["expected_high"]) < 900
@@ -184,13 +184,13 @@ def test_the_webhook_sink_posts_json_with_the_dedupe_key() -> None:
     Thread(target=server.serve_forever, daemon=True).start()
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/hook"
-        WebhookAlertSink(url, timeout_s=2).send("usage.anomaly", {"id": "an_1", "kind": "spike"}, "an_1")
+        WebhookAlertSink(url, timeout_s=2).emit("anomaly.detected", {"id": "an_1", "kind": "spike"}, "an_1")
         headers, body = _Receiver.received[-1]
-        assert body == {"type": "usage.anomaly", "id": "an_1", "data": {"id": "an_1", "kind": "spike"}}
+        assert body == {"type": "anomaly.detected", "id": "an_1", "data": {"id": "an_1", "kind": "spike"}}
         assert headers["Idempotency-Key"] == "an_1" and headers["Content-Type"] == "application/json"
         _Receiver.status = 400
         with pytest.raises(AlertNotDelivered, match="400"):
-            WebhookAlertSink(url, timeout_s=2).send("usage.anomaly", {}, "an_2")
+            WebhookAlertSink(url, timeout_s=2).emit("anomaly.detected", {}, "an_2")
     finally:
         _Receiver.status = 204
         server.shutdown()

@@ -50,7 +50,7 @@ def test_event_types_are_from_the_fixed_list() -> None:
         with pytest.raises(InvalidField) as err:
             check_event_types(bad)
         assert err.value.field == "event_types"
-    assert len(EVENT_TYPES) == 6 and not set(EVENT_TYPES) & set(RESERVED)
+    assert len(EVENT_TYPES) == 8 and not set(EVENT_TYPES) & set(RESERVED)
 
 
 def test_ids_are_deterministic_and_distinct() -> None:
