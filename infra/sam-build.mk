@@ -19,6 +19,7 @@ SAM_PIP_TARGET_FLAGS ?= --platform manylinux2014_aarch64 --implementation cp \
 
 SAM_FUNCTIONS := ApiFunction IngestFunction AggregatorFunction ClosePeriodsFunction CloseWorkerFunction \
 	OutboxFanoutFunction StripeDispatchFunction StripeWebhookFunction
+SAM_FUNCTIONS += DunningFunction
 
 .PHONY: $(addprefix build-,$(SAM_FUNCTIONS))
 

@@ -44,6 +44,8 @@ if TYPE_CHECKING:
     from meterbill.services.sync import SyncService
     from meterbill.services.usage import UsageService
     from meterbill.services.webhooks import WebhookService
+    from meterbill.services.dunning import DunningService
+    from meterbill.services.payments import PaymentService
 
 
 def utc_now() -> datetime:
@@ -78,6 +80,8 @@ class Container(IngestContainer):
     rebuild: RebuildService
     sync: SyncService
     webhooks: WebhookService
+    payments: PaymentService
+    dunning: DunningService
 
 
 # One client serves every thread of a process, and urllib3 keeps at most `max_pool_connections`
@@ -175,6 +179,8 @@ def bootstrap(settings: Settings | None = None, *, client: Any = None, clock: Cl
     from meterbill.services.sync import SyncService
     from meterbill.services.usage import UsageService
     from meterbill.services.webhooks import WebhookService
+    from meterbill.services.dunning import DunningService
+    from meterbill.services.payments import PaymentService
 
     settings = settings or Settings.from_env()
     client = client or dynamodb_client(settings)
@@ -184,7 +190,7 @@ def bootstrap(settings: Settings | None = None, *, client: Any = None, clock: Cl
                                 settle_s=settings.stream_settle_s, max_wait_s=settings.usage_wait_s)
     credit_notes = CreditNoteService(store, clock, settings.credit_note_prefix)
     billing = BillingService(store, catalog, clock, credit_notes, settings.invoice_prefix, settings.grace_hours,
-                             settings.seller_country, watermark)
+                             settings.seller_country, watermark, collection_method=settings.collection_method)
     queue = SqsWorkQueue(sqs_client(settings), settings.close_queue_url or "")
     runs = BillingRunService(store, billing, queue, clock, watermark, wait_retry_s=int(settings.close_wait_retry_s),
                              max_wait_attempts=settings.close_wait_attempts,
@@ -193,6 +199,7 @@ def bootstrap(settings: Settings | None = None, *, client: Any = None, clock: Cl
     sync_queues = {name: SqsWorkQueue(sqs, url, env_name=sync_queue_env(name)) for name, url in settings.sync_queue_urls}
     plugin = plugin_factory(integration_settings(settings), plugins)
     sync = SyncService(store, clock, settings.integrations, plugin, sync_queues)
+    payments = PaymentService(store, clock)
     return Container(
         **vars(base),
         aggregation=aggregation.AggregationService(store, catalog, clock, decode_stream, watermark),
@@ -202,7 +209,8 @@ def bootstrap(settings: Settings | None = None, *, client: Any = None, clock: Cl
         renderer=InvoiceRenderer(settings), watermark=watermark,
         privacy=PrivacyService(store, EventScanner(client, settings.events_table), catalog, clock, watermark),
         rebuild=RebuildService(store, EventScanner(client, settings.events_table), catalog, clock),
-        sync=sync, webhooks=WebhookService(store, clock, settings.integrations, plugin),
+        sync=sync, webhooks=WebhookService(store, clock, settings.integrations, plugin, payments),
+        payments=payments, dunning=DunningService(store, clock, settings.dunning_ladder),
     )
 
 

@@ -7,6 +7,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from meterbill.domain.dunning import COLLECTION_METHODS, parse_ladder
 from meterbill.integration.settings import enabled_integrations
 
 _HEX_COLOUR = re.compile(r"#?([0-9a-fA-F]{6}|[0-9a-fA-F]{3})", re.ASCII)
@@ -96,6 +97,10 @@ class Settings:
     brand_footer: str = ""
     bank_details: str = ""                 # multi-line wire instructions
     support_email: str | None = None
+    # Collections (docs/integrations.md, "Payments, terms and dunning"): the collection method a
+    # customer without its own gets, and the dunning ladder (days after the due date).
+    collection_method: str = "send_invoice"
+    dunning_ladder: tuple[int, ...] = (1, 7, 14)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -125,4 +130,13 @@ class Settings:
             brand_footer=_multiline(env.get("METERBILL_BRAND_FOOTER")),
             bank_details=_multiline(env.get("METERBILL_BANK_DETAILS")),
             support_email=env.get("METERBILL_SUPPORT_EMAIL", "").strip() or None,
+            collection_method=_collection_method(env.get("METERBILL_COLLECTION_METHOD")),
+            dunning_ladder=parse_ladder(env.get("METERBILL_DUNNING_LADDER") or "1,7,14", "METERBILL_DUNNING_LADDER"),
         )
+
+
+def _collection_method(value: str | None) -> str:
+    method = (value or "send_invoice").strip()
+    if method not in COLLECTION_METHODS:
+        raise ValueError(f"METERBILL_COLLECTION_METHOD must be one of {', '.join(COLLECTION_METHODS)}, not {method!r}")
+    return method

@@ -21,6 +21,7 @@ on each refresh — ``on_token`` receives every new token so the caller can stor
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import time
 from collections.abc import Callable, Mapping
@@ -43,6 +44,7 @@ from xero_python.accounting import (
     LineAmountTypes,
     LineItem,
     Payment,
+    Payments,
 )
 from xero_python.accounting import Account as XeroAccount
 from xero_python.api_client import ApiClient, Configuration
@@ -355,9 +357,13 @@ class XeroIntegration:
         model = Payment(invoice=Invoice(invoice_id=invoice_ref.id),
                         account=XeroAccount(code=self._settings.get("payment_account_code")),
                         date=day, amount=amount, reference=reference)
-        created = self._create("payment", lambda k: self.api.create_payment(
-            self.tenant, model, idempotency_key=k, _request_timeout=TIMEOUT), derive(idempotency_key, "payment"))
+        created = self._create("payment", functools.partial(self._put_payment, model), derive(idempotency_key, "payment"))
         return ExternalRef(created.payments[0].payment_id, reference)
+
+    def _put_payment(self, model: Payment, key: str) -> Any:
+        """``PUT /Payments`` (create, with an Idempotency-Key; errors not summarized: one payment)."""
+        return self.api.create_payments(self.tenant, Payments(payments=[model]), summarize_errors=False,
+                                        idempotency_key=key, _request_timeout=TIMEOUT)
 
     @staticmethod
     def _payment_reference(payment: Mapping[str, Any]) -> str:

@@ -33,10 +33,13 @@ Item layout (pk / sk):
   RUN#<id>     / RUN          gsi1: RUNS / <started_at>#<id>   a billing run: status, counters, dispatch cursor
   RUN#<id>     / OUT#<kind>#<customer>   one customer's outcome in that run (gsi1 while waiting/failed)
   NUMBERING / <created_at>#<invoice id>   a committed invoice waiting for its gapless number
+  INV#<id>     / PAY#<payment id>   a payment on the invoice (dynamo_collect.py); the invoice item's
+                              gsi3: OPEN / <due_at> while unpaid, COLLECTIONS / <at> after dunning
 """
 
 from __future__ import annotations
 from meterbill.adapters.dynamo_catalog import CatalogItems
+from meterbill.adapters.dynamo_collect import CollectItems
 from meterbill.adapters.dynamo_invoices import InvoiceItems
 from meterbill.adapters.dynamo_keys import KeyItems
 from meterbill.adapters.dynamo_privacy import PrivacyItems
@@ -45,5 +48,6 @@ from meterbill.adapters.dynamo_sync import SyncItems
 from meterbill.adapters.dynamo_usage import UsageItems
 
 
-class DynamoBillingStore(CatalogItems, UsageItems, InvoiceItems, KeyItems, PrivacyItems, RunItems, SyncItems):
+class DynamoBillingStore(CatalogItems, UsageItems, InvoiceItems, KeyItems, PrivacyItems, RunItems, SyncItems,
+                         CollectItems):
     """The billing store port (``ports.BillingStore``), one aggregate per module over one table."""

@@ -396,7 +396,15 @@ def invoice_line_usage(invoice_id: str, index: str, limit: Annotated[int, Query(
 
 
 @router.get("/v1/invoices")
-def list_invoices(customer: Cursor = None, limit: Limit = 50, cursor: Cursor = None) -> dict[str, Any]:
+def list_invoices(customer: Cursor = None, limit: Limit = 50, cursor: Cursor = None,
+                  collections: Annotated[bool, Query(description="only invoices flagged for collections (the "
+                                                                 "dunning ladder ran out), by when")] = False
+                  ) -> dict[str, Any]:
+    if collections:
+        if customer:
+            raise InvalidField("collections", "cannot be combined with customer")
+        items, nxt = container().billing_store.in_collections(limit, cursor)
+        return page([public_view(i) for i in items], nxt)
     items, nxt = container().billing_store.list_invoices(customer, limit, cursor)
     return page([public_view(i) for i in items], nxt)
 
@@ -520,3 +528,4 @@ def export_customer(customer_id: str) -> dict[str, Any]:
                          "harmless. Audited (who, when, why). 409 while aggregation is behind: retry.")
 def erase_customer(customer_id: str, body: Annotated[EraseIn, Body()]) -> dict[str, Any]:
     return plain(container().privacy.erase(customer_id, privacy_caller(), body.reason))
+from meterbill.api import routes_collect  # noqa: E402,F401

@@ -30,7 +30,7 @@ REPO_ROOT = TEMPLATE_PATH.parent
 FUNCTIONS_DIR = REPO_ROOT / "functions"
 REGION = "us-east-1"
 FUNCTIONS = ["ApiFunction", "IngestFunction", "AggregatorFunction", "ClosePeriodsFunction", "CloseWorkerFunction",
-             "OutboxFanoutFunction", "StripeDispatchFunction", "StripeWebhookFunction"]
+             "OutboxFanoutFunction", "StripeDispatchFunction", "StripeWebhookFunction", "DunningFunction"]
 
 
 @pytest.fixture(scope="module")
@@ -139,10 +139,15 @@ def test_translated_stream_mapping(translated: dict) -> None:
     assert any(str(arn).endswith("/AWSLambdaDynamoDBExecutionRole") for arn in role["ManagedPolicyArns"])
 
 
-def test_translated_schedule(translated: dict) -> None:
+def _close_schedule(translated: dict) -> dict:
+    """The billing-period closer's schedule (the dunning tick has its own, tested below)."""
     schedules = _resources_of_type(translated, "AWS::Scheduler::Schedule")
-    assert len(schedules) == 1, schedules
-    props = next(iter(schedules.values()))["Properties"]
+    assert set(schedules) == {"ClosePeriodsFunctionCloseSchedule", "DunningFunctionDunningSchedule"}, schedules
+    return schedules["ClosePeriodsFunctionCloseSchedule"]
+
+
+def test_translated_schedule(translated: dict) -> None:
+    props = _close_schedule(translated)["Properties"]
     assert props["ScheduleExpression"] == {"Ref": "CloseSchedule"}
     assert props["Target"]["Arn"] == {"Fn::GetAtt": ["ClosePeriodsFunction", "Arn"]}
     assert "RetryPolicy" in props["Target"]
@@ -235,7 +240,7 @@ def test_close_queue_feeds_the_close_worker_with_partial_failures_and_bounded_co
     assert any(a["Properties"]["Dimensions"][0]["Value"] == {"Fn::GetAtt": ["CloseDeadLetterQueue", "QueueName"]}
                and a["Properties"]["AlarmActions"] == [{"Ref": "AlarmTopic"}] for a in alarms.values())
     # the schedule names its tick (the run id of a retried invocation)
-    [schedule] = _resources_of_type(translated, "AWS::Scheduler::Schedule").values()
+    schedule = _close_schedule(translated)
     assert "<aws.scheduler.scheduled-time>" in schedule["Properties"]["Target"]["Input"]
     for sender in ("ApiFunction", "ClosePeriodsFunction", "CloseWorkerFunction"):
         env = template["Resources"][sender]["Properties"]["Environment"]["Variables"]
@@ -243,7 +248,7 @@ def test_close_queue_feeds_the_close_worker_with_partial_failures_and_bounded_co
 
 
 def test_close_schedule_has_an_alarmed_dead_letter_queue(translated: dict) -> None:
-    [schedule] = _resources_of_type(translated, "AWS::Scheduler::Schedule").values()
+    schedule = _close_schedule(translated)
     target = schedule["Properties"]["Target"]
     queue_arn = {"Fn::GetAtt": ["CloseScheduleDeadLetterQueue", "Arn"]}
     assert target["DeadLetterConfig"] == {"Arn": queue_arn}
@@ -433,7 +438,7 @@ def test_table_specs_follow_template(template: dict) -> None:
         assert spec["BillingMode"] == props["BillingMode"]
     assert specs["EventsTable"]["StreamSpecification"] == {"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"}
     assert specs["BillingTable"]["StreamSpecification"] == {"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"}  # the outbox
-    assert [g["IndexName"] for g in specs["BillingTable"]["GlobalSecondaryIndexes"]] == ["gsi1", "gsi2"]
+    assert [g["IndexName"] for g in specs["BillingTable"]["GlobalSecondaryIndexes"]] == ["gsi1", "gsi2", "gsi3"]
     assert ttl_attributes(template) == {"BillingTable": "expires_at"}
 
 
@@ -526,3 +531,18 @@ def test_sam_build_targets(function: str, tmp_path: Path) -> None:
     assert f'cd "{REPO_ROOT}"' in recipe
     assert "pip install --no-compile" in recipe
     assert f'-t "{artifacts}" .' in recipe
+
+
+def test_dunning_runs_on_its_own_schedule_once_at_a_time(translated: dict, template: dict) -> None:
+    schedule = _resources_of_type(translated, "AWS::Scheduler::Schedule")["DunningFunctionDunningSchedule"]
+    props = schedule["Properties"]
+    assert props["ScheduleExpression"] == {"Ref": "DunningSchedule"}
+    assert props["Target"]["Arn"] == {"Fn::GetAtt": ["DunningFunction", "Arn"]}
+    assert "<aws.scheduler.scheduled-time>" in props["Target"]["Input"] and "RetryPolicy" in props["Target"]
+    assert props["Target"]["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": ["CloseScheduleDeadLetterQueue", "Arn"]}}
+    function = template["Resources"]["DunningFunction"]["Properties"]
+    assert function["ReservedConcurrentExecutions"] == 1
+    assert function["Environment"]["Variables"]["METERBILL_DUNNING_LADDER"] == {"Ref": "DunningLadder"}
+    billing = template["Resources"]["BillingTable"]["Properties"]
+    gsi3 = next(g for g in billing["GlobalSecondaryIndexes"] if g["IndexName"] == "gsi3")
+    assert [k["AttributeName"] for k in gsi3["KeySchema"]] == ["gsi3pk", "gsi3sk"]
