@@ -18,7 +18,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from meterbill.adapters.dynamo_codec import from_item, to_item
+from meterbill.adapters.dynamo_codec import to_item
 from meterbill.adapters.dynamo_invoices import outbox_put
 from meterbill.adapters.dynamo_table import DynamoTable, conditional_failed
 
@@ -34,16 +34,8 @@ class CollectItems(DynamoTable):
 
     def list_payments(self, invoice_id: str) -> list[dict[str, Any]]:
         """Every payment of one invoice, oldest first (a handful per invoice: one query)."""
-        out: list[dict[str, Any]] = []
-        kwargs: dict[str, Any] = {
-            "TableName": self._t, "KeyConditionExpression": "pk = :p AND begins_with(sk, :s)",
-            "ExpressionAttributeValues": {":p": {"S": f"INV#{invoice_id}"}, ":s": {"S": "PAY#"}}}
-        while True:
-            resp = self._c.query(**kwargs)
-            out += [_payment(from_item(i)) for i in resp.get("Items", [])]
-            if "LastEvaluatedKey" not in resp:
-                return sorted(out, key=lambda p: int(p.get("seq", 0)))   # the order they were recorded
-            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+        found = [_payment(p) for p in self._query_prefix(f"INV#{invoice_id}", "PAY#")]
+        return sorted(found, key=lambda p: int(p.get("seq", 0)))   # the order they were recorded
 
     def add_payment(self, payment: Mapping[str, Any], payments_before: int, amount_due: str,
                     changes: Mapping[str, Any], at: str) -> None:

@@ -24,6 +24,7 @@ from tests.integration.hubspot_fake import FakeHubSpot
 from tests.integration.stripe_fake import FakeStripe
 from tests.integration.stripe_support import plugin as stripe_plugin
 from tests.integration.test_integration_sync import NOV, closed_invoice, stripe_event, webhook
+from tests.integration.test_integration_sync import pipeline, sync_queues  # noqa: F401 - fixtures (on this app)
 from tests.integration.xero_fake import FakeXero
 
 INTEGRATIONS = ("stripe", "hubspot", "xero")
@@ -48,12 +49,13 @@ def xero() -> FakeXero:
 
 @pytest.fixture
 def app(ddb: Any, clock: FakeClock, close_queue_url: str, fake: FakeStripe, hubspot: FakeHubSpot,
-        xero: FakeXero) -> Any:
+        xero: FakeXero, sync_queues: dict[str, str]) -> Any:
     from meterbill.bootstrap import bootstrap
     from meterbill.config import Settings
 
     sqs = boto3.client("sqs", region_name="us-east-1")
-    queues = {name: sqs.create_queue(QueueName=f"t-{name}")["QueueUrl"] for name in INTEGRATIONS}
+    queues = {"stripe": sync_queues["stripe"],   # the template's Stripe sync queue
+              **{name: sqs.create_queue(QueueName=f"t-{name}")["QueueUrl"] for name in ("hubspot", "xero")}}
     return bootstrap(Settings(events_table="t-events", billing_table="t-billing", invoice_prefix="T-",
                               usage_wait_s=0, stream_settle_s=0, close_queue_url=close_queue_url,
                               close_wait_retry_s=0, integrations=INTEGRATIONS,
@@ -62,30 +64,6 @@ def app(ddb: Any, clock: FakeClock, close_queue_url: str, fake: FakeStripe, hubs
                      plugins={"stripe": stripe_plugin(fake),
                               "hubspot": HubSpotIntegration(hubspot_support.settings(), http=hubspot),
                               "xero": XeroIntegration(xero_support.settings(), http=xero)})
-
-
-@pytest.fixture
-def pipeline(app: Any) -> Any:
-    """Lambda-style: events stream → aggregator; billing stream → fan-out; each queue → dispatch."""
-    from functions import outbox_fanout
-    from meterbill.local.stack import StreamPoller, sync_workers
-
-    def aggregate(event: dict[str, Any], _ctx: Any) -> dict[str, Any]:
-        app.aggregation.apply(event["Records"])
-        return {"batchItemFailures": []}
-
-    class Pipeline:
-        events = StreamPoller(None, "t-events", aggregate)
-        outbox = StreamPoller(None, "t-billing", lambda e, c: outbox_fanout.process(e, c, app.sync))
-        workers = sync_workers(None, app)
-
-        def run(self) -> None:
-            for _ in range(3):   # a follow-up that waited for its push comes back on the next pass
-                self.outbox.drain()
-                for worker in self.workers:
-                    worker.drain()
-
-    return Pipeline()
 
 
 @pytest.fixture
