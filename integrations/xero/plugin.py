@@ -361,9 +361,10 @@ class XeroIntegration:
         return ExternalRef(created.payments[0].payment_id, reference)
 
     def _put_payment(self, model: Payment, key: str) -> Any:
-        """``PUT /Payments`` (create, with an Idempotency-Key; errors not summarized: one payment)."""
-        return self.api.create_payments(self.tenant, Payments(payments=[model]), summarize_errors=False,
-                                        idempotency_key=key, _request_timeout=TIMEOUT)
+        """``PUT /Payments`` (create, with an Idempotency-Key). ``summarizeErrors`` is left to Xero's
+        default: the SDK would send Python's "False", which the spec's boolean refuses (Prism)."""
+        return self.api.create_payments(self.tenant, Payments(payments=[model]), idempotency_key=key,
+                                        _request_timeout=TIMEOUT)
 
     @staticmethod
     def _payment_reference(payment: Mapping[str, Any]) -> str:

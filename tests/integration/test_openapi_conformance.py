@@ -98,6 +98,9 @@ RULES_THE_SCHEMA_CANNOT_STATE: list[tuple[str, str, str]] = [
     # without "backdate": true
     ("PUT /v1/plans/{code}|POST /v1/simulations|PUT /v1/customers/{customer_id}", r".*", "too_large"),
     ("PUT /v1/customers/{customer_id}", "started_at", "backdate_required"),
+    # what is stored: a payment is at most the invoice's balance and in its currency's decimals; a payment
+    # names its reference unless the request carries an Idempotency-Key (between a header and the body)
+    ("POST /v1/invoices/{invoice_id}/payments", "amount|reference|date", "invalid_field"),
 ]
 
 
