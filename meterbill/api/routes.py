@@ -400,11 +400,9 @@ def list_invoices(customer: Cursor = None, limit: Limit = 50, cursor: Cursor = N
                   collections: Annotated[bool, Query(description="only invoices flagged for collections (the "
                                                                  "dunning ladder ran out), by when")] = False
                   ) -> dict[str, Any]:
-    if collections:
-        if customer:
-            raise InvalidField("collections", "cannot be combined with customer")
+    if collections:   # with customer: that customer's, from each page of the collections list
         items, nxt = container().billing_store.in_collections(limit, cursor)
-        return page([public_view(i) for i in items], nxt)
+        return page([public_view(i) for i in items if not customer or i["customer_id"] == customer], nxt)
     items, nxt = container().billing_store.list_invoices(customer, limit, cursor)
     return page([public_view(i) for i in items], nxt)
 
