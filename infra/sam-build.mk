@@ -23,6 +23,7 @@ SAM_FUNCTIONS := ApiFunction IngestFunction AggregatorFunction ClosePeriodsFunct
 SAM_FUNCTIONS += AnomaliesFunction
 SAM_FUNCTIONS += WebhooksDispatchFunction
 SAM_FUNCTIONS += ReconcileFunction
+SAM_FUNCTIONS += DunningFunction
 
 .PHONY: $(addprefix build-,$(SAM_FUNCTIONS))
 

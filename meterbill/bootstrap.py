@@ -52,6 +52,8 @@ if TYPE_CHECKING:
     from meterbill.services.reconciliation import ReconciliationService
     from meterbill.services.budgets import BudgetService
     from meterbill.services.portal import PortalService
+    from meterbill.services.dunning import DunningService
+    from meterbill.services.payments import PaymentService
 
 
 def utc_now() -> datetime:
@@ -93,6 +95,8 @@ class Container(IngestContainer):
     reconciliation: ReconciliationService
     budgets: BudgetService
     portal: PortalService
+    payments: PaymentService
+    dunning: DunningService
 
 
 # One client serves every thread of a process, and urllib3 keeps at most `max_pool_connections`
@@ -213,6 +217,8 @@ def bootstrap(settings: Settings | None = None, *, client: Any = None, clock: Cl
     from meterbill.services.reconciliation import ReconciliationService
     from meterbill.services.budgets import BudgetService
     from meterbill.services.portal import PortalService
+    from meterbill.services.dunning import DunningService
+    from meterbill.services.payments import PaymentService
 
     settings = settings or Settings.from_env()
     client = client or dynamodb_client(settings)
@@ -222,7 +228,7 @@ def bootstrap(settings: Settings | None = None, *, client: Any = None, clock: Cl
                                 settle_s=settings.stream_settle_s, max_wait_s=settings.usage_wait_s)
     credit_notes = CreditNoteService(store, clock, settings.credit_note_prefix)
     billing = BillingService(store, catalog, clock, credit_notes, settings.invoice_prefix, settings.grace_hours,
-                             settings.seller_country, watermark)
+                             settings.seller_country, watermark, collection_method=settings.collection_method)
     queue = SqsWorkQueue(sqs_client(settings), settings.close_queue_url or "")
     runs = BillingRunService(store, billing, queue, clock, watermark, wait_retry_s=int(settings.close_wait_retry_s),
                              max_wait_attempts=settings.close_wait_attempts,
@@ -237,6 +243,7 @@ def bootstrap(settings: Settings | None = None, *, client: Any = None, clock: Cl
                             alerts or LogAlertSink())
     accounts = AccountService(store, catalog, clock)
     usage = UsageService(store, catalog, clock)
+    payments = PaymentService(store, clock)
     return Container(
         **vars(base),
         aggregation=aggregation.AggregationService(store, catalog, clock, decode_stream, watermark,
@@ -247,7 +254,8 @@ def bootstrap(settings: Settings | None = None, *, client: Any = None, clock: Cl
         renderer=InvoiceRenderer(settings), watermark=watermark,
         privacy=PrivacyService(store, EventScanner(client, settings.events_table), catalog, clock, watermark),
         rebuild=RebuildService(store, EventScanner(client, settings.events_table), catalog, clock),
-        sync=sync, webhooks=WebhookService(store, clock, settings.integrations, plugin),
+        sync=sync, webhooks=WebhookService(store, clock, settings.integrations, plugin, payments),
+        payments=payments, dunning=DunningService(store, clock, settings.dunning_ladder),
         anomalies=AnomalyService(store, catalog, clock, alerts),
         hooks=hooks,
         hook_delivery=WebhookDelivery(store, clock, lambda: plugin(EVENT_SINK),

@@ -116,6 +116,22 @@ def _sync(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dunning(args: argparse.Namespace) -> int:
+    """One dunning tick (what the scheduled function does): against the running local stack, else
+    the configured tables (--aws). Prints the tick's summary."""
+    from meterbill.local import stack
+
+    state = stack.read_state()
+    if not os.environ.get("METERBILL_DYNAMODB_ENDPOINT") and state.get("dynamodb_endpoint") and not args.aws:
+        stack.prepare_environment(state["dynamodb_endpoint"])  # the running local stack
+    from meterbill.bootstrap import bootstrap
+    from meterbill.domain.instants import parse_instant
+
+    as_of = parse_instant(args.as_of, "as_of") if args.as_of else None
+    print(json.dumps(bootstrap().dunning.run(as_of), indent=2))
+    return 0
+
+
 def _redrive(args: argparse.Namespace) -> int:
     import boto3
 
@@ -240,6 +256,11 @@ def main(argv: list[str] | None = None) -> int:
     resync.add_argument("--invoice", metavar="ID", help="one invoice")
     resync.add_argument("--integration", help="only this integration (with --invoice)")
     resync.add_argument("--aws", action="store_true", help="use AWS (ignore the local stack)")
+    dunning = sub.add_parser("dunning", help="collections: overdue invoices and the dunning ladder")
+    dunning_sub = dunning.add_subparsers(dest="dunning_command", required=True)
+    tick = dunning_sub.add_parser("run", help="one dunning tick: mark overdue, send due ladder steps, flag collections")
+    tick.add_argument("--as-of", help="RFC 3339 instant (default now; never in the future)")
+    tick.add_argument("--aws", action="store_true", help="use AWS (ignore the local stack)")
     privacy = sub.add_parser("privacy", help="data privacy: the raw-event sweep of erasures and exports")
     privacy_sub = privacy.add_subparsers(dest="privacy_command", required=True)
     sweep = privacy_sub.add_parser("sweep", help="one Scan of the events table: pseudonymise the raw events of "
@@ -280,6 +301,8 @@ def main(argv: list[str] | None = None) -> int:
         return _privacy_sweep(args)
     if args.command == "sync":
         return _sync(args)
+    if args.command == "dunning":
+        return _dunning(args)
     if args.command == "run":
         from meterbill.local.runner import run
 

@@ -7,6 +7,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from meterbill.domain.dunning import COLLECTION_METHODS, parse_ladder
 from meterbill.integration.settings import enabled_integrations
 
 _HEX_COLOUR = re.compile(r"#?([0-9a-fA-F]{6}|[0-9a-fA-F]{3})", re.ASCII)
@@ -107,6 +108,10 @@ class Settings:
     portal_secret: str | None = None
     portal_secret_parameter: str | None = None
     portal_base_url: str = ""
+    # Collections (docs/integrations.md, "Payments, terms and dunning"): the collection method a
+    # customer without its own gets, and the dunning ladder (days after the due date).
+    collection_method: str = "send_invoice"
+    dunning_ladder: tuple[int, ...] = (1, 7, 14)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -142,4 +147,13 @@ class Settings:
             portal_secret=env.get("METERBILL_PORTAL_SECRET") or None,
             portal_secret_parameter=env.get("METERBILL_PORTAL_SECRET_PARAMETER") or None,
             portal_base_url=env.get("METERBILL_PORTAL_BASE_URL", "").strip().rstrip("/"),
+            collection_method=_collection_method(env.get("METERBILL_COLLECTION_METHOD")),
+            dunning_ladder=parse_ladder(env.get("METERBILL_DUNNING_LADDER") or "1,7,14", "METERBILL_DUNNING_LADDER"),
         )
+
+
+def _collection_method(value: str | None) -> str:
+    method = (value or "send_invoice").strip()
+    if method not in COLLECTION_METHODS:
+        raise ValueError(f"METERBILL_COLLECTION_METHOD must be one of {', '.join(COLLECTION_METHODS)}, not {method!r}")
+    return method

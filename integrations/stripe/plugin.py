@@ -332,6 +332,23 @@ class StripeIntegration:
         return _ref(_plain(self.client.v1.invoices.pay(stripe_id, params={"paid_out_of_band": True},
                                                        options={"idempotency_key": key})))
 
+    def notify(self, invoice: Mapping[str, Any], invoice_ref: ExternalRef, notice: Mapping[str, Any],
+               idempotency_key: str) -> ExternalRef | None:
+        """A dunning reminder is Stripe's own invoice e-mail (``invoices.send_invoice``), only where
+        Stripe collects by sending the invoice (``send_invoice``) and the Stripe invoice is still
+        open; ``charge_automatically`` invoices are chased by Stripe's own retries, and an overdue
+        notice has no Stripe counterpart (None: nothing to do here)."""
+        method, _ = mapping.collection(invoice, self._collection_default())
+        if notice.get("kind") != "reminder" or method != "send_invoice":
+            return None
+        current = self._own_invoice(invoice, invoice_ref.id)
+        if current.get("status") != "open":
+            return None
+        return self._send(invoice_ref.id, derive(idempotency_key, "send"))
+
+    def _send(self, stripe_id: str, key: str) -> ExternalRef:
+        return _ref(_plain(self.client.v1.invoices.send_invoice(stripe_id, options={"idempotency_key": key})))
+
     def classify(self, exc: BaseException) -> Classification:
         found = errors.classify(exc)
         if isinstance(found, Retryable):

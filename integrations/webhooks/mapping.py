@@ -10,8 +10,8 @@ from collections.abc import Mapping
 from typing import Any
 
 ACTION_EVENTS = {"push": "invoice.finalized", "void": "invoice.voided", "paid": "invoice.paid",
-                 "credit_note": "credit_note.created"}
-AT_FIELDS = {"push": "numbered_at", "void": "void_at", "paid": "paid_at"}   # when each transition happened
+                 "credit_note": "credit_note.created", "overdue": "invoice.overdue"}
+AT_FIELDS = {"push": "numbered_at", "void": "void_at", "paid": "paid_at", "overdue": "overdue_at"}   # when each transition happened
 INVOICE_FIELDS = ("id", "number", "status", "customer_id", "currency", "subtotal", "tax_total", "total",
                   "amount_due", "amount_paid", "issued_at", "due_at", "period", "paid_at", "void_at",
                   "payment_url")

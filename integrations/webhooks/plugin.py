@@ -69,11 +69,13 @@ class WebhooksIntegration:
 
     # -- the sink: each action is an event ---------------------------------------------------------
     def event(self, action: str, invoice: Mapping[str, Any], note: Mapping[str, Any] | None = None
-              ) -> tuple[str, str, str, dict[str, Any]]:
+              ) -> tuple[str, str, str, dict[str, Any]] | None:
         """(event type, subject, when, data) of a sink action on ``invoice`` (``note``: a credit
         note's). ``when`` is the transition's own time (numbered_at, paid_at, void_at, the note's
         created_at): the same event always has the same timestamp, whoever re-drives it."""
-        event_type = mapping.ACTION_EVENTS[action]
+        event_type = mapping.ACTION_EVENTS.get(action)
+        if event_type is None:   # an action no event type names (a partial payment, a reminder)
+            return None
         if action == "credit_note":
             if note is None:
                 raise ValueError("a credit_note event needs the credit note")
@@ -82,7 +84,10 @@ class WebhooksIntegration:
         return event_type, str(invoice["id"]), str(when), mapping.invoice_data(invoice)
 
     def _ref(self, action: str, invoice: Mapping[str, Any], note: Mapping[str, Any] | None = None) -> ExternalRef:
-        event_type, subject, _, _ = self.event(action, invoice, note)
+        described = self.event(action, invoice, note)
+        if described is None:
+            raise Permanent(f"no webhook event for {action!r}")
+        event_type, subject, _, _ = described
         return ExternalRef(event_id(event_type, subject), event_type)
 
     def validate_invoice(self, invoice: Mapping[str, Any]) -> list[Problem]:

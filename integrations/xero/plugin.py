@@ -22,6 +22,7 @@ Secrets Manager, wherever the settings came from — and ``on_token`` receives e
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import time
 from collections.abc import Callable, Mapping
@@ -44,6 +45,7 @@ from xero_python.accounting import (
     LineAmountTypes,
     LineItem,
     Payment,
+    Payments,
 )
 from xero_python.accounting import Account as XeroAccount
 from xero_python.api_client import ApiClient, Configuration
@@ -386,9 +388,14 @@ class XeroIntegration:
         model = Payment(invoice=Invoice(invoice_id=invoice_ref.id),
                         account=XeroAccount(code=self._settings.get("payment_account_code")),
                         date=day, amount=amount, reference=reference)
-        created = self._create("payment", lambda k: self.api.create_payment(
-            self.tenant, model, idempotency_key=k, _request_timeout=TIMEOUT), derive(idempotency_key, "payment"))
+        created = self._create("payment", functools.partial(self._put_payment, model), derive(idempotency_key, "payment"))
         return ExternalRef(created.payments[0].payment_id, reference)
+
+    def _put_payment(self, model: Payment, key: str) -> Any:
+        """``PUT /Payments`` (create, with an Idempotency-Key). ``summarizeErrors`` is left to Xero's
+        default: the SDK would send Python's "False", which the spec's boolean refuses (Prism)."""
+        return self.api.create_payments(self.tenant, Payments(payments=[model]), idempotency_key=key,
+                                        _request_timeout=TIMEOUT)
 
     @staticmethod
     def _payment_reference(payment: Mapping[str, Any]) -> str:

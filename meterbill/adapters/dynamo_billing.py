@@ -36,11 +36,14 @@ Item layout (pk / sk):
   ANOM#<customer> / <window start>#<meter>#<kind>   a usage anomaly (adapters/dynamo_anomalies.py)
   WHEP / EP#<id>, WHEP#<id> / SECRET | DLV#<at>#<msg id>   outbound webhook endpoints, their secrets
                               and deliveries (meterbill/adapters/dynamo_webhooks.py)
+  INV#<id>     / PAY#<payment id>   a payment on the invoice (dynamo_collect.py); the invoice item's
+                              gsi3: OPEN / <due_at> while unpaid, COLLECTIONS / <at> after dunning
 """
 
 from __future__ import annotations
 from meterbill.adapters.dynamo_anomalies import AnomalyItems
 from meterbill.adapters.dynamo_catalog import CatalogItems
+from meterbill.adapters.dynamo_collect import CollectItems
 from meterbill.adapters.dynamo_invoices import InvoiceItems
 from meterbill.adapters.dynamo_keys import KeyItems
 from meterbill.adapters.dynamo_privacy import PrivacyItems
@@ -51,5 +54,5 @@ from meterbill.adapters.dynamo_webhooks import WebhookItems
 
 
 class DynamoBillingStore(CatalogItems, UsageItems, InvoiceItems, KeyItems, PrivacyItems, RunItems, SyncItems,
-                         AnomalyItems, WebhookItems):
+                         AnomalyItems, WebhookItems, CollectItems):
     """The billing store port (``ports.BillingStore``), one aggregate per module over one table."""

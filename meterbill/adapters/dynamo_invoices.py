@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -28,6 +29,13 @@ def outbox_put(table: str, outbox_id: str, action: str, invoices: Sequence[str],
     item = {"pk": f"OUTBOX#{outbox_id}", "sk": "OUTBOX", "id": outbox_id, "action": action,
             "invoices": list(invoices), "at": at, "expires_at": expires, **extra}
     return {"Put": {"TableName": table, "Item": to_item(item)}}
+
+
+def _owed(invoice: Mapping[str, Any]) -> bool:
+    try:
+        return Decimal(str(invoice.get("amount_due", invoice.get("total", "0")))) > 0
+    except ArithmeticError:
+        return False
 
 
 class InvoiceItems(DynamoTable):
@@ -55,6 +63,8 @@ class InvoiceItems(DynamoTable):
         }
         queued = f"{invoice['created_at']}#{invoice['id']}"
         item = self._invoice_item(invoice, customer_id, f"~finalizing#{queued}")
+        if _owed(invoice):   # on the dunning work list until paid, void or uncollectible (dynamo_collect.py)
+            item.update(gsi3pk="OPEN", gsi3sk=invoice["due_at"])
         marker = {"pk": NUMBERING, "sk": queued, "invoice": invoice["id"]}
         try:
             self._c.transact_write_items(TransactItems=[
@@ -179,7 +189,8 @@ class InvoiceItems(DynamoTable):
         sets = ", ".join(["#st = :to", *(f"#c{i} = :c{i}" for i in range(len(changes)))])
         update = {
             "TableName": self._t, "Key": {"pk": {"S": f"INV#{invoice_id}"}, "sk": {"S": "INVOICE"}},
-            "UpdateExpression": f"SET {sets}",
+            # paid, void, uncollectible: off the dunning work list (dynamo_collect.py)
+            "UpdateExpression": f"SET {sets}" + ("" if status == "final" else " REMOVE gsi3pk, gsi3sk"),
             "ConditionExpression": f"attribute_exists(pk) AND #st IN ({', '.join(values)})",
             "ExpressionAttributeNames": names,
             "ExpressionAttributeValues": to_item({**values, ":to": status,

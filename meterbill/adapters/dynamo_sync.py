@@ -35,16 +35,7 @@ class SyncItems(DynamoTable):
 
     def invoice_syncs(self, invoice_id: str) -> list[dict[str, Any]]:
         """Every sync record of one invoice (all integrations, all actions)."""
-        out: list[dict[str, Any]] = []
-        kwargs: dict[str, Any] = {
-            "TableName": self._t, "KeyConditionExpression": "pk = :p AND begins_with(sk, :s)",
-            "ExpressionAttributeValues": {":p": {"S": f"INV#{invoice_id}"}, ":s": {"S": "SYNC#"}}}
-        while True:
-            resp = self._c.query(**kwargs)
-            out += [from_item(i) for i in resp.get("Items", [])]
-            if "LastEvaluatedKey" not in resp:
-                return out
-            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+        return self._query_prefix(f"INV#{invoice_id}", "SYNC#")
 
     def claim_sync(self, invoice_id: str, integration: str, action_key: str, doc: Mapping[str, Any],
                    token: str, now: str, lease_until: str) -> dict[str, Any] | None:

@@ -142,6 +142,12 @@ class DynamoTable:
                 return
             kwargs = {**kwargs, "ExclusiveStartKey": resp["LastEvaluatedKey"]}
 
+    def _query_prefix(self, pk: str, sk_prefix: str) -> list[dict[str, Any]]:
+        """Every item of partition ``pk`` whose sort key begins with ``sk_prefix``, all pages."""
+        return list(self._query_all({
+            "TableName": self._t, "KeyConditionExpression": "pk = :p AND begins_with(sk, :s)",
+            "ExpressionAttributeValues": {":p": {"S": pk}, ":s": {"S": sk_prefix}}}))
+
     def _transact(self, ops: list[dict[str, Any]]) -> None:
         try:
             self._c.transact_write_items(TransactItems=ops)

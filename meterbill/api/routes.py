@@ -402,7 +402,13 @@ def invoice_line_usage(invoice_id: str, index: str, limit: Annotated[int, Query(
 
 
 @router.get("/v1/invoices")
-def list_invoices(customer: Cursor = None, limit: Limit = 50, cursor: Cursor = None) -> dict[str, Any]:
+def list_invoices(customer: Cursor = None, limit: Limit = 50, cursor: Cursor = None,
+                  collections: Annotated[bool, Query(description="only invoices flagged for collections (the "
+                                                                 "dunning ladder ran out), by when")] = False
+                  ) -> dict[str, Any]:
+    if collections:   # with customer: that customer's, from each page of the collections list
+        items, nxt = container().billing_store.in_collections(limit, cursor)
+        return page([public_view(i) for i in items if not customer or i["customer_id"] == customer], nxt)
     items, nxt = container().billing_store.list_invoices(customer, limit, cursor)
     return page([public_view(i) for i in items], nxt)
 
@@ -533,3 +539,4 @@ from meterbill.api import routes_webhooks  # noqa: E402,F401
 from meterbill.api import routes_reports  # noqa: E402,F401
 from meterbill.api import routes_reconcile  # noqa: E402,F401
 from meterbill.api import routes_portal  # noqa: E402,F401
+from meterbill.api import routes_collect  # noqa: E402,F401

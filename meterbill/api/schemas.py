@@ -151,7 +151,11 @@ class CustomerIn(Strict):
     started_at: str | None = instant("when billing starts (RFC 3339), default now")
     billing_anchor: str | None = instant("where periods start (RFC 3339), default started_at")
     timezone: str = "UTC"
-    payment_terms_days: int = Field(default=30, ge=0, le=365)
+    payment_terms_days: int = Field(default=30, ge=0, le=365,
+                                    description="days after an invoice is committed until it is due (send_invoice)")
+    collection_method: Literal["charge_automatically", "send_invoice"] | None = Field(
+        default=None, description="how invoices are collected (copied onto each invoice at commit); "
+                                  "default from the deployment's METERBILL_COLLECTION_METHOD")
     address: AddressIn | None = None
     metadata: dict[str, str] | None = None
     tax_exempt: bool | None = None

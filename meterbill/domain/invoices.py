@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from meterbill.domain.adjustments import DiscountLine, Grant
 from meterbill.domain.charges import TierLine
+from meterbill.domain.dunning import balance_due
 from meterbill.domain.instants import iso
 from meterbill.domain.money import format_amount
 from meterbill.domain.periods import Period
@@ -73,30 +74,37 @@ def build_invoice(*, invoice_id: str, customer: Mapping[str, Any], plan_code: st
                   plan_version: int, period: Period, rated: Rated, created_at: str,
                   number: str | None = None, status: str | None = None,
                   taxes: Sequence[TaxLine] = (), tax_inclusive: bool = False,
-                  discounts: Sequence[DiscountLine] = (), credits: Sequence[tuple[Grant, Decimal]] = ()
-                  ) -> dict[str, Any]:
+                  discounts: Sequence[DiscountLine] = (), credits: Sequence[tuple[Grant, Decimal]] = (),
+                  collection_method: str = "send_invoice") -> dict[str, Any]:
     """``rated.lines``: every line before discounts (charges, late-usage adjustments, progressive
     netting); ``taxes`` computed on subtotal - discounts; ``credits`` drawn from the total.
     ``status``: ``draft`` or ``finalizing`` (committed, amounts fixed; the sequencer gives it its
-    gapless number and makes it ``final``); by default ``final`` when ``number`` is given."""
+    gapless number and makes it ``final``); by default ``final`` when ``number`` is given.
+    Collection terms are the customer's, copied now (``collection_method``: the customer's, else
+    the given default): an invoice the close commits (``finalizing``) is due ``payment_terms_days``
+    after the commit (``created_at``); a draft's due date is an estimate from the period's end."""
     if rated.plan is not None:  # the plan in effect at the period's end (the period may span changes)
         plan_code, plan_version = rated.plan.code, rated.plan.version or plan_version
     terms = int(customer.get("payment_terms_days", 30))
     issued = period.end
+    status = status or ("draft" if number is None else "final")
+    # committed by the close: due ``terms`` days after the commit; a draft's is an estimate
+    due_from = datetime.fromisoformat(created_at.replace("Z", "+00:00")) if status == "finalizing" else issued
     currency = rated.currency
     tax_total = sum((t.amount for t in taxes), Decimal(0))
     discount_total = sum((d.amount for d in discounts), Decimal(0))
     total = total_with(rated.subtotal - discount_total, taxes, tax_inclusive)
     credit_total = sum((a for _, a in credits), Decimal(0))
     return {
-        "id": invoice_id, "number": number, "status": status or ("draft" if number is None else "final"),
+        "id": invoice_id, "number": number, "status": status,
         "customer_id": customer["id"],
         "customer": {"id": customer["id"], "name": customer["name"], "email": customer.get("email"),
                      "address": dict(customer.get("address") or {}), "tax_id": customer.get("tax_id")},
         "plan": plan_code, "plan_version": plan_version, "currency": currency,
         "period": {"start": iso(period.start), "end": iso(period.end)},
-        "issued_at": iso(issued), "due_at": iso(issued + timedelta(days=terms)),
+        "issued_at": iso(issued), "due_at": iso(due_from + timedelta(days=terms)),
         "payment_terms_days": terms,
+        "collection_method": customer.get("collection_method") or collection_method,
         "lines": [_line(ln, currency, period) for ln in rated.lines],
         "subtotal": format_amount(rated.subtotal, currency),
         "discounts": [{"discount": d.discount.id, "description": d.discount.label(currency),
@@ -115,8 +123,16 @@ def build_invoice(*, invoice_id: str, customer: Mapping[str, Any], plan_code: st
 
 def public_view(doc: Mapping[str, Any]) -> dict[str, Any]:
     """Drop storage keys from a stored invoice item."""
-    view = {k: v for k, v in doc.items() if k not in ("pk", "sk", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk")}
+    view = {k: v for k, v in doc.items()
+             if k not in ("pk", "sk", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk", "gsi3pk", "gsi3sk")}
     view.setdefault("number", None)  # drafts have no number yet (storage omits nulls)
+    if view.get("status") in ("final", "paid", "uncollectible") and "amount_due" in view:
+        # one truth: the amount due (net of credit notes) less the payments recorded
+        paid = Decimal(str(view.get("amount_paid") or 0))
+        if view["status"] == "paid" and "amount_paid" not in view:   # marked paid by hand, no payment records
+            paid = Decimal(str(view["amount_due"]))
+        view["amount_paid"] = format_amount(paid, view["currency"])
+        view["balance_due"] = format_amount(balance_due(Decimal(str(view["amount_due"])), paid), view["currency"])
     return view
 
 

@@ -132,6 +132,9 @@ def run() -> None:
                     for i, w in enumerate(syncs)]
         if close_every > 0:
             threads.append(threading.Thread(target=_loop, args=(stop, close_every, close_tick, "close"), daemon=True))
+            # the dunning schedule (functions/dunning.py), on the close timer's period
+            threads.append(threading.Thread(target=_loop, args=(stop, close_every, stack.dunning_tick, "dunning"),
+                                            daemon=True))
         for t in threads:
             t.start()
         url = f"http://127.0.0.1:{port}"

@@ -402,3 +402,14 @@ def clear_state(written: dict[str, Any]) -> None:
             (STATE_DIR / "local.json").unlink()
     except (OSError, ValueError):
         pass
+
+
+def dunning_tick() -> None:
+    """One dunning tick, as the scheduled function runs it (functions/dunning.py): overdue,
+    ladder reminders, collections. Its notices reach the integrations through the outbox."""
+    from functions import dunning
+
+    summary = dunning.handler({}, LambdaContext("dunning"))
+    if summary["overdue"] or summary["reminders"]:
+        log.info("dunning: %d overdue, %d reminders, %d to collections", len(summary["overdue"]),
+                 len(summary["reminders"]), len(summary["collections"]))

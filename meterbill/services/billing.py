@@ -64,8 +64,9 @@ class RunSummary:
 class BillingService:
     def __init__(self, store: BillingStore, catalog: CatalogService, clock: Clock, credit_notes: CreditNoteService,
                  invoice_prefix: str = "INV-", grace_hours: float = 0, seller_country: str | None = None,
-                 watermark: UsageWatermark | None = None) -> None:
+                 watermark: UsageWatermark | None = None, collection_method: str = "send_invoice") -> None:
         self._watermark = watermark
+        self.collection_method = collection_method   # a customer without its own terms gets this
         self._late = LateUsage(store, catalog, clock, credit_notes, self.rate_period)
         self._seller_country = seller_country
         self._store = store
@@ -277,7 +278,7 @@ class BillingService:
                             customer=customer, plan_code=plan.code, plan_version=version,
                             period=period, rated=Rated(currency, tuple(lines), subtotal, subtotal, end_plan),
                             created_at=iso(self._clock()), taxes=taxes, tax_inclusive=plan.tax_inclusive,
-                            discounts=discounts, credits=drawn)
+                            discounts=discounts, credits=drawn, collection_method=self.collection_method)
         changes = [ItemChange("discount", cid, d.discount.id, d.after(currency, period.key),
                                {"applied": d.discount.applied})
                    for d in discounts]

@@ -12,6 +12,7 @@ from meterbill.domain.contracts import (change_at, check_overrides, check_overri
                                        with_change)
 from meterbill.domain.errors import InvalidField
 from meterbill.domain.events import EARLIEST_MS
+from meterbill.domain.dunning import COLLECTION_METHODS
 from meterbill.domain.ids import check_id
 from meterbill.domain.instants import from_ms, iso, parse_instant
 from meterbill.domain.meters import ADDITIVE, Meter, check_code, check_meter_input, meter_to_dict, parse_meter
@@ -25,7 +26,8 @@ from meterbill.services.errors import Conflict, NotFound
 
 CUSTOMER_FIELDS = ("name", "email", "plan", "started_at", "billing_anchor", "timezone",
                    "payment_terms_days", "address", "metadata", "invoice_grace_hours", "tax_exempt", "tax_id",
-                   "progressive_threshold", "price_overrides", "plan_effective_at", "backdate", "tags")
+                   "progressive_threshold", "price_overrides", "plan_effective_at", "backdate", "tags",
+                   "collection_method")
 ADDRESS_FIELDS = ("line1", "line2", "city", "state", "postal_code", "country")
 
 
@@ -218,6 +220,10 @@ class CatalogService:
         terms = raw.get("payment_terms_days", 30)
         if type(terms) is not int or not 0 <= terms <= 365:
             raise InvalidField("payment_terms_days", "must be a whole number of days from 0 to 365")
+        collection = raw.get("collection_method")
+        if collection is not None and collection not in COLLECTION_METHODS:
+            raise InvalidField("collection_method", f"must be one of {', '.join(COLLECTION_METHODS)} "
+                                                    "(or omitted: the deployment's default)")
         address = _address(raw.get("address"))
         exempt = raw.get("tax_exempt", False)
         if type(exempt) is not bool:
@@ -253,7 +259,7 @@ class CatalogService:
             "price_overrides": history[-1]["price_overrides"], "plan_history": history,
             "plan_effective_at": history[-1]["from"],
             "started_at": iso(started), "billing_anchor": iso(anchor), "timezone": tz,
-            "payment_terms_days": terms, "address": address, "metadata": metadata,
+            "payment_terms_days": terms, "collection_method": collection, "address": address, "metadata": metadata,
             "invoice_grace_hours": grace, "tax_exempt": exempt, "tax_id": tax_id,
             "progressive_threshold": threshold, "created_at": iso(now), "updated_at": iso(now), "version": 1,
             "closed_through": "", "next_close": iso(first.end), "tags": tags}

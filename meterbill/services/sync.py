@@ -24,11 +24,12 @@ import logging
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any, Protocol
 
 from meterbill.domain.instants import iso
 from meterbill.domain.webhooks import event_record
-from meterbill.integration.contract import ExternalRef, Permanent, PaymentSource, Retryable
+from meterbill.integration.contract import ExternalRef, Notifier, Permanent, PaymentSource, Retryable
 from meterbill.integration.keys import idempotency_key
 from meterbill.ports import Clock
 from meterbill.services.errors import Conflict, InvalidField, NotFound
@@ -38,8 +39,10 @@ log = logging.getLogger(__name__)
 LEASE_S = 900             # an attempt holds a record this long (the dispatch function's timeout is less)
 RETRY_S = 60              # default redelivery delay: Unknown, or a Retryable without Retry-After
 WAIT_FOR_PUSH_S = 120     # a void/payment/credit note whose invoice is not pushed yet
-ACTIONS = ("push", "void", "paid", "credit_note")
+ACTIONS = ("push", "void", "paid", "credit_note", "payment", "overdue", "reminder")
 EVENT_SINK = "webhooks"   # the integration that takes emitted events (outbox action "event")
+NOTICES = ("overdue", "reminder")   # delivered only by integrations that implement ``Notifier``
+EXTRAS = ("credit_note", "payment", "step")   # what an outbox record adds to its messages
 SHOWN = ("status", "external_id", "number", "url", "error", "attempts", "updated_at")
 
 
@@ -82,8 +85,7 @@ class SyncService:
             return 1
         if action not in ACTIONS:
             raise InvalidField("action", f"unknown outbox action {action!r}")
-        messages = [{"outbox": outbox["id"], "action": action, "invoice": inv,
-                     **({"credit_note": outbox["credit_note"]} if outbox.get("credit_note") else {})}
+        messages = [{"outbox": outbox["id"], "action": action, "invoice": inv, **_extras(outbox)}
                     for inv in outbox["invoices"]]
         for name in self._integrations:
             self._queues[name].send(messages)
@@ -113,8 +115,9 @@ class SyncService:
         now = self._clock()
         token = uuid.uuid4().hex
         record = {"invoice_id": invoice_id, "integration": integration, "action": action,
-                  "outbox": message.get("outbox"), **({"credit_note": message["credit_note"]}
-                                                      if message.get("credit_note") else {})}
+                  "outbox": message.get("outbox"), **_extras(message)}
+        if action in NOTICES and not isinstance(self._plugin(integration), Notifier):
+            return "skipped"   # this integration puts no notices in front of people (e.g. Xero)
         existing = self._store.get_sync(invoice_id, integration, action_key)
         if existing and existing["status"] in ("synced", "failed"):
             return "done"
@@ -160,7 +163,7 @@ class SyncService:
                 raise RetryLater(verdict.reason, verdict.after_s or RETRY_S) from exc
             finish("unknown", error=verdict.reason)
             raise RetryLater(verdict.reason, RETRY_S) from exc
-        finish("synced", external_id=ref.id, number=ref.number, url=ref.url, error=None)
+        finish("synced", external_id=ref.id or None, number=ref.number, url=ref.url, error=None)
         if action == "push" and ref.url and isinstance(plugin, PaymentSource):
             self._store.set_payment_url(invoice_id, ref.url)
         return "synced"
@@ -203,6 +206,15 @@ class SyncService:
             if note is None:
                 raise _Failed(f"credit note {message['credit_note']} does not exist")
             return plugin.push_credit_note(note, ref, key)  # type: ignore[no-any-return]
+        if action in NOTICES:
+            notice = _notice(invoice, action, message, iso(self._clock()))
+            found = plugin.notify(invoice, ref, notice, key)
+            return found if found is not None else ExternalRef("", None, None)
+        if action == "payment":
+            payment = self._store.get_payment(invoice["id"], message.get("payment"))
+            if payment is None:
+                raise _Failed(f"payment {message.get('payment')} does not exist")
+            return plugin.record_payment(invoice, payment, ref, key)  # type: ignore[no-any-return]
         payment = {"amount": invoice.get("amount_paid") or invoice.get("amount_due", invoice["total"]),
                    "date": invoice.get("paid_at"), "reference": invoice.get("paid_reference"),
                    "source": invoice.get("paid_source")}
@@ -249,7 +261,7 @@ class SyncService:
                     self._store.reopen_sync(invoice_id, name, action_key, now)
                 if action_key:
                     messages.append({"outbox": rec["outbox"], "action": rec["action"], "invoice": invoice_id,
-                                     **({"credit_note": rec["credit_note"]} if rec.get("credit_note") else {})})
+                                     **_extras(rec)})
             if messages:
                 self._queues[name].send(messages)
             sent[name] = len(messages)
@@ -267,6 +279,23 @@ class SyncService:
             if not cursor:
                 break
         return [self.redrive(inv) for inv in invoices]
+
+
+def _extras(source: Mapping[str, Any]) -> dict[str, Any]:
+    """The outbox record's extras for its messages (a stored number comes back as Decimal: int)."""
+    return {k: int(v) if isinstance(v, Decimal) else v for k in EXTRAS if (v := source.get(k)) is not None}
+
+
+def _notice(invoice: Mapping[str, Any], action: str, message: Mapping[str, Any], at: str) -> dict[str, Any]:
+    """What a ``Notifier`` gets: ``overdue`` or ladder ``reminder`` ``step`` (1-based)."""
+    owed = Decimal(str(invoice.get("amount_due", invoice.get("total", "0")))) - Decimal(str(invoice.get("amount_paid") or 0))
+    if action == "overdue":
+        return {"kind": "overdue", "at": at,
+                "message": f"Invoice {invoice.get('number')} is overdue since {str(invoice.get('due_at'))[:10]}."}
+    step = int(message.get("step", 0)) + 1
+    return {"kind": "reminder", "step": step, "at": at,
+            "message": f"Dunning reminder {step} for invoice {invoice.get('number')}: "
+                       f"due {str(invoice.get('due_at'))[:10]}, {owed} {invoice.get('currency')} still unpaid."}
 
 
 class _Failed(Exception):

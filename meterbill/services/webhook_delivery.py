@@ -75,7 +75,10 @@ class WebhookDelivery:
         if invoice is None or (action == "credit_note" and note is None):
             log.error("webhooks: %s of invoice %s: the invoice or credit note does not exist", action, message["invoice"])
             return None
-        event_type, subject, when, data = self._plugin().event(action, invoice, note)
+        described = self._plugin().event(action, invoice, note)
+        if described is None:   # a partial payment, a dunning reminder: no webhook event type
+            return None
+        event_type, subject, when, data = described
         return event_id(event_type, subject), event_type, when, data
 
     def _expand(self, message: Mapping[str, Any]) -> int:

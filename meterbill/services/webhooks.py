@@ -9,6 +9,8 @@ after, in whatever order. ``paid`` / ``void`` / ``uncollectible`` are meterbill'
 transaction, so the payment reaches the other integrations through ``record_payment``); the other
 statuses are kept as ``payment_status``. The event is recorded after it is applied: a crash between
 the two makes the vendor's retry apply it again, which the forward-only rule makes harmless.
+A collected ``paid`` becomes a payment record of the remaining balance (``PaymentService.settle``;
+its id derives from the vendor's invoice id, so a second delivery is the same payment).
 """
 
 from __future__ import annotations
@@ -34,7 +36,9 @@ TRANSITION = {"paid": ("final", "uncollectible"), "void": ("final", "uncollectib
 
 
 class WebhookService:
-    def __init__(self, store: Any, clock: Clock, integrations: tuple[str, ...], plugin: Callable[[str], Any]) -> None:
+    def __init__(self, store: Any, clock: Clock, integrations: tuple[str, ...], plugin: Callable[[str], Any],
+                 payments: Any = None) -> None:
+        self._payments = payments    # PaymentService: a collected invoice's balance becomes a payment record
         self._store = store
         self._clock = clock
         self._integrations = integrations
@@ -78,6 +82,12 @@ class WebhookService:
         if new == current:
             return "unchanged"
         at = iso(self._clock())
+        if new == "paid" and self._payments is not None:
+            # the balance Stripe collected becomes a payment record (one truth for the balance): the
+            # same transaction makes the invoice paid and queues the payment to the other integrations
+            if self._payments.settle(invoice["id"], integration, event.external_id or event.event_id,
+                                     event.occurred_at or at) is not None:
+                return new
         if new in TRANSITION:
             changes = {f"{new}_at": event.occurred_at or at, f"{new}_reference": event.external_id or event.event_id,
                        f"{new}_source": integration, "payment_status": new}

@@ -97,3 +97,11 @@ def test_prism_refuses_an_invalid_request(stripe_prism: Prism) -> None:
         sdk.v1.invoice_items.create(params={"currency": "usd", "amount": 100})   # no customer
     (_, _, status, header), = client.seen
     assert status == 422 and any("customer" in str(v.get("message")) for v in request_violations(header))
+
+
+def test_a_dunning_reminder_is_stripes_send_invoice(recorded: tuple[StripeIntegration, RecordingClient]) -> None:
+    """``notify`` (a reminder on a send_invoice invoice) → ``POST /v1/invoices/{id}/send`` with its key."""
+    sink, client = recorded
+    ref = sink._send("in_1NnmX4GPxmnHQRkJyyhHiHYa", "mb:stripe:in_x:reminder:reminder-h-1:v1/send")
+    assert ref.id == "in_1NnmX4GPxmnHQRkJyyhHiHYa"
+    assert paths(client) == [("POST", "v1/invoices/in_1NnmX4GPxmnHQRkJyyhHiHYa/send")]

@@ -64,14 +64,14 @@ def test_void_payment_credit_note_and_allocation(recorded: tuple[XeroIntegration
     from datetime import date
     from decimal import Decimal
 
-    sink.api.create_payment(sink.tenant, Payment(invoice=Invoice(invoice_id=current.invoice_id),
-                                                 account=Account(code="090"), date=date(2026, 11, 5),
-                                                 amount=Decimal("10.00"), reference="pi_123"),
-                            idempotency_key="mb:xero:pay_1:payment:v1/payment")
+    # what record_payment sends (offline and collected payments): PUT /Payments with an Idempotency-Key
+    sink._put_payment(Payment(invoice=Invoice(invoice_id=current.invoice_id), account=Account(code="090"),
+                              date=date(2026, 11, 5), amount=Decimal("10.00"), reference="WIRE-1"),
+                      "mb:xero:in_x:payment:payment-h-1:v1/payment")
     assert sink._credit_note(NOTE) is None
     cn = sink._create_credit_note(NOTE, current, "mb:xero:cn-1:credit-note:v1")
     sink._allocate(NOTE | {"credited_to_invoice": "2.20"}, cn, current.invoice_id, "mb:xero:cn-1:allocate:v1")
-    assert {("POST", "Payments"), ("PUT", "CreditNotes"), ("GET", "CreditNotes"),
+    assert {("PUT", "Payments"), ("PUT", "CreditNotes"), ("GET", "CreditNotes"),
             ("PUT", f"CreditNotes/{cn.credit_note_id}/Allocations")} <= set(paths(pool))
     assert isinstance(sink._ref(current), ExternalRef)
 

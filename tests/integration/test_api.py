@@ -560,7 +560,8 @@ def test_events_to_invoice_over_http(catalog: Api, drain: Any) -> None:
                                "address": ADDRESS, "tax_id": None}
     assert (inv["taxes"], inv["tax_total"], inv["tax_inclusive"]) == ([], "0.00", False)  # no rate for US
     assert inv["period"] == {"start": OCT, "end": NOV}
-    assert inv["issued_at"] == NOV and inv["due_at"] == "2026-11-16T00:00:00Z"
+    assert inv["issued_at"] == NOV and inv["due_at"] == "2026-11-20T12:00:00Z"   # net 15 from the commit (clock)
+    assert (inv["collection_method"], inv["amount_paid"], inv["balance_due"]) == ("send_invoice", "0.00", inv["amount_due"])
     assert inv["payment_terms_days"] == 15
     assert inv["currency"] == "USD"
     base, tokens, calls = inv["lines"]

@@ -41,7 +41,7 @@ def test_events_to_invoice_with_exact_amounts(container: Any, catalog: Any, drai
     # 1500 tokens: 1000 x 0.01 + 500 x 0.005 = 12.50; 5 calls x 0.001 = 0.005 -> 0.01 (half-up)
     assert [ln["amount"] for ln in inv["lines"]] == ["49.00", "12.50", "0.01"]
     assert (inv["subtotal"], inv["total"], inv["number"], inv["status"]) == ("61.51", "61.51", "T-000001", "final")
-    assert inv["due_at"] == "2026-11-16T00:00:00Z"
+    assert inv["due_at"] == "2026-11-20T12:00:00Z"   # net 15 from the commit (the clock: 11-05 12:00)
     tiers = inv["lines"][1]["tiers"]
     assert [(t["units"], t["amount"]) for t in tiers] == [("1000", "10.00"), ("500", "2.500")]
 

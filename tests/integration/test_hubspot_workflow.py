@@ -223,7 +223,7 @@ def test_registered_through_its_entry_point_as_a_notifier() -> None:
     plugin = registry.get("hubspot")
     assert plugin.factory is HubSpotIntegration and plugin.notifier and not plugin.payment_source
     assert isinstance(registry.build("hubspot", settings()), Notifier)
-    assert registry.get("stripe").notifier is False               # Stripe is still a plain sink
+    assert registry.get("stripe").notifier is True      # Stripe: its own reminder e-mail (send_invoice)
 
 
 def test_config_problems_name_each_setting() -> None:

@@ -190,3 +190,30 @@ def test_the_api_may_do_what_its_routes_do(container: Any, drain: Any, clock: An
     missing = recorder.calls - granted("ApiFunction")
     assert not missing, f"ApiFunction lacks {sorted(missing)}"
     assert "BatchWriteItem" not in {action for action, _ in recorder.calls}
+
+
+def test_the_dunning_function_and_the_api_may_do_what_collections_do(container: Any, drain: Any, clock: Any,
+                                                                     recorder: Recorder) -> None:
+    from datetime import timedelta
+
+    from functions.dunning import process
+
+    standard_catalog(container)
+    container.ingest.ingest(body(ev(1, tokens=500)), None)
+    drain()
+    [inv_id] = container.billing.run(datetime.fromisoformat("2026-11-01T00:00:00+00:00")).invoices
+    with recorder.recording():   # a payment (API), then ticks: overdue, a step, collections
+        container.payments.record(inv_id, {"amount": "1.00", "reference": "WIRE-1"})
+        container.payments.list(inv_id)
+    api_calls = set(recorder.calls)
+    recorder.calls.clear()
+    due = datetime.fromisoformat(container.billing_store.get_invoice(inv_id)["due_at"].replace("Z", "+00:00"))
+    with recorder.recording():
+        for days in (1, 20):
+            clock.now = due + timedelta(days=days)
+            process({"scheduled_time": clock.now.isoformat()}, container.dunning)
+    assert container.billing_store.get_invoice(inv_id)["collections_at"]
+    missing = recorder.calls - granted("DunningFunction")
+    assert not missing, f"DunningFunction lacks {sorted(missing)}"
+    missing = api_calls - granted("ApiFunction")
+    assert not missing, f"ApiFunction lacks {sorted(missing)}"

@@ -109,6 +109,9 @@ RULES_THE_SCHEMA_CANNOT_STATE: list[tuple[str, str, str]] = [
     ("GET /v1/webhook-endpoints|GET /v1/webhook-endpoints/{endpoint_id}/deliveries", "cursor",
      "invalid_cursor|invalid_field"),
     ("GET /v1/reconciliations/{reconciliation_id}", "cursor", "invalid_cursor"),  # opaque: only next_cursor values
+    # what is stored: a payment is at most the invoice's balance and in its currency's decimals; a payment
+    # names its reference unless the request carries an Idempotency-Key (between a header and the body)
+    ("POST /v1/invoices/{invoice_id}/payments", "amount|reference|date", "invalid_field"),
 ]
 
 

@@ -210,8 +210,9 @@ def test_a_payment_is_applied_once(xero: FakeXero, xsink: XeroIntegration) -> No
     xsink.record_payment(doc | {"status": "paid"}, payment, ref, key)
     inv = only_invoice(xero)
     assert inv["Status"] == "PAID" and len(inv["Payments"]) == 1
-    made = xero.calls("POST", r"/api.xro/2.0/Payments")
-    assert len(made) == 1 and made[0].body["Account"]["Code"] == "090" and made[0].body["Reference"] == "pi_123"
+    made = xero.calls("PUT", r"/api.xro/2.0/Payments")                       # PUT: create, Idempotency-Key
+    [sent] = [p for m in made for p in m.body["Payments"]]
+    assert len(made) == 1 and sent["Account"]["Code"] == "090" and sent["Reference"] == "pi_123"
 
 
 def test_a_partial_payment_leaves_a_balance(xero: FakeXero, xsink: XeroIntegration) -> None:

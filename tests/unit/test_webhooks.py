@@ -165,3 +165,20 @@ def test_no_answer_is_retryable() -> None:
     with pytest.raises(urllib3.exceptions.HTTPError) as err:
         p.deliver("https://h.example/x", [new_secret()], "msg_1", AT, "{}")
     assert isinstance(p.classify(err.value), Retryable)
+
+
+def test_alerts_go_through_the_outbound_webhooks_when_they_are_enabled() -> None:
+    """Anomaly and budget alerts (bootstrap.alert_sink): the webhooks' emit when the `webhooks`
+    integration runs, else the configured URL, else nothing; their event types are subscribable."""
+    from meterbill.adapters.webhook_alerts import WebhookAlertSink
+    from meterbill.bootstrap import alert_sink
+    from meterbill.config import Settings
+
+    hooks = object()
+    assert alert_sink(Settings.from_env({"METERBILL_INTEGRATIONS": "webhooks",
+                                         "METERBILL_ALERT_WEBHOOK_URL": "https://alerts.example/x"}), hooks) is hooks
+    assert isinstance(alert_sink(Settings.from_env({"METERBILL_ALERT_WEBHOOK_URL": "https://alerts.example/x"}), hooks),
+                      WebhookAlertSink)
+    assert alert_sink(Settings.from_env({}), hooks) is None
+    from meterbill.services.anomalies import EVENT_TYPE
+    assert check_event_types([EVENT_TYPE, "budget.threshold_crossed"]) == ["anomaly.detected", "budget.threshold_crossed"]

@@ -228,6 +228,10 @@ class FakeStripe(stripe.HTTPClient):
                 self._require(inv["status"] in ("open", "uncollectible"), f"Invoice is {inv['status']}")
                 inv.update(status="paid", amount_paid=inv["amount_remaining"], amount_remaining=0,
                            paid_out_of_band=p.get("paid_out_of_band") == "true")
+            elif action == "send":                    # the invoice e-mail (a reminder once it is open)
+                self._require(inv["status"] == "open" and inv["collection_method"] == "send_invoice",
+                              "only open send_invoice invoices can be sent")
+                inv["sent"] = inv.get("sent", 0) + 1
             return self._ok(self._invoice_view(inv))
         if res == "invoiceitems":
             if method == "POST":

@@ -98,7 +98,8 @@ class FakeXero(FakeHTTP):
             return 200, {"Allocations": [self._allocate(self._get(self.credit_notes, seg[1]), a)
                                          for a in req.body["Allocations"]]}, {}
         if res == "Payments" and m in ("PUT", "POST"):         # create_payments (PUT), create_payment (POST)
-            return 200, {"Payments": [self._pay(req.body)]}, {}
+            bodies = req.body["Payments"] if "Payments" in req.body else [req.body]
+            return 200, {"Payments": [self._pay(b) for b in bodies]}, {}
         raise Answer(404, {"Title": "Not Found", "Status": 404})
 
     # -- behaviour -----------------------------------------------------------------------------------------
