@@ -23,6 +23,10 @@ def build_app(resolver_cls: type[R], provider: Callable[[], Container]) -> R:
     app = resolver_cls(enable_validation=True)
 
     def inject(app: Any, next_middleware: Callable[..., Response]) -> Response:
+        # The shared router reads its context from the app that included it last (Powertools'
+        # include_router): point it at the app serving this request, so that two apps in one
+        # process (tests, the conformance suite) never serve a request with the other's context.
+        router.api_resolver = app
         app.append_context(container=provider())
         return next_middleware(app)
 
