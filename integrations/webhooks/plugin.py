@@ -73,6 +73,9 @@ class WebhooksIntegration:
         """(event type, subject, when, data) of a sink action on ``invoice`` (``note``: a credit
         note's). ``when`` is the transition's own time (numbered_at, paid_at, void_at, the note's
         created_at): the same event always has the same timestamp, whoever re-drives it."""
+        if action == "payment" and invoice.get("status") == "paid":
+            action = "paid"   # the payment that settled it (offline, or Stripe's collection): invoice.paid,
+            #                   the same event id whichever message carries it
         event_type = mapping.ACTION_EVENTS.get(action)
         if event_type is None:   # an action no event type names (a partial payment, a reminder)
             return None

@@ -536,6 +536,7 @@ def erase_customer(customer_id: str, body: Annotated[EraseIn, Body()]) -> dict[s
 
 from meterbill.api import routes_anomalies  # noqa: E402,F401
 from meterbill.api import routes_webhooks  # noqa: E402,F401
+from meterbill.api import routes_stripe_webhook  # noqa: E402,F401
 from meterbill.api import routes_reports  # noqa: E402,F401
 from meterbill.api import routes_reconcile  # noqa: E402,F401
 from meterbill.api import routes_portal  # noqa: E402,F401

@@ -131,6 +131,19 @@ def test_the_plugin_follows_the_contract() -> None:
     assert p.find_invoice(inv, ref) is None and p.validate_invoice(inv) == []
 
 
+def test_the_payment_that_settles_an_invoice_is_its_invoice_paid_event() -> None:
+    """A payment record (offline, or Stripe's collection) that settled the invoice is `invoice.paid`,
+    with the same event id as a `paid` transition (receivers see one event); a partial payment, a
+    dunning reminder or an overdue notice before `overdue_at` exists are no event of their own."""
+    p = plugin(Pool())
+    inv = {"id": "in_1", "status": "paid", "paid_at": "2026-11-09T00:00:00Z", "total": "1.00"}
+    assert p.event("payment", inv)[:3] == p.event("paid", inv)[:3] == ("invoice.paid", "in_1", "2026-11-09T00:00:00Z")
+    assert p.event("payment", {**inv, "status": "final"}) is None
+    assert p.event("reminder", {**inv, "status": "final"}) is None
+    overdue = p.event("overdue", {**inv, "status": "final", "overdue_at": "2026-11-20T00:00:00Z"})
+    assert overdue is not None and overdue[0] == "invoice.overdue" and overdue[2] == "2026-11-20T00:00:00Z"
+
+
 def test_a_delivery_is_signed_with_every_active_secret() -> None:
     pool = Pool()
     old, new = new_secret(lambda n: b"\x01" * n), new_secret(lambda n: b"\x02" * n)
