@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -77,6 +77,8 @@ def _usage_figure(points: list[Point], title: str, unit: str) -> Any:
     line.set_gid(SERIES_GID)
     ax.fill_between(xs, ys, alpha=0.12, color=COLOURS[0])
     ax.set_ylim(bottom=min(0.0, min(ys)))
+    if xs[0] == xs[-1]:   # one instant: a day around it, not matplotlib's default of years
+        ax.set_xlim(xs[0] - timedelta(hours=12), xs[0] + timedelta(hours=12))
     locator = mdates.AutoDateLocator(tz=tz)
     ax.xaxis.set_major_locator(locator)
     ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator, tz=tz))

@@ -85,3 +85,12 @@ def test_the_api_function_cold_path_loads_no_matplotlib() -> None:
                          env={"AWS_DEFAULT_REGION": "eu-west-1", "AWS_ACCESS_KEY_ID": "testing",
                               "AWS_SECRET_ACCESS_KEY": "testing", "PATH": "/usr/bin:/bin"})
     assert out.stdout.strip() == "[]"
+
+
+def test_a_single_point_is_drawn_on_a_day_not_across_years() -> None:
+    """One bucket (the first hours of a period): the axis spans the day around it; matplotlib's own
+    default for a single date is several years (a dot lost in 2025–2029 on the portal)."""
+    svg = usage_chart_svg([(datetime(2026, 12, 1, 6, tzinfo=BERLIN), Decimal("2345"))], "tokens", "tokens")
+    texts = "".join(ET.fromstring(svg).itertext())
+    assert "2025" not in texts and "2029" not in texts
+    assert any(f"{h:02d}:00" in texts for h in range(24)), texts
