@@ -211,10 +211,10 @@ def test_a_customer_id_outside_the_grammar_is_400_on_put_and_nothing_is_created(
 
 VALID = {"code": "tokens", "customer_id": "acme", "event_id": "e1", "invoice_id": "in_x", "note_id": "cn_x",
          "discount_id": "d1", "grant_id": "g1", "index": "0", "action": "void", "key_id": "key_0123456789abcdef", "run_id": "run_x",
-         "reconciliation_id": "rc_x"}
+         "reconciliation_id": "rc_x", "endpoint_id": "ep1"}
 BAD = {"code": "a%2Fb", "customer_id": "a%23b", "event_id": "%2E%2E", "invoice_id": "in%3Fx", "note_id": "%F0%9F%98%80",
        "discount_id": "d%20", "grant_id": "g%25", "index": "%C2%B2", "action": "refund", "key_id": "key_XYZ", "run_id": "run%23x",
-       "reconciliation_id": "rc%23x"}
+       "reconciliation_id": "rc%23x", "endpoint_id": "ep%23x"}
 
 
 def test_every_path_parameter_of_every_route_is_checked_by_its_grammar(local: Api) -> None:
@@ -224,6 +224,8 @@ def test_every_path_parameter_of_every_route_is_checked_by_its_grammar(local: Ap
 
     seen = set()
     for rule, methods, *_ in router._routes:
+        if rule.startswith("/portal/"):   # a bad link gets the portal's plain 403/410 page (tests/integration/test_portal.py)
+            continue
         for method in [methods] if isinstance(methods, str) else methods:
             for name in re.findall(r"<(\w+)>", rule):
                 assert name in PATH_PARAMETERS, (rule, name)
@@ -232,7 +234,7 @@ def test_every_path_parameter_of_every_route_is_checked_by_its_grammar(local: Ap
                 err = error(resp, 400)
                 assert err["field"] == name, (method, rule, err)
                 seen.add(name)
-    assert seen == set(PATH_PARAMETERS)
+    assert seen == set(PATH_PARAMETERS) - {"token"}
 
 
 @pytest.mark.parametrize("customer", ["café bar", "o'brien (eu) $&", "顧客:42", "a+b=c"])

@@ -96,7 +96,7 @@ def test_html_invoice(api: Api, invoice: dict[str, Any]) -> None:
     html = resp.text
     assert "<script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     for expected in ["Example Cloud GmbH", "Hauptstr. 1", 'src="data:image/png;base64,', "T-000001",
-                     "billing@acme.example", "1 Main St", "Net 14", "1 Nov 2026", "15 Nov 2026",
+                     "billing@acme.example", "1 Main St", "Net 14", "1 Nov 2026", "19 Nov 2026",
                      "1 Oct 2026 – 31 Oct 2026", "Pro base fee", "LLM tokens", "1,500 tokens", "see tiers",
                      "Tier 1 (0 – 1,000): 1,000 × 0.01", "Tier 2 (above 1,000): 500 × 0.005", "2.50<", "12.50",
                      "5 calls", "0.001", "0.01", "49.00", "61.51", "USD 61.51", "IBAN DE89 3704 0044 0532 0130 00",
@@ -114,7 +114,7 @@ def test_pdf_invoice(api: Api, invoice: dict[str, Any]) -> None:
     reader = PdfReader(io.BytesIO(resp.content))
     assert len(reader.pages) == 1 and len(reader.pages[0].images) == 1   # the logo
     text = re.sub(r"\s+", " ", reader.pages[0].extract_text())
-    for expected in ["INVOICE", "T-000001", "FINAL", "Example Cloud GmbH", EVIL, "Net 14", "15 Nov 2026",
+    for expected in ["INVOICE", "T-000001", "FINAL", "Example Cloud GmbH", EVIL, "Net 14", "19 Nov 2026",
                      "LLM tokens", "1,500 tokens", "Tier 2 (above 1,000): 500 × 0.005", "2.50", "12.50",
                      "Subtotal", "61.51", "USD 61.51", "IBAN DE89", "Page 1 of 1"]:
         assert expected in text, expected
@@ -207,12 +207,12 @@ def test_discount_and_prepaid_credit_are_shown_and_the_amount_due_is_asked_for(a
     for expected in ['<tr class="discount"><td>Loyalty (10%)</td><td class="num">-6.15</td>',
                      '<td>Total</td><td class="num">USD 55.36</td>',
                      '<tr class="credit"><td>Credit applied: launch promo</td><td class="num">-20.00</td>',
-                     '<td>Amount due</td><td class="num">USD 35.36</td>', "Please pay USD 35.36 by 15 Nov 2026"]:
+                     '<td>Amount due</td><td class="num">USD 35.36</td>', "Please pay USD 35.36 by 19 Nov 2026"]:
         assert expected in html, expected
     assert "Pay by card" not in html  # no payment link stored
     text = pdf_of(api, f"/v1/invoices/{doc['id']}.pdf")
     for expected in ["Subtotal 61.51", "Loyalty (10%) -6.15", "Total USD 55.36", "Credit applied: launch promo -20.00",
-                     "Amount due USD 35.36", "Please pay USD 35.36 by 15 Nov 2026"]:
+                     "Amount due USD 35.36", "Please pay USD 35.36 by 19 Nov 2026"]:
         assert expected in text, expected
     assert "Pay by card" not in text
 
