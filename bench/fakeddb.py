@@ -34,7 +34,8 @@ class CannedDynamo:
     """Answers what the ingest and aggregation paths ask DynamoDB.
 
     * BatchGetItem on the events table (duplicate pre-check): nothing stored yet.
-    * BatchGetItem of ``CUS#`` profiles: the profiles given (so no event is "pending").
+    * BatchGetItem of ``CUS#`` profiles: the profiles given (so no event is "pending"); of their
+      budgets (the running bill, services/budgets.py): none.
     * BatchGetItem of ``U#`` buckets: none, or (``keep_buckets``) the ones put earlier.
     * BatchWriteItem: everything processed. PutItem / UpdateItem: ``{}`` (so every conditional
       event write succeeds: nothing stored yet).
@@ -138,8 +139,8 @@ class CannedDynamo:
             found = responses.setdefault(table, [])
             for key in spec["Keys"]:
                 pk = key["pk"]["S"] if "pk" in key else ""
-                if pk.startswith("CUS#"):
-                    item = self._profiles.get(pk[4:])
+                if pk.startswith("CUS#") and key.get("sk", {}).get("S") == "PROFILE":
+                    item = self._profiles.get(pk[4:])   # a customer's other items (its budget): none
                 elif pk.startswith("U#") and self._keep:
                     with self._lock:
                         item = self._buckets.get((pk, key["sk"]["S"]))
